@@ -1,0 +1,310 @@
+//! The bounded message queue of a connection.
+//!
+//! A FIFO that can also give up an entry from the middle: the lowest-priority one (for priority
+//! dropping), the oldest non-critical one, or the one holding a conflation key. Removal leaves a
+//! tombstone so that sequence numbers keep their order; tombstones are compacted away when they
+//! outnumber live entries, so memory stays proportional to what is held.
+//!
+//! The priority index and the key map exist only when the connection's policy needs them, so the
+//! lossless default path is a plain `VecDeque` push and pop.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use super::priority::is_critical;
+
+/// One buffered message and what the engine knows of it.
+#[derive(Debug)]
+pub struct Entry<T> {
+    /// The message itself; opaque to the engine.
+    pub item: T,
+    /// Priority in [0, 1].
+    pub priority: f64,
+    /// When the engine accepted it (ms); latency is measured from here.
+    pub accepted_at: f64,
+    /// Conflation key, when conflation is on and the message had one.
+    pub key: Option<Box<str>>,
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    seq: u64,
+    entry: Option<Entry<T>>,
+}
+
+/// Handle of a buffered entry, valid until that entry leaves the buffer.
+pub type Seq = u64;
+
+/// Bounded-by-the-caller FIFO with optional priority index and conflation keys.
+///
+/// The buffer itself does not enforce a capacity: the connection decides what to accept, drop or
+/// refuse, and the buffer provides the operations that decision needs in `O(log n)`.
+#[derive(Debug)]
+pub struct Buffer<T> {
+    slots: VecDeque<Slot<T>>,
+    live: usize,
+    next_seq: u64,
+    /// Non-critical entries ordered by (priority bits, seq): `first()` is the lowest priority,
+    /// oldest among equals. Priorities are in [0, 1], where `f64::to_bits` preserves order.
+    index: Option<BTreeSet<(u64, u64)>>,
+    keys: Option<HashMap<Box<str>, Seq>>,
+}
+
+impl<T> Buffer<T> {
+    /// A buffer; `priority_index` enables [`Buffer::lowest`], `keyed` enables conflation lookups.
+    pub fn new(priority_index: bool, keyed: bool) -> Self {
+        Buffer {
+            slots: VecDeque::new(),
+            live: 0,
+            next_seq: 0,
+            index: priority_index.then(BTreeSet::new),
+            keys: keyed.then(HashMap::new),
+        }
+    }
+
+    /// Messages held.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether nothing is held.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Appends an entry and returns its handle.
+    pub fn push(&mut self, entry: Entry<T>) -> Seq {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(ix) = &mut self.index {
+            if !is_critical(entry.priority) {
+                ix.insert((entry.priority.to_bits(), seq));
+            }
+        }
+        if let (Some(keys), Some(k)) = (&mut self.keys, &entry.key) {
+            keys.insert(k.clone(), seq);
+        }
+        self.slots.push_back(Slot {
+            seq,
+            entry: Some(entry),
+        });
+        self.live += 1;
+        seq
+    }
+
+    /// Removes and returns the oldest entry.
+    pub fn pop_front(&mut self) -> Option<Entry<T>> {
+        while let Some(slot) = self.slots.pop_front() {
+            if let Some(e) = slot.entry {
+                self.live -= 1;
+                self.unindex(slot.seq, &e);
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// Acceptance time of the oldest entry: batches are timed from it.
+    pub fn front_accepted_at(&self) -> Option<f64> {
+        self.slots
+            .iter()
+            .find_map(|s| s.entry.as_ref().map(|e| e.accepted_at))
+    }
+
+    /// The lowest-priority non-critical entry (oldest among equals), as (priority, handle).
+    /// `None` without a priority index or when only critical entries are held.
+    pub fn lowest(&self) -> Option<(f64, Seq)> {
+        self.index
+            .as_ref()?
+            .first()
+            .map(|&(bits, seq)| (f64::from_bits(bits), seq))
+    }
+
+    /// The oldest non-critical entry.
+    pub fn oldest_non_critical(&self) -> Option<(f64, Seq)> {
+        self.slots.iter().find_map(|s| match &s.entry {
+            Some(e) if !is_critical(e.priority) => Some((e.priority, s.seq)),
+            _ => None,
+        })
+    }
+
+    /// The handle of the entry holding conflation key `key`.
+    pub fn find_key(&self, key: &str) -> Option<Seq> {
+        self.keys.as_ref()?.get(key).copied()
+    }
+
+    fn position(&self, seq: Seq) -> Option<usize> {
+        self.slots.binary_search_by_key(&seq, |s| s.seq).ok()
+    }
+
+    fn unindex(&mut self, seq: Seq, e: &Entry<T>) {
+        if let Some(ix) = &mut self.index {
+            if !is_critical(e.priority) {
+                ix.remove(&(e.priority.to_bits(), seq));
+            }
+        }
+        if let (Some(keys), Some(k)) = (&mut self.keys, &e.key) {
+            if keys.get(k) == Some(&seq) {
+                keys.remove(k);
+            }
+        }
+    }
+
+    /// Removes the entry with handle `seq` from wherever it is.
+    pub fn remove(&mut self, seq: Seq) -> Option<Entry<T>> {
+        let pos = self.position(seq)?;
+        let e = self.slots[pos].entry.take()?;
+        self.live -= 1;
+        self.unindex(seq, &e);
+        // Tombstones at the ends can go at once; inner ones wait for compaction.
+        while matches!(self.slots.back(), Some(s) if s.entry.is_none()) {
+            self.slots.pop_back();
+        }
+        while matches!(self.slots.front(), Some(s) if s.entry.is_none()) {
+            self.slots.pop_front();
+        }
+        if self.slots.len() > 2 * self.live + 32 {
+            self.slots.retain(|s| s.entry.is_some());
+        }
+        Some(e)
+    }
+
+    /// Puts a new message in place of the entry `seq` (conflation: latest value wins, keeping the
+    /// older entry's place in line). Returns the replaced entry, or gives `new` back if `seq`
+    /// is not held.
+    pub fn replace(&mut self, seq: Seq, new: Entry<T>) -> Result<Entry<T>, Entry<T>> {
+        let Some(pos) = self.position(seq) else {
+            return Err(new);
+        };
+        let Some(old) = self.slots[pos].entry.take() else {
+            return Err(new);
+        };
+        self.unindex(seq, &old);
+        if let Some(ix) = &mut self.index {
+            if !is_critical(new.priority) {
+                ix.insert((new.priority.to_bits(), seq));
+            }
+        }
+        if let (Some(keys), Some(k)) = (&mut self.keys, &new.key) {
+            keys.insert(k.clone(), seq);
+        }
+        self.slots[pos].entry = Some(new);
+        Ok(old)
+    }
+
+    /// Removes everything, oldest first.
+    pub fn drain_all(&mut self) -> Vec<Entry<T>> {
+        let mut out = Vec::with_capacity(self.live);
+        while let Some(e) = self.pop_front() {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Slots allocated, live or tombstone: what memory the buffer really holds.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(item: u32, p: f64) -> Entry<u32> {
+        Entry {
+            item,
+            priority: p,
+            accepted_at: item as f64,
+            key: None,
+        }
+    }
+
+    #[test]
+    fn fifo_order() {
+        let mut b = Buffer::new(false, false);
+        for i in 0..5 {
+            b.push(e(i, 0.5));
+        }
+        assert_eq!(b.front_accepted_at(), Some(0.0));
+        let got: Vec<u32> = std::iter::from_fn(|| b.pop_front().map(|x| x.item)).collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn lowest_is_lowest_priority_then_oldest_and_skips_critical() {
+        let mut b = Buffer::new(true, false);
+        b.push(e(0, 1.0));
+        let s1 = b.push(e(1, 0.25));
+        b.push(e(2, 0.25));
+        b.push(e(3, 0.75));
+        assert_eq!(b.lowest(), Some((0.25, s1)));
+        b.remove(s1);
+        assert_eq!(b.lowest().map(|x| x.0), Some(0.25));
+        let all: Vec<u32> = b.drain_all().into_iter().map(|x| x.item).collect();
+        assert_eq!(all, vec![0, 2, 3]);
+        let mut c = Buffer::new(true, false);
+        c.push(e(9, 1.0));
+        assert_eq!(c.lowest(), None);
+        assert_eq!(c.oldest_non_critical(), None);
+    }
+
+    #[test]
+    fn conflation_replaces_in_place() {
+        let mut b = Buffer::new(false, true);
+        let k = |s: &str| Some(Box::<str>::from(s));
+        b.push(Entry {
+            item: 1,
+            priority: 0.5,
+            accepted_at: 0.0,
+            key: k("a"),
+        });
+        b.push(Entry {
+            item: 2,
+            priority: 0.5,
+            accepted_at: 0.0,
+            key: k("b"),
+        });
+        let seq = b.find_key("a").unwrap();
+        let old = b
+            .replace(
+                seq,
+                Entry {
+                    item: 3,
+                    priority: 0.5,
+                    accepted_at: 1.0,
+                    key: k("a"),
+                },
+            )
+            .ok()
+            .unwrap();
+        assert_eq!(old.item, 1);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.pop_front().unwrap().item, 3);
+        assert_eq!(b.find_key("a"), None);
+        assert!(b.find_key("b").is_some());
+    }
+
+    #[test]
+    fn tombstones_are_compacted() {
+        let mut b = Buffer::new(true, false);
+        b.push(e(0, 1.0)); // a critical head that never leaves
+        for i in 1..10_000 {
+            let s = b.push(e(i, 0.1));
+            b.push(e(i, 0.2));
+            b.remove(s);
+            if b.len() > 50 {
+                let (_, low) = b.lowest().unwrap();
+                b.remove(low);
+            }
+            assert!(
+                b.slot_count() <= 2 * b.len() + 33,
+                "slots {} live {}",
+                b.slot_count(),
+                b.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,922 @@
+//! One connection's flow control: the bounded buffer, batching, backpressure, dropping,
+//! consumption with retries and a circuit breaker, and the accounting that ties them together.
+//!
+//! The invariant every operation keeps: `messages_in == messages_out + dropped + held`, where
+//! `held` counts buffered messages plus a batch being consumed.
+//!
+//! # Capacity and backpressure
+//!
+//! - `bufferSize` is a hard bound: never more than that many messages are held.
+//! - Backpressure starts when utilisation reaches `backpressureThreshold` (or the drop level, if
+//!   lower) and ends when it falls below three quarters of that level, so a buffer hovering at
+//!   the threshold does not flap. Each start counts one backpressure event.
+//! - Under [`DropRule::Block`] (the default) nothing is dropped: a write that finds the buffer
+//!   full is refused with [`Push::Pending`] and the caller retries it after the reader drains.
+//! - Under the other rules, once the buffer reaches the drop level a victim is chosen among the
+//!   buffered messages and the incoming one; critical messages (priority 1) are never victims,
+//!   so a critical write into a buffer of critical messages is refused like a blocking write.
+
+use serde::Serialize;
+
+use super::adaptive::{AdaptiveConfig, AdaptiveController};
+use super::buffer::{Buffer, Entry};
+use super::config::StreamConfig;
+use super::histogram::Histogram;
+use super::priority::{is_critical, sanitize, ClassCounts};
+use super::recovery::{CircuitBreaker, CircuitState};
+use super::window::{SlidingCounter, SlidingHistogram};
+
+/// Which message goes when room must be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropRule {
+    /// Lossless: refuse the write until there is room.
+    Block,
+    /// Lowest priority among buffered and incoming, oldest among equals.
+    Priority,
+    /// The oldest buffered non-critical message.
+    Oldest,
+    /// The incoming message.
+    Newest,
+}
+
+/// Why a message was dropped (the JS reason strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Chosen by priority.
+    Priority,
+    /// Chosen as the oldest.
+    Oldest,
+    /// Chosen as the newest (incoming).
+    Newest,
+    /// Replaced by a newer message with the same key.
+    Conflated,
+    /// Its consumer failed past all retries, or the reader went away.
+    DeadLetter,
+}
+
+impl DropReason {
+    /// The reason as JS sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Priority => "priority",
+            DropReason::Oldest => "oldest",
+            DropReason::Newest => "newest",
+            DropReason::Conflated => "conflated",
+            DropReason::DeadLetter => "dead-letter",
+        }
+    }
+    fn of_rule(rule: DropRule) -> DropReason {
+        match rule {
+            DropRule::Oldest => DropReason::Oldest,
+            DropRule::Newest => DropReason::Newest,
+            _ => DropReason::Priority,
+        }
+    }
+}
+
+/// Drop counts by reason (`drops` in JS metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DropCounts {
+    /// By the priority rule.
+    pub priority: u64,
+    /// By the oldest rule.
+    pub oldest: u64,
+    /// By the newest rule.
+    pub newest: u64,
+    /// Replaced by conflation.
+    pub conflated: u64,
+    /// Dead-lettered.
+    #[serde(rename = "dead-letter")]
+    pub dead_letter: u64,
+}
+
+impl DropCounts {
+    fn add(&mut self, r: DropReason, n: u64) {
+        match r {
+            DropReason::Priority => self.priority += n,
+            DropReason::Oldest => self.oldest += n,
+            DropReason::Newest => self.newest += n,
+            DropReason::Conflated => self.conflated += n,
+            DropReason::DeadLetter => self.dead_letter += n,
+        }
+    }
+    /// Sum over reasons.
+    pub fn total(&self) -> u64 {
+        self.priority + self.oldest + self.newest + self.conflated + self.dead_letter
+    }
+}
+
+/// How a connection treats a full buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlowPolicy {
+    /// The drop rule.
+    pub rule: DropRule,
+    /// Utilisation at which room is made (ignored by `Block`, which uses the full buffer).
+    pub drop_threshold: f64,
+    /// Longest time a write is held while backpressure is on (ms); `None`: writes are not held,
+    /// they complete as soon as they are accepted.
+    pub max_wait: Option<f64>,
+    /// Adaptive control of the drop level and batch size.
+    pub adaptive: Option<AdaptiveConfig>,
+    /// Whether a priority index is kept even for a rule that doesn't need one.
+    pub conflate: bool,
+}
+
+impl FlowPolicy {
+    /// The lossless default.
+    pub fn block() -> Self {
+        FlowPolicy {
+            rule: DropRule::Block,
+            drop_threshold: 1.0,
+            max_wait: None,
+            adaptive: None,
+            conflate: false,
+        }
+    }
+}
+
+/// Status bits returned by [`Connection::push`] and [`Connection::status`]: a zero status is the
+/// common case and lets the bindings skip all follow-up work.
+pub mod status {
+    /// Not accepted: the caller keeps the message and retries after the reader drains.
+    pub const PENDING: u32 = 1;
+    /// Backpressure is on and this connection holds writes: complete the write later.
+    pub const HOLD: u32 = 2;
+    /// A full batch (or, with `batchTimeout: 0`, any message) is ready for a waiting reader.
+    pub const BATCH_READY: u32 = 4;
+    /// Connection events (backpressure start/end, circuit) are waiting in [`super::Connection::take_events`].
+    pub const EVENTS: u32 = 8;
+    /// Dropped messages are waiting for the `onDrop` callback in [`super::Connection::take_dropped`].
+    pub const DROPPED: u32 = 16;
+    /// The buffer was empty before this push: a waiting reader should start its batch timer.
+    pub const FIRST: u32 = 32;
+    /// New drops since the last drop summary.
+    pub const DROP_SUMMARY: u32 = 64;
+}
+
+/// Connection events for the engine's event feed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConnEvent {
+    /// Backpressure started (`true`) or ended, with the utilisation then.
+    Backpressure(bool, f64),
+    /// The circuit opened (`true`) or closed.
+    Circuit(bool),
+}
+
+/// Drops since the previous summary, for one batched `drop` event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DropSummary {
+    /// Messages dropped.
+    pub count: u64,
+    /// By reason.
+    pub reasons: DropCounts,
+    /// By priority class.
+    #[serde(rename = "byPriority")]
+    pub by_priority: ClassCounts,
+}
+
+/// The outcome of a push.
+#[derive(Debug, PartialEq)]
+pub enum Push<T> {
+    /// The message was taken (accepted, conflated, or dropped with a reason); status bits attached.
+    Done(u32),
+    /// Refused for now; the message is handed back.
+    Pending(T),
+}
+
+/// Errors of connection operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnError {
+    /// Writes after close or cancel.
+    Closed,
+}
+
+/// Adaptive state as shown in metrics.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdaptiveState {
+    /// Current drop threshold.
+    pub effective_threshold: f64,
+    /// Dropped over arrivals, over the metrics window.
+    pub drop_rate: f64,
+    /// Current batch size.
+    pub batch_size: usize,
+}
+
+/// A metrics snapshot of one connection (`ConnectionMetrics` in JS).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionMetrics {
+    pub connection_id: String,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub messages_per_second: f64,
+    pub average_latency: f64,
+    pub p50_latency: f64,
+    pub p95_latency: f64,
+    pub p99_latency: f64,
+    pub max_latency: f64,
+    pub buffer_size: usize,
+    pub buffer_capacity: usize,
+    pub buffer_utilization: f64,
+    pub backpressure_events: u64,
+    pub backpressure: bool,
+    pub dropped: u64,
+    pub drops: DropCounts,
+    pub drops_by_priority: ClassCounts,
+    pub delivered_by_priority: ClassCounts,
+    pub error_rate: f64,
+    pub errors: u64,
+    pub retries: u64,
+    pub circuit_state: &'static str,
+    pub paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveState>,
+    /// Drops over arrivals within the metrics window (drives the `drops` alert).
+    pub drop_rate: f64,
+    pub last_updated: f64,
+}
+
+/// Number of sub-windows of the sliding statistics: finer slots track the window edge closely at
+/// the cost of memory (each latency slot is one histogram).
+const WINDOW_SLOTS: usize = 5;
+
+/// One connection.
+#[derive(Debug)]
+pub struct Connection<T> {
+    id: String,
+    cfg: StreamConfig,
+    policy: FlowPolicy,
+    buf: Buffer<T>,
+    /// (priority, accepted_at) of the batch handed to a consumer and not yet resolved.
+    inflight: Vec<(f64, f64)>,
+    closed: bool,
+    paused: bool,
+    bp_active: bool,
+    messages_in: u64,
+    messages_out: u64,
+    drops: DropCounts,
+    drops_by_class: ClassCounts,
+    delivered_by_class: ClassCounts,
+    backpressure_events: u64,
+    errors: u64,
+    retries: u64,
+    out_rate: SlidingCounter,
+    in_window: SlidingCounter,
+    drop_window: SlidingCounter,
+    attempts: SlidingCounter,
+    failures: SlidingCounter,
+    latency: SlidingHistogram,
+    /// Short latency window feeding the adaptive controller.
+    recent_latency: Option<SlidingHistogram>,
+    adaptive: Option<AdaptiveController>,
+    breaker: CircuitBreaker,
+    events: Vec<ConnEvent>,
+    summary: DropSummary,
+    keep_dropped: bool,
+    dropped_items: Vec<(T, DropReason)>,
+    window_ms: f64,
+}
+
+impl<T> Connection<T> {
+    /// A new connection. `window_ms` is the metrics window; `keep_dropped` keeps dropped
+    /// messages for an `onDrop` callback.
+    pub fn new(
+        id: impl Into<String>,
+        cfg: StreamConfig,
+        policy: FlowPolicy,
+        window_ms: f64,
+        keep_dropped: bool,
+    ) -> Self {
+        let needs_index = matches!(policy.rule, DropRule::Priority);
+        let window_ms = if window_ms.is_finite() && window_ms > 0.0 {
+            window_ms
+        } else {
+            5000.0
+        };
+        Connection {
+            id: id.into(),
+            cfg,
+            policy,
+            buf: Buffer::new(needs_index, policy.conflate),
+            inflight: Vec::new(),
+            closed: false,
+            paused: false,
+            bp_active: false,
+            messages_in: 0,
+            messages_out: 0,
+            drops: DropCounts::default(),
+            drops_by_class: ClassCounts::default(),
+            delivered_by_class: ClassCounts::default(),
+            backpressure_events: 0,
+            errors: 0,
+            retries: 0,
+            out_rate: SlidingCounter::new(1000.0, 10),
+            in_window: SlidingCounter::new(window_ms, WINDOW_SLOTS),
+            drop_window: SlidingCounter::new(window_ms, WINDOW_SLOTS),
+            attempts: SlidingCounter::new(window_ms, WINDOW_SLOTS),
+            failures: SlidingCounter::new(window_ms, WINDOW_SLOTS),
+            latency: SlidingHistogram::new(window_ms, WINDOW_SLOTS),
+            recent_latency: policy.adaptive.map(|_| SlidingHistogram::new(1000.0, 4)),
+            adaptive: policy
+                .adaptive
+                .map(|a| AdaptiveController::new(a, cfg.max_batch_size)),
+            breaker: CircuitBreaker::new(5, 30_000.0),
+            events: Vec::new(),
+            summary: DropSummary::default(),
+            keep_dropped,
+            dropped_items: Vec::new(),
+            window_ms,
+        }
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The validated configuration.
+    pub fn config(&self) -> &StreamConfig {
+        &self.cfg
+    }
+    /// The flow policy.
+    pub fn policy(&self) -> &FlowPolicy {
+        &self.policy
+    }
+    /// Messages held: buffered plus a batch being consumed.
+    #[inline]
+    pub fn held(&self) -> usize {
+        self.buf.len() + self.inflight.len()
+    }
+    /// Messages waiting in the buffer (not counting an in-flight batch).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+    /// Whether writes are refused.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+    /// Whether delivery is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+    /// Whether backpressure is on.
+    pub fn backpressure(&self) -> bool {
+        self.bp_active
+    }
+    /// Total accepted.
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in
+    }
+    /// Total delivered.
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out
+    }
+    /// Total dropped, all reasons.
+    pub fn dropped(&self) -> u64 {
+        self.drops.total()
+    }
+    /// Longest hold of a write under backpressure; `None` when writes are not held.
+    pub fn max_wait(&self) -> Option<f64> {
+        self.policy.max_wait
+    }
+
+    fn capacity(&self) -> usize {
+        self.cfg.buffer_size.max(1)
+    }
+
+    /// Level (messages) at which room is made for non-blocking rules.
+    fn drop_limit(&self) -> usize {
+        let cap = self.capacity();
+        if self.policy.rule == DropRule::Block {
+            return cap;
+        }
+        if let Some(a) = &self.adaptive {
+            return a.limit(cap);
+        }
+        ((self.policy.drop_threshold * cap as f64).floor() as usize).clamp(1, cap)
+    }
+
+    fn bp_start_level(&self) -> f64 {
+        let cap = self.capacity() as f64;
+        let bp = self.cfg.backpressure_threshold * cap;
+        if self.policy.rule == DropRule::Block {
+            bp
+        } else {
+            bp.min(self.drop_limit() as f64)
+        }
+    }
+
+    /// Current batch size: the adaptive controller's, or `maxBatchSize`.
+    pub fn batch_size(&self) -> usize {
+        self.adaptive
+            .as_ref()
+            .map_or(self.cfg.max_batch_size, |a| a.batch_size)
+            .max(1)
+    }
+
+    fn record_drop(&mut self, item: T, priority: f64, reason: DropReason, now: f64) {
+        self.drops.add(reason, 1);
+        self.drops_by_class.add(priority, 1);
+        self.drop_window.add(now, 1);
+        self.summary.count += 1;
+        self.summary.reasons.add(reason, 1);
+        self.summary.by_priority.add(priority, 1);
+        if self.keep_dropped {
+            self.dropped_items.push((item, reason));
+        }
+    }
+
+    fn update_backpressure(&mut self) {
+        let held = self.held() as f64;
+        let start = self.bp_start_level();
+        if !self.bp_active {
+            if held >= start && held > 0.0 {
+                self.bp_active = true;
+                self.backpressure_events += 1;
+                self.events
+                    .push(ConnEvent::Backpressure(true, held / self.capacity() as f64));
+            }
+        } else if held < start * 0.75 {
+            self.bp_active = false;
+            self.events.push(ConnEvent::Backpressure(
+                false,
+                held / self.capacity() as f64,
+            ));
+        }
+    }
+
+    fn maybe_adapt(&mut self, now: f64) {
+        let due = matches!(&self.adaptive, Some(a) if a.due(now));
+        if !due {
+            return;
+        }
+        let mut h = self
+            .recent_latency
+            .as_mut()
+            .map(|r| r.snapshot(now))
+            .unwrap_or_default();
+        if let Some(at) = self.buf.front_accepted_at() {
+            h.record(now - at);
+        }
+        let p95 = h.quantile(0.95);
+        let drain = self.out_rate.rate_per_sec(now) / 1000.0;
+        let (cap, maxb) = (self.capacity(), self.cfg.max_batch_size);
+        if let Some(a) = &mut self.adaptive {
+            a.update(now, p95, drain, cap, maxb);
+        }
+    }
+
+    /// Offers a message with its priority (NaN means none given) and, under conflation, its key.
+    ///
+    /// Returns [`Push::Done`] with [`status`] bits when the message was taken (accepted,
+    /// conflated, or dropped and counted), or [`Push::Pending`] when the caller must wait.
+    pub fn push(
+        &mut self,
+        item: T,
+        priority: f64,
+        key: Option<&str>,
+        now: f64,
+    ) -> Result<Push<T>, ConnError> {
+        if self.closed {
+            return Err(ConnError::Closed);
+        }
+        let p = sanitize(priority);
+        let was_empty = self.buf.is_empty();
+        let mut st = 0;
+        if self.adaptive.is_some() {
+            self.maybe_adapt(now);
+        }
+        // Conflation: latest value wins in the older message's place.
+        let mut item = item;
+        if let (true, Some(k)) = (self.policy.conflate, key) {
+            if let Some(seq) = self.buf.find_key(k) {
+                let new = Entry {
+                    item,
+                    priority: p,
+                    accepted_at: now,
+                    key: Some(k.into()),
+                };
+                match self.buf.replace(seq, new) {
+                    Ok(old) => {
+                        self.messages_in += 1;
+                        self.in_window.add(now, 1);
+                        self.record_drop(old.item, old.priority, DropReason::Conflated, now);
+                        return Ok(Push::Done(self.status_bits() | status::DROP_SUMMARY));
+                    }
+                    // Unreachable (keys leave with their entries); fall through to a plain push.
+                    Err(back) => item = back.item,
+                }
+            }
+        }
+        let limit = self.drop_limit();
+        let cap = self.capacity();
+        if self.policy.rule == DropRule::Block {
+            if self.held() >= cap {
+                return Ok(Push::Pending(item));
+            }
+        } else {
+            // Make room: drop victims until under the drop level, or drop the incoming message.
+            while self.held() >= limit {
+                let victim = self.choose_victim(p);
+                match victim {
+                    Victim::Incoming => {
+                        self.messages_in += 1;
+                        self.in_window.add(now, 1);
+                        let reason = DropReason::of_rule(self.policy.rule);
+                        self.record_drop(item, p, reason, now);
+                        st |= status::DROP_SUMMARY;
+                        return Ok(Push::Done(st | self.status_bits()));
+                    }
+                    Victim::Buffered(seq) => {
+                        if let Some(e) = self.buf.remove(seq) {
+                            let reason = DropReason::of_rule(self.policy.rule);
+                            self.record_drop(e.item, e.priority, reason, now);
+                            st |= status::DROP_SUMMARY;
+                        } else {
+                            break;
+                        }
+                    }
+                    Victim::None => {
+                        if self.held() >= cap {
+                            return Ok(Push::Pending(item));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        let key = if self.policy.conflate {
+            key.map(Box::<str>::from)
+        } else {
+            None
+        };
+        self.buf.push(Entry {
+            item,
+            priority: p,
+            accepted_at: now,
+            key,
+        });
+        self.messages_in += 1;
+        self.in_window.add(now, 1);
+        if was_empty {
+            st |= status::FIRST;
+        }
+        Ok(Push::Done(st | self.status_bits()))
+    }
+
+    fn choose_victim(&self, incoming: f64) -> Victim {
+        let incoming_ok = !is_critical(incoming);
+        match self.policy.rule {
+            DropRule::Block => Victim::None,
+            DropRule::Newest => {
+                if incoming_ok {
+                    Victim::Incoming
+                } else {
+                    self.buf
+                        .oldest_non_critical()
+                        .map_or(Victim::None, |(_, s)| Victim::Buffered(s))
+                }
+            }
+            DropRule::Oldest => match self.buf.oldest_non_critical() {
+                Some((_, s)) => Victim::Buffered(s),
+                None if incoming_ok => Victim::Incoming,
+                None => Victim::None,
+            },
+            DropRule::Priority => match self.buf.lowest() {
+                // Among equals the buffered (older) one goes.
+                Some((bp, s)) if !(incoming_ok && incoming < bp) => Victim::Buffered(s),
+                _ if incoming_ok => Victim::Incoming,
+                _ => Victim::None,
+            },
+        }
+    }
+
+    /// Counts a message that a user handler chose to drop on arrival (`shouldDropMessage`).
+    pub fn drop_incoming(
+        &mut self,
+        item: T,
+        priority: f64,
+        reason: DropReason,
+        now: f64,
+    ) -> Result<u32, ConnError> {
+        if self.closed {
+            return Err(ConnError::Closed);
+        }
+        let p = sanitize(priority);
+        self.messages_in += 1;
+        self.in_window.add(now, 1);
+        self.record_drop(item, p, reason, now);
+        Ok(self.status_bits() | status::DROP_SUMMARY)
+    }
+
+    fn status_bits(&mut self) -> u32 {
+        self.update_backpressure();
+        let mut st = 0;
+        if self.bp_active && self.policy.max_wait.is_some() {
+            st |= status::HOLD;
+        }
+        let n = self.buf.len();
+        if n > 0 && !self.paused && (n >= self.batch_size() || self.cfg.batch_timeout <= 0.0) {
+            st |= status::BATCH_READY;
+        }
+        if !self.events.is_empty() {
+            st |= status::EVENTS;
+        }
+        if !self.dropped_items.is_empty() {
+            st |= status::DROPPED;
+        }
+        st
+    }
+
+    /// Current status bits (see [`status`]), for callers that need them outside a push.
+    pub fn status(&mut self) -> u32 {
+        self.status_bits()
+    }
+
+    /// When the oldest buffered message's batch is due (ms), if anything is buffered.
+    pub fn batch_deadline(&self) -> Option<f64> {
+        self.buf
+            .front_accepted_at()
+            .map(|t| t + self.cfg.batch_timeout)
+    }
+
+    fn ready(&self, now: f64, force: bool) -> bool {
+        if self.paused || self.buf.is_empty() {
+            return false;
+        }
+        force
+            || self.buf.len() >= self.batch_size()
+            || self.cfg.batch_timeout <= 0.0
+            || self.batch_deadline().is_some_and(|d| now >= d)
+    }
+
+    fn pop_batch(&mut self, now: f64) -> Vec<(T, f64, f64)> {
+        let n = self.buf.len().min(self.batch_size());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.buf.pop_front() {
+                Some(e) => out.push((e.item, e.priority, e.accepted_at)),
+                None => break,
+            }
+        }
+        let _ = now;
+        out
+    }
+
+    fn count_delivered(&mut self, now: f64, meta: impl Iterator<Item = (f64, f64)>) {
+        let mut n = 0;
+        for (p, at) in meta {
+            let lat = (now - at).max(0.0);
+            self.latency.record(now, lat);
+            if let Some(r) = &mut self.recent_latency {
+                r.record(now, lat);
+            }
+            self.delivered_by_class.add(p, 1);
+            n += 1;
+        }
+        self.messages_out += n;
+        self.out_rate.add(now, n);
+    }
+
+    /// Takes the next batch for a waiting reader and counts it delivered. Returns `None` when no
+    /// batch is due (paused, empty, or neither full nor timed out); `force` delivers whatever is
+    /// buffered (the batch timer fired).
+    pub fn take_batch(&mut self, now: f64, force: bool) -> Option<Vec<T>> {
+        if !self.ready(now, force) {
+            return None;
+        }
+        let batch = self.pop_batch(now);
+        self.count_delivered(now, batch.iter().map(|(_, p, at)| (*p, *at)));
+        let items = batch.into_iter().map(|(t, _, _)| t).collect();
+        self.update_backpressure();
+        if self.adaptive.is_some() {
+            self.maybe_adapt(now);
+        }
+        Some(items)
+    }
+
+    /// Takes the next batch for a consumer; it stays held (in flight) until
+    /// [`Connection::consume_success`] or [`Connection::consume_dead_letter`]. Refused while a
+    /// batch is already in flight.
+    pub fn consume_take(&mut self, now: f64, force: bool) -> Option<Vec<T>> {
+        if !self.inflight.is_empty() || !self.ready(now, force) {
+            return None;
+        }
+        let batch = self.pop_batch(now);
+        self.inflight = batch.iter().map(|(_, p, at)| (*p, *at)).collect();
+        Some(batch.into_iter().map(|(t, _, _)| t).collect())
+    }
+
+    /// Size of the batch in flight to a consumer.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Sets the circuit breaker's parameters (from the error recovery in force).
+    pub fn set_circuit(&mut self, failure_threshold: u32, reset_timeout: f64) {
+        self.breaker = CircuitBreaker::new(failure_threshold.max(1), reset_timeout.max(0.0));
+    }
+
+    /// Whether the circuit lets a call through now (a half-open circuit lets exactly one).
+    pub fn circuit_allow(&mut self, now: f64) -> bool {
+        self.breaker.allow(now)
+    }
+
+    /// When an open circuit will let a trial call through.
+    pub fn circuit_next_attempt(&self) -> Option<f64> {
+        self.breaker.next_attempt_at()
+    }
+
+    /// Circuit state now.
+    pub fn circuit_state(&self, now: f64) -> CircuitState {
+        self.breaker.state(now)
+    }
+
+    /// The in-flight batch was handled: count it delivered.
+    pub fn consume_success(&mut self, now: f64) -> u32 {
+        let meta = std::mem::take(&mut self.inflight);
+        self.count_delivered(now, meta.into_iter());
+        self.attempts.add(now, 1);
+        if let Some(CircuitState::Closed) = self.breaker.on_success(now) {
+            self.events.push(ConnEvent::Circuit(false));
+        }
+        self.update_backpressure();
+        self.status_bits()
+    }
+
+    /// The consumer failed on the in-flight batch; `will_retry` says whether it will be retried.
+    pub fn consume_failure(&mut self, now: f64, will_retry: bool) -> u32 {
+        self.attempts.add(now, 1);
+        self.failures.add(now, 1);
+        self.errors += 1;
+        if will_retry {
+            self.retries += 1;
+        }
+        if let Some(CircuitState::Open) = self.breaker.on_failure(now) {
+            self.events.push(ConnEvent::Circuit(true));
+        }
+        self.status_bits()
+    }
+
+    /// The in-flight batch is given up: count it dropped as dead letters. Returns how many.
+    pub fn consume_dead_letter(&mut self, now: f64) -> usize {
+        let meta = std::mem::take(&mut self.inflight);
+        let n = meta.len();
+        for (p, _) in meta {
+            self.drops.add(DropReason::DeadLetter, 1);
+            self.drops_by_class.add(p, 1);
+            self.drop_window.add(now, 1);
+            self.summary.count += 1;
+            self.summary.reasons.add(DropReason::DeadLetter, 1);
+            self.summary.by_priority.add(p, 1);
+        }
+        self.update_backpressure();
+        n
+    }
+
+    /// Pauses delivery; messages keep buffering (and flow control applies upstream).
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Resumes delivery.
+    pub fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    /// Refuses further writes; buffered messages stay deliverable.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// The reader went away (cancel or abort): refuses writes and dead-letters everything
+    /// buffered, returning those messages so the caller can keep them for `deadLetters()`.
+    pub fn cancel(&mut self, now: f64) -> Vec<T> {
+        self.closed = true;
+        let all = self.buf.drain_all();
+        let mut out = Vec::with_capacity(all.len());
+        for e in all {
+            self.drops.add(DropReason::DeadLetter, 1);
+            self.drops_by_class.add(e.priority, 1);
+            self.drop_window.add(now, 1);
+            self.summary.count += 1;
+            self.summary.reasons.add(DropReason::DeadLetter, 1);
+            self.summary.by_priority.add(e.priority, 1);
+            out.push(e.item);
+        }
+        self.update_backpressure();
+        out
+    }
+
+    /// Events since the last call.
+    pub fn take_events(&mut self) -> Vec<ConnEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Drops since the last summary, or `None` if there were none.
+    pub fn take_drop_summary(&mut self) -> Option<DropSummary> {
+        if self.summary.count == 0 {
+            return None;
+        }
+        Some(std::mem::take(&mut self.summary))
+    }
+
+    /// Dropped messages kept for `onDrop`, with their reasons.
+    pub fn take_dropped(&mut self) -> Vec<(T, DropReason)> {
+        std::mem::take(&mut self.dropped_items)
+    }
+
+    /// Latency histogram over the metrics window, including the age of the oldest waiting
+    /// message, so that a stalled reader shows as high latency rather than as no data.
+    pub fn latency_snapshot(&mut self, now: f64) -> Histogram {
+        let mut h = self.latency.snapshot(now);
+        if let Some(at) = self.buf.front_accepted_at() {
+            h.record((now - at).max(0.0));
+        }
+        h
+    }
+
+    /// A full metrics snapshot.
+    pub fn metrics(&mut self, now: f64) -> ConnectionMetrics {
+        let h = self.latency_snapshot(now);
+        let attempts = self.attempts.sum(now);
+        let failures = self.failures.sum(now);
+        let arrivals = self.in_window.sum(now);
+        let dropped_w = self.drop_window.sum(now);
+        let drop_rate = if arrivals > 0 {
+            dropped_w as f64 / arrivals as f64
+        } else if dropped_w > 0 {
+            1.0
+        } else {
+            0.0
+        };
+        let held = self.held();
+        let cap = self.capacity();
+        ConnectionMetrics {
+            connection_id: self.id.clone(),
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
+            messages_per_second: self.out_rate.rate_per_sec(now),
+            average_latency: h.mean(),
+            p50_latency: h.quantile(0.5),
+            p95_latency: h.quantile(0.95),
+            p99_latency: h.quantile(0.99),
+            max_latency: h.max(),
+            buffer_size: held,
+            buffer_capacity: cap,
+            buffer_utilization: held as f64 / cap as f64,
+            backpressure_events: self.backpressure_events,
+            backpressure: self.bp_active,
+            dropped: self.drops.total(),
+            drops: self.drops,
+            drops_by_priority: self.drops_by_class,
+            delivered_by_priority: self.delivered_by_class,
+            error_rate: if attempts > 0 {
+                failures as f64 / attempts as f64
+            } else {
+                0.0
+            },
+            errors: self.errors,
+            retries: self.retries,
+            circuit_state: self.breaker.state(now).as_str(),
+            paused: self.paused,
+            adaptive: self.adaptive.as_ref().map(|a| AdaptiveState {
+                effective_threshold: a.threshold,
+                drop_rate,
+                batch_size: a.batch_size,
+            }),
+            drop_rate,
+            last_updated: now,
+        }
+    }
+
+    /// Zeroes the windowed figures and restarts the counters from what is held now, so that
+    /// `in == out + dropped + held` still holds.
+    pub fn reset_metrics(&mut self) {
+        self.messages_in = self.held() as u64;
+        self.messages_out = 0;
+        self.drops = DropCounts::default();
+        self.drops_by_class = ClassCounts::default();
+        self.delivered_by_class = ClassCounts::default();
+        self.backpressure_events = 0;
+        self.errors = 0;
+        self.retries = 0;
+        self.summary = DropSummary::default();
+        self.out_rate.reset();
+        self.in_window.reset();
+        self.drop_window.reset();
+        self.attempts.reset();
+        self.failures.reset();
+        self.latency.reset();
+        if let Some(r) = &mut self.recent_latency {
+            r.reset();
+        }
+        let _ = self.window_ms;
+    }
+}
+
+enum Victim {
+    Incoming,
+    Buffered(u64),
+    None,
+}

@@ -1,0 +1,593 @@
+//! Bounded-memory, log-bucketed latency histogram.
+//!
+//! Latency percentiles (p50/p95/p99) drive alerting and the adaptive flow
+//! control, but keeping every sample would make memory grow with traffic.
+//! This histogram stores counts in geometric buckets instead, so memory is
+//! fixed (about 9 KiB) no matter how many samples are recorded, while every
+//! reported quantile stays within 1% of the true sample value.
+//!
+//! # Bucket layout
+//!
+//! * Bucket 0 is the *zero bucket*: values in `[0, 1e-3)` ms. It is reported
+//!   as `0.0` (sub-microsecond precision is meaningless for UI latency).
+//! * Buckets `1..=LOG_BUCKETS` are geometric: log bucket `i` covers
+//!   `[1e-3 * 1.02^i, 1e-3 * 1.02^(i+1))` ms and is reported by its geometric
+//!   midpoint `1e-3 * 1.02^(i + 0.5)`, whose relative distance to any value in
+//!   the bucket is at most `sqrt(1.02) - 1 ≈ 0.995%`.
+//! * Values at or above `1e7` ms (≈ 2.8 hours) are clamped into the last
+//!   bucket; the exact maximum is still tracked separately.
+//!
+//! # Invalid input
+//!
+//! Recording never panics. NaN, negative and infinite values are ignored
+//! (they are not latencies, and counting them would poison `mean`/`max`).
+
+/// Smallest value with its own geometric bucket; anything below counts as zero.
+const MIN_VALUE: f64 = 1e-3;
+/// Largest value covered by the geometric buckets; larger values are clamped.
+const MAX_VALUE: f64 = 1e7;
+/// Ratio between consecutive bucket boundaries (2% wide buckets, 1% error).
+const GAMMA: f64 = 1.02;
+/// `1 / ln(GAMMA)`, precomputed so recording needs a single `ln`.
+const INV_LN_GAMMA: f64 = 50.498_349_791_843_9;
+/// Number of geometric buckets: `ceil(ln(MAX_VALUE / MIN_VALUE) / ln(GAMMA))`.
+const LOG_BUCKETS: usize = 1163;
+/// Total bucket count including the zero bucket.
+const TOTAL_BUCKETS: usize = LOG_BUCKETS + 1;
+
+/// Fixed-memory latency histogram with at most 1% relative quantile error.
+///
+/// Why: the engine needs accurate tail latencies over unbounded streams
+/// without unbounded memory; see the module docs for the bucket layout.
+/// All values are milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Bucket counts; allocated once in [`Histogram::new`] and never resized.
+    buckets: Vec<u64>,
+    /// Number of recorded samples (saturating).
+    count: u64,
+    /// Sum of recorded samples, for the mean.
+    sum: f64,
+    /// Exact smallest recorded sample (meaningless while `count == 0`).
+    min: f64,
+    /// Exact largest recorded sample (meaningless while `count == 0`).
+    max: f64,
+}
+
+impl Default for Histogram {
+    /// Same as [`Histogram::new`]; provided so the histogram can sit in
+    /// `#[derive(Default)]` structs.
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Histogram {
+    /// Creates an empty histogram, allocating its bucket array once so that
+    /// recording never allocates.
+    pub fn new() -> Self {
+        Self {
+            buckets: vec![0; TOTAL_BUCKETS],
+            count: 0,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+        }
+    }
+
+    /// Records one sample of `v` milliseconds.
+    ///
+    /// NaN, negative and infinite values are ignored (see module docs).
+    pub fn record(&mut self, v: f64) {
+        self.record_n(v, 1);
+    }
+
+    /// Records `n` samples of the same value `v` at once, which lets callers
+    /// account for batches without looping. `n == 0` and invalid values
+    /// (NaN, negative, infinite) are ignored.
+    pub fn record_n(&mut self, v: f64, n: u64) {
+        if n == 0 || !v.is_finite() || v < 0.0 {
+            return;
+        }
+        // Normalise -0.0 so min()/max() never report a negative zero.
+        let v = if v == 0.0 { 0.0 } else { v };
+        let idx = bucket_index(v);
+        self.buckets[idx] = self.buckets[idx].saturating_add(n);
+        if self.count == 0 {
+            self.min = v;
+            self.max = v;
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.count = self.count.saturating_add(n);
+        self.sum += v * n as f64;
+    }
+
+    /// Number of recorded samples (saturates at `u64::MAX`).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Sum of all recorded samples in milliseconds; may become `+inf` only
+    /// if absurdly large values are recorded (it never becomes NaN).
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// True when nothing has been recorded since creation or the last
+    /// [`clear`](Histogram::clear), so callers can skip reporting.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Arithmetic mean of the samples, or `0.0` when empty.
+    ///
+    /// The result is clamped to `[min, max]`, so even if the running sum
+    /// overflows to infinity the mean stays a finite, plausible value.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let m = self.sum / self.count as f64;
+        if m.is_nan() {
+            return self.min;
+        }
+        m.clamp(self.min, self.max)
+    }
+
+    /// Exact smallest recorded sample, or `0.0` when empty.
+    pub fn min(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.min
+        }
+    }
+
+    /// Exact largest recorded sample, or `0.0` when empty.
+    pub fn max(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.max
+        }
+    }
+
+    /// Estimates the `q`-quantile (`q` in `[0, 1]`, e.g. `0.95` for p95).
+    ///
+    /// Uses the nearest-rank definition: the answer approximates the sample
+    /// of rank `ceil(q * count)` (1-based) within 1% relative error (values
+    /// below `1e-3` ms are reported as `0.0`). `q` is clamped to `[0, 1]`
+    /// and NaN is treated as `0`; `q <= 0` returns the exact `min()`, `q >= 1`
+    /// the exact `max()`. The result always lies in `[min(), max()]`, and is
+    /// `0.0` for an empty histogram.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
+        if q <= 0.0 {
+            return self.min;
+        }
+        if q >= 1.0 {
+            return self.max;
+        }
+        // `as u64` saturates, and the clamp keeps the rank in 1..=count.
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen: u64 = 0;
+        for (idx, &c) in self.buckets.iter().enumerate() {
+            seen = seen.saturating_add(c);
+            if seen >= rank {
+                return bucket_value(idx).clamp(self.min, self.max);
+            }
+        }
+        self.max
+    }
+
+    /// Adds all samples of `other` into `self`, exactly as if they had been
+    /// recorded here; used to combine per-slot or per-connection histograms.
+    pub fn merge(&mut self, other: &Histogram) {
+        if other.count == 0 {
+            return;
+        }
+        for (dst, &src) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *dst = dst.saturating_add(src);
+        }
+        if self.count == 0 {
+            self.min = other.min;
+            self.max = other.max;
+        } else {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+        }
+        self.count = self.count.saturating_add(other.count);
+        self.sum += other.sum;
+    }
+
+    /// Forgets all samples while keeping the bucket allocation, so a
+    /// histogram can be reused; does no work at all when already empty.
+    pub fn clear(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        self.buckets.fill(0);
+        self.count = 0;
+        self.sum = 0.0;
+        self.min = 0.0;
+        self.max = 0.0;
+    }
+}
+
+/// Maps a valid (finite, non-negative) value to its bucket index.
+fn bucket_index(v: f64) -> usize {
+    if v < MIN_VALUE {
+        return 0;
+    }
+    if v >= MAX_VALUE {
+        return LOG_BUCKETS;
+    }
+    let i = ((v / MIN_VALUE).ln() * INV_LN_GAMMA).floor();
+    // `as usize` saturates (and maps a rounding-induced -0.x to 0).
+    1 + (i as usize).min(LOG_BUCKETS - 1)
+}
+
+/// The representative value reported for a bucket: 0 for the zero bucket,
+/// otherwise the geometric midpoint of the bucket's bounds.
+fn bucket_value(idx: usize) -> f64 {
+    if idx == 0 {
+        return 0.0;
+    }
+    MIN_VALUE * GAMMA.powf((idx - 1) as f64 + 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tiny deterministic xorshift64* PRNG so tests need no external crates.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next_u64(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// Uniform in [0, 1).
+        fn next_f64(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Nearest-rank quantile of sorted data, the same definition the
+    /// histogram approximates.
+    fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+        let n = sorted.len() as u64;
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        sorted[(rank - 1) as usize]
+    }
+
+    fn rel_err(estimate: f64, exact: f64) -> f64 {
+        if exact == 0.0 {
+            estimate.abs()
+        } else {
+            ((estimate - exact) / exact).abs()
+        }
+    }
+
+    fn check_accuracy(values: &[f64]) {
+        let mut h = Histogram::new();
+        for &v in values {
+            h.record(v);
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        for &q in &[0.5, 0.9, 0.95, 0.99, 0.999] {
+            let exact = exact_quantile(&sorted, q);
+            let est = h.quantile(q);
+            assert!(
+                rel_err(est, exact) <= 0.01,
+                "q={q} exact={exact} est={est} err={}",
+                rel_err(est, exact)
+            );
+        }
+        assert_eq!(h.count(), values.len() as u64);
+        assert_eq!(h.min(), sorted[0]);
+        assert_eq!(h.max(), *sorted.last().unwrap());
+        let exact_mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!(rel_err(h.mean(), exact_mean) < 1e-9);
+    }
+
+    #[test]
+    fn constants_are_consistent() {
+        assert!((INV_LN_GAMMA - 1.0 / GAMMA.ln()).abs() < 1e-12);
+        let top = MIN_VALUE * GAMMA.powi(LOG_BUCKETS as i32);
+        let below_top = MIN_VALUE * GAMMA.powi(LOG_BUCKETS as i32 - 1);
+        assert!(top >= MAX_VALUE);
+        assert!(below_top < MAX_VALUE);
+        // Midpoint error bound is below 1%.
+        assert!(GAMMA.sqrt() - 1.0 < 0.01);
+    }
+
+    #[test]
+    fn accuracy_uniform_0_to_1000() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let values: Vec<f64> = (0..50_000).map(|_| rng.next_f64() * 1000.0).collect();
+        check_accuracy(&values);
+    }
+
+    #[test]
+    fn accuracy_exponential() {
+        let mut rng = XorShift(42);
+        // Exponential with mean 50 ms via inverse transform.
+        let values: Vec<f64> = (0..50_000)
+            .map(|_| -50.0 * (1.0 - rng.next_f64()).ln())
+            .collect();
+        check_accuracy(&values);
+    }
+
+    #[test]
+    fn accuracy_heavy_tail() {
+        let mut rng = XorShift(7);
+        // Pareto-like: most values small, a long tail up to ~1e6.
+        let values: Vec<f64> = (0..50_000)
+            .map(|_| 1.0 / (1.0 - rng.next_f64() * 0.999_999))
+            .collect();
+        check_accuracy(&values);
+    }
+
+    #[test]
+    fn accuracy_wide_log_uniform() {
+        let mut rng = XorShift(12345);
+        // Log-uniform between 1e-3 and 1e7 exercises every bucket region.
+        let values: Vec<f64> = (0..50_000)
+            .map(|_| 10f64.powf(-3.0 + 10.0 * rng.next_f64()))
+            .filter(|v| *v < MAX_VALUE)
+            .collect();
+        check_accuracy(&values);
+    }
+
+    #[test]
+    fn accuracy_constant() {
+        let values = vec![42.0; 1000];
+        check_accuracy(&values);
+        let mut h = Histogram::new();
+        for v in values {
+            h.record(v);
+        }
+        // Clamping to [min, max] makes a constant stream exact.
+        assert_eq!(h.quantile(0.5), 42.0);
+        assert_eq!(h.quantile(0.99), 42.0);
+        assert_eq!(h.mean(), 42.0);
+    }
+
+    #[test]
+    fn every_bucket_boundary_within_one_percent() {
+        // Values exactly at and just inside bucket boundaries.
+        for i in 0..LOG_BUCKETS as i32 {
+            for &v in &[
+                MIN_VALUE * GAMMA.powi(i),
+                MIN_VALUE * GAMMA.powi(i) * 1.000_000_1,
+                MIN_VALUE * GAMMA.powi(i + 1) * 0.999_999_9,
+            ] {
+                if v >= MAX_VALUE {
+                    continue;
+                }
+                let est = bucket_value(bucket_index(v));
+                assert!(rel_err(est, v) <= 0.01, "v={v} est={est}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantile_never_outside_min_max() {
+        let mut h = Histogram::new();
+        h.record(100.0);
+        h.record(100.5);
+        for i in 0..=100 {
+            let q = i as f64 / 100.0;
+            let v = h.quantile(q);
+            assert!((100.0..=100.5).contains(&v), "q={q} v={v}");
+        }
+    }
+
+    #[test]
+    fn quantile_extremes_are_exact() {
+        let mut h = Histogram::new();
+        for v in [3.3, 7.7, 123.456, 999.9] {
+            h.record(v);
+        }
+        assert_eq!(h.quantile(0.0), 3.3);
+        assert_eq!(h.quantile(1.0), 999.9);
+        assert_eq!(h.quantile(-5.0), 3.3);
+        assert_eq!(h.quantile(5.0), 999.9);
+        assert_eq!(h.quantile(f64::NAN), 3.3);
+        assert_eq!(h.quantile(f64::INFINITY), 999.9);
+        assert_eq!(h.quantile(f64::NEG_INFINITY), 3.3);
+    }
+
+    #[test]
+    fn empty_histogram_reports_zeros() {
+        let h = Histogram::new();
+        assert!(h.is_empty());
+        assert_eq!(h.count(), 0);
+        assert_eq!(h.mean(), 0.0);
+        assert_eq!(h.min(), 0.0);
+        assert_eq!(h.max(), 0.0);
+        assert_eq!(h.sum(), 0.0);
+        for q in [0.0, 0.5, 0.99, 1.0, f64::NAN] {
+            assert_eq!(h.quantile(q), 0.0);
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_ignored() {
+        let mut h = Histogram::new();
+        h.record(f64::NAN);
+        h.record(-1.0);
+        h.record(f64::INFINITY);
+        h.record(f64::NEG_INFINITY);
+        h.record(-f64::MIN_POSITIVE);
+        h.record_n(5.0, 0);
+        assert!(h.is_empty());
+        assert_eq!(h, Histogram::new());
+        h.record(5.0);
+        h.record(f64::NAN);
+        assert_eq!(h.count(), 1);
+        assert_eq!(h.max(), 5.0);
+    }
+
+    #[test]
+    fn tiny_values_go_to_zero_bucket() {
+        let mut h = Histogram::new();
+        h.record(0.0);
+        h.record(-0.0);
+        h.record(1e-9);
+        h.record(5e-4);
+        assert_eq!(h.count(), 4);
+        assert_eq!(h.min(), 0.0);
+        assert!(h.min().is_sign_positive());
+        assert_eq!(h.max(), 5e-4);
+        assert_eq!(h.quantile(0.5), 0.0);
+        // Zero-bucket report 0.0 is clamped up to min when min > 0.
+        let mut g = Histogram::new();
+        g.record(5e-4);
+        g.record(6e-4);
+        assert_eq!(g.quantile(0.5), 5e-4);
+    }
+
+    #[test]
+    fn huge_values_clamp_to_last_bucket_but_keep_exact_max() {
+        let mut h = Histogram::new();
+        h.record(1e12);
+        h.record(1e7);
+        h.record_n(f64::MAX, 2);
+        assert_eq!(h.count(), 4);
+        assert_eq!(h.max(), f64::MAX);
+        assert_eq!(h.min(), 1e7);
+        let p50 = h.quantile(0.5);
+        assert!((1e7..=f64::MAX).contains(&p50));
+        // Sum overflowed to +inf, but mean stays finite and in range.
+        assert!(h.sum().is_infinite());
+        let m = h.mean();
+        assert!(m.is_finite() && m >= h.min() && m <= h.max());
+    }
+
+    #[test]
+    fn record_n_matches_repeated_record() {
+        let mut a = Histogram::new();
+        let mut b = Histogram::new();
+        a.record_n(12.5, 10);
+        a.record_n(300.0, 5);
+        for _ in 0..10 {
+            b.record(12.5);
+        }
+        for _ in 0..5 {
+            b.record(300.0);
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.count(), 15);
+        assert_eq!(a.sum(), 125.0 + 1500.0);
+    }
+
+    #[test]
+    fn record_n_saturates_instead_of_overflowing() {
+        let mut h = Histogram::new();
+        h.record_n(1.0, u64::MAX);
+        h.record_n(2.0, u64::MAX);
+        assert_eq!(h.count(), u64::MAX);
+        let p = h.quantile(0.99);
+        assert!((1.0..=2.0).contains(&p));
+        assert!(h.mean().is_finite());
+    }
+
+    #[test]
+    fn merge_equals_recording_both() {
+        let mut rng = XorShift(99);
+        let xs: Vec<f64> = (0..5000).map(|_| rng.next_f64() * 200.0).collect();
+        let ys: Vec<f64> = (0..3000).map(|_| 100.0 + rng.next_f64() * 900.0).collect();
+        let mut a = Histogram::new();
+        let mut b = Histogram::new();
+        let mut both = Histogram::new();
+        for &x in &xs {
+            a.record(x);
+            both.record(x);
+        }
+        for &y in &ys {
+            b.record(y);
+            both.record(y);
+        }
+        a.merge(&b);
+        assert_eq!(a.buckets, both.buckets);
+        assert_eq!(a.count(), both.count());
+        assert_eq!(a.min(), both.min());
+        assert_eq!(a.max(), both.max());
+        assert!(rel_err(a.sum(), both.sum()) < 1e-12);
+        for q in [0.1, 0.5, 0.95, 0.99] {
+            assert_eq!(a.quantile(q), both.quantile(q));
+        }
+    }
+
+    #[test]
+    fn merge_with_empty_sides() {
+        let mut a = Histogram::new();
+        let empty = Histogram::new();
+        a.merge(&empty);
+        assert!(a.is_empty());
+        let mut b = Histogram::new();
+        b.record(7.0);
+        b.record(9.0);
+        a.merge(&b);
+        assert_eq!(a, b);
+        a.merge(&empty);
+        assert_eq!(a, b);
+        // Merge into non-empty keeps exact extremes.
+        let mut c = Histogram::new();
+        c.record(1.0);
+        c.merge(&b);
+        assert_eq!(c.min(), 1.0);
+        assert_eq!(c.max(), 9.0);
+        assert_eq!(c.count(), 3);
+    }
+
+    #[test]
+    fn clear_resets_everything_and_keeps_allocation() {
+        let mut h = Histogram::new();
+        for i in 0..100 {
+            h.record(i as f64);
+        }
+        let ptr = h.buckets.as_ptr();
+        h.clear();
+        assert_eq!(h, Histogram::new());
+        assert_eq!(h.buckets.as_ptr(), ptr);
+        assert_eq!(h.buckets.len(), TOTAL_BUCKETS);
+        h.clear(); // clearing an empty histogram is a no-op
+        assert!(h.is_empty());
+        h.record(3.0);
+        assert_eq!(h.min(), 3.0);
+        assert_eq!(h.max(), 3.0);
+    }
+
+    #[test]
+    fn default_is_empty() {
+        assert_eq!(Histogram::default(), Histogram::new());
+    }
+
+    #[test]
+    fn small_sample_quantiles_use_nearest_rank() {
+        let mut h = Histogram::new();
+        for v in [10.0, 20.0, 30.0, 40.0] {
+            h.record(v);
+        }
+        // rank ceil(0.5*4)=2 -> 20; ceil(0.75*4)=3 -> 30; ceil(0.76*4)=4 -> 40
+        assert!(rel_err(h.quantile(0.5), 20.0) <= 0.01);
+        assert!(rel_err(h.quantile(0.75), 30.0) <= 0.01);
+        assert!(rel_err(h.quantile(0.76), 40.0) <= 0.01);
+        assert!(rel_err(h.quantile(0.01), 10.0) <= 0.01);
+    }
+}

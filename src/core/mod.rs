@@ -1,0 +1,24 @@
+//! The engine's logic in plain Rust: no wasm-bindgen, no clock. Every time-dependent call takes
+//! `now` in milliseconds, so tests drive it with a fake clock.
+//!
+//! One concept per file:
+//! - [`config`]: options, their defaults and validation errors that name the field.
+//! - [`priority`]: priority numbers, names and classes.
+//! - [`buffer`]: the queue (FIFO with priority index and conflation keys).
+//! - [`connection`]: one connection's flow control and accounting.
+//! - [`adaptive`]: the adaptive backpressure controller.
+//! - [`histogram`], [`window`]: bounded-memory latency histograms and sliding windows.
+//! - [`alerts`]: thresholds and alert hysteresis.
+//! - [`recovery`]: retry delays and the circuit breaker.
+//! - [`engine`]: the set of connections, metrics ticks and alerts.
+
+pub mod adaptive;
+pub mod alerts;
+pub mod buffer;
+pub mod config;
+pub mod connection;
+pub mod engine;
+pub mod histogram;
+pub mod priority;
+pub mod recovery;
+pub mod window;

@@ -1,0 +1,15 @@
+//! `stream-engine`: a streaming engine for live web UIs.
+//!
+//! The crate has two layers:
+//! - [`core`]: plain Rust (queues, batching, drop policies, statistics, alerts, recovery). It never
+//!   reads a clock: every operation takes `now` in milliseconds, so `cargo test` drives it natively
+//!   with a fake clock.
+//! - `wasm` (only on `wasm32`): the thin wasm-bindgen layer that stores messages as opaque
+//!   `JsValue`s and turns core results into JS values and errors.
+//!
+//! The JavaScript API (Web Streams, timers, promises) lives in `js/` and calls the `wasm` layer.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

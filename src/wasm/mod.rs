@@ -1,0 +1,456 @@
+//! The wasm-bindgen layer: [`EngineCore`] wraps [`crate::core::engine::Engine`] with messages
+//! stored as opaque `JsValue`s.
+//!
+//! Shape of the boundary, chosen for the per-message path:
+//! - A write is one call with the message handle, its priority as an `f64` (read in JS, which
+//!   is several times cheaper than reading it from Rust) and the time; it returns status bits,
+//!   never a `Result`, so the common case allocates nothing and throws nothing.
+//! - A batch write passes a `Vec<JsValue>` and a `&[f64]` of priorities: one crossing.
+//! - A delivered batch comes back as one JS `Array` built by the glue in one crossing.
+//! - Everything per-tick (metrics, events, alerts) goes through serde-wasm-bindgen.
+//!
+//! Nothing here panics on input: unknown handles read as a closed connection, and bad options
+//! become `TypeError` / `RangeError` naming the field.
+
+mod options;
+
+use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::core::config::{ConfigError, ErrorKind, StreamConfig};
+use crate::core::connection::{status, ConnEvent, DropReason, Push};
+use crate::core::engine::{Engine, Handle};
+
+pub use options::{read_flow_policy, read_stream_patch, read_thresholds, thresholds_to_js};
+
+/// Status bit for a refused write: the connection is closed or unknown.
+pub const CLOSED: u32 = 128;
+
+pub(crate) fn to_js_error(e: &ConfigError) -> JsValue {
+    match e.kind {
+        ErrorKind::Type => TypeError::new(&e.message).into(),
+        ErrorKind::Range => RangeError::new(&e.message).into(),
+        ErrorKind::State => Error::new(&e.message).into(),
+    }
+}
+
+pub(crate) fn to_js<S: Serialize>(v: &S) -> JsValue {
+    // Maps become plain objects; u64 counters become numbers.
+    let ser = serde_wasm_bindgen::Serializer::new()
+        .serialize_maps_as_objects(true)
+        .serialize_missing_as_null(false);
+    v.serialize(&ser).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The engine core as seen from JavaScript. The public `StreamEngine` class in `js/engine.js`
+/// owns one and builds Web Streams, timers and promises around it.
+#[wasm_bindgen]
+pub struct EngineCore {
+    engine: Engine<JsValue>,
+    metrics_interval: f64,
+}
+
+#[wasm_bindgen]
+impl EngineCore {
+    /// Validates the engine config (a partial `StreamConfig` plus `metricsInterval` and
+    /// `metricsWindow`) and creates the core.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: &JsValue) -> Result<EngineCore, JsValue> {
+        let patch = read_stream_patch(config, "config")?;
+        let defaults = StreamConfig::default()
+            .apply(&patch)
+            .map_err(|e| to_js_error(&e))?;
+        let interval = options::read_time(config, "metricsInterval", 1000.0)?;
+        let window = options::read_time(config, "metricsWindow", 5000.0)?;
+        if interval <= 0.0 {
+            return Err(RangeError::new(&format!(
+                "metricsInterval must be > 0 (ms), got {interval}"
+            ))
+            .into());
+        }
+        if window <= 0.0 {
+            return Err(
+                RangeError::new(&format!("metricsWindow must be > 0 (ms), got {window}")).into(),
+            );
+        }
+        Ok(EngineCore {
+            engine: Engine::new(defaults, window),
+            metrics_interval: interval,
+        })
+    }
+
+    /// The engine's full config as a plain object.
+    pub fn config(&self) -> JsValue {
+        let o = stream_config_to_js(self.engine.defaults());
+        let _ = Reflect::set(&o, &"metricsInterval".into(), &self.metrics_interval.into());
+        let _ = Reflect::set(&o, &"metricsWindow".into(), &self.engine.window_ms().into());
+        o.into()
+    }
+
+    /// Validates a connection's config against the engine defaults and returns the full
+    /// `StreamConfig` as an object (for `connection.config`) without creating anything.
+    #[wasm_bindgen(js_name = resolveConfig)]
+    pub fn resolve_config(&self, config: &JsValue) -> Result<JsValue, JsValue> {
+        let patch = read_stream_patch(config, "config")?;
+        let cfg = self
+            .engine
+            .defaults()
+            .apply(&patch)
+            .map_err(|e| to_js_error(&e))?;
+        Ok(stream_config_to_js(&cfg).into())
+    }
+
+    /// Creates a connection. `policy` is `{ rule, dropThreshold, maxWait, adaptive?, conflate }`
+    /// as resolved by the JS glue from the handler and the config.
+    pub fn create(
+        &mut self,
+        id: &str,
+        config: &JsValue,
+        policy: &JsValue,
+        keep_dropped: bool,
+    ) -> Result<u32, JsValue> {
+        let patch = read_stream_patch(config, "config")?;
+        let cfg = self
+            .engine
+            .defaults()
+            .apply(&patch)
+            .map_err(|e| to_js_error(&e))?;
+        let policy = read_flow_policy(policy)?;
+        self.engine
+            .create(id, cfg, policy, keep_dropped)
+            .map_err(|e| to_js_error(&e))
+    }
+
+    /// Offers one message. Returns status bits (`CLOSED` when refused for good).
+    pub fn push(&mut self, h: Handle, msg: JsValue, priority: f64, now: f64) -> u32 {
+        match self.engine.get(h).map(|c| c.push(msg, priority, None, now)) {
+            Some(Ok(Push::Done(st))) => st,
+            Some(Ok(Push::Pending(_))) => status::PENDING,
+            _ => CLOSED,
+        }
+    }
+
+    /// Offers one message with a conflation key.
+    #[wasm_bindgen(js_name = pushKeyed)]
+    pub fn push_keyed(
+        &mut self,
+        h: Handle,
+        msg: JsValue,
+        priority: f64,
+        key: &str,
+        now: f64,
+    ) -> u32 {
+        match self
+            .engine
+            .get(h)
+            .map(|c| c.push(msg, priority, Some(key), now))
+        {
+            Some(Ok(Push::Done(st))) => st,
+            Some(Ok(Push::Pending(_))) => status::PENDING,
+            _ => CLOSED,
+        }
+    }
+
+    /// Offers a batch; stops at the first message that must wait. Returns
+    /// `accepted * 256 + status bits` (status bits of the whole batch, `PENDING` if the batch
+    /// stopped early).
+    #[wasm_bindgen(js_name = pushMany)]
+    pub fn push_many(
+        &mut self,
+        h: Handle,
+        msgs: Vec<JsValue>,
+        priorities: &[f64],
+        now: f64,
+    ) -> f64 {
+        let Some(c) = self.engine.get(h) else {
+            return CLOSED as f64;
+        };
+        let mut st = 0;
+        let mut accepted = 0usize;
+        for (i, m) in msgs.into_iter().enumerate() {
+            let p = priorities.get(i).copied().unwrap_or(f64::NAN);
+            match c.push(m, p, None, now) {
+                Ok(Push::Done(s)) => {
+                    st |= s;
+                    accepted += 1;
+                }
+                Ok(Push::Pending(_)) => {
+                    st |= status::PENDING;
+                    break;
+                }
+                Err(_) => {
+                    st |= CLOSED;
+                    break;
+                }
+            }
+        }
+        // FIRST and BATCH_READY describe the end state, not any one message.
+        let end = c.status();
+        (accepted as f64) * 256.0
+            + ((st & !status::BATCH_READY) | (end & status::BATCH_READY)) as f64
+    }
+
+    /// Counts a message that a user handler dropped on arrival.
+    #[wasm_bindgen(js_name = dropIncoming)]
+    pub fn drop_incoming(&mut self, h: Handle, msg: JsValue, priority: f64, now: f64) -> u32 {
+        match self
+            .engine
+            .get(h)
+            .map(|c| c.drop_incoming(msg, priority, DropReason::Priority, now))
+        {
+            Some(Ok(st)) => st,
+            _ => CLOSED,
+        }
+    }
+
+    /// Current status bits.
+    pub fn status(&mut self, h: Handle) -> u32 {
+        self.engine.get(h).map_or(CLOSED, |c| c.status())
+    }
+
+    /// When the head's batch is due (ms), or NaN when nothing is buffered.
+    pub fn deadline(&mut self, h: Handle) -> f64 {
+        self.engine
+            .get(h)
+            .and_then(|c| c.batch_deadline())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// The next batch for a waiting reader, or `undefined` when none is due.
+    pub fn take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<JsValue>> {
+        self.engine.get(h)?.take_batch(now, force)
+    }
+
+    /// The next batch for a consumer (held in flight until resolved), or `undefined`.
+    #[wasm_bindgen(js_name = consumeTake)]
+    pub fn consume_take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<JsValue>> {
+        self.engine.get(h)?.consume_take(now, force)
+    }
+
+    /// The consumer handled the in-flight batch.
+    #[wasm_bindgen(js_name = consumeSuccess)]
+    pub fn consume_success(&mut self, h: Handle, now: f64) -> u32 {
+        self.engine
+            .get(h)
+            .map_or(CLOSED, |c| c.consume_success(now))
+    }
+
+    /// The consumer failed on the in-flight batch.
+    #[wasm_bindgen(js_name = consumeFailure)]
+    pub fn consume_failure(&mut self, h: Handle, now: f64, will_retry: bool) -> u32 {
+        self.engine
+            .get(h)
+            .map_or(CLOSED, |c| c.consume_failure(now, will_retry))
+    }
+
+    /// Dead-letters the in-flight batch; returns how many messages.
+    #[wasm_bindgen(js_name = consumeDeadLetter)]
+    pub fn consume_dead_letter(&mut self, h: Handle, now: f64) -> u32 {
+        self.engine
+            .get(h)
+            .map_or(0, |c| c.consume_dead_letter(now) as u32)
+    }
+
+    /// Configures the circuit breaker.
+    #[wasm_bindgen(js_name = setCircuit)]
+    pub fn set_circuit(&mut self, h: Handle, failure_threshold: u32, reset_timeout: f64) {
+        if let Some(c) = self.engine.get(h) {
+            c.set_circuit(failure_threshold, reset_timeout);
+        }
+    }
+
+    /// Whether the circuit lets a call through now.
+    #[wasm_bindgen(js_name = circuitAllow)]
+    pub fn circuit_allow(&mut self, h: Handle, now: f64) -> bool {
+        self.engine.get(h).is_some_and(|c| c.circuit_allow(now))
+    }
+
+    /// When an open circuit allows a trial (ms), or NaN.
+    #[wasm_bindgen(js_name = circuitNextAttempt)]
+    pub fn circuit_next_attempt(&mut self, h: Handle) -> f64 {
+        self.engine
+            .get(h)
+            .and_then(|c| c.circuit_next_attempt())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Pauses delivery.
+    pub fn pause(&mut self, h: Handle) {
+        if let Some(c) = self.engine.get(h) {
+            c.pause();
+        }
+    }
+
+    /// Resumes delivery.
+    pub fn resume(&mut self, h: Handle) {
+        if let Some(c) = self.engine.get(h) {
+            c.resume();
+        }
+    }
+
+    /// Refuses further writes; buffered messages stay readable.
+    pub fn close(&mut self, h: Handle) {
+        if let Some(c) = self.engine.get(h) {
+            c.close();
+        }
+    }
+
+    /// The reader went away: dead-letters what is buffered and returns those messages.
+    pub fn cancel(&mut self, h: Handle, now: f64) -> Vec<JsValue> {
+        self.engine
+            .get(h)
+            .map(|c| c.cancel(now))
+            .unwrap_or_default()
+    }
+
+    /// Forgets a connection; returns the resolutions of its active alerts (an array).
+    pub fn remove(&mut self, h: Handle, now: f64) -> JsValue {
+        match self.engine.remove(h, now) {
+            Some((_, resolved)) => to_js(&resolved),
+            None => Array::new().into(),
+        }
+    }
+
+    /// Messages held (buffered plus in flight).
+    pub fn held(&mut self, h: Handle) -> u32 {
+        self.engine.get(h).map_or(0, |c| c.held() as u32)
+    }
+
+    /// Longest hold of a write under backpressure (ms), or NaN when writes are not held.
+    #[wasm_bindgen(js_name = maxWait)]
+    pub fn max_wait(&mut self, h: Handle) -> f64 {
+        self.engine
+            .get(h)
+            .and_then(|c| c.max_wait())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Connection events since the last call, as
+    /// `[{ type: 'backpressure', state, bufferUtilization } | { type: 'circuit', open }]`.
+    #[wasm_bindgen(js_name = takeEvents)]
+    pub fn take_events(&mut self, h: Handle) -> Array {
+        let out = Array::new();
+        if let Some(c) = self.engine.get(h) {
+            for e in c.take_events() {
+                let o = Object::new();
+                match e {
+                    ConnEvent::Backpressure(on, util) => {
+                        set(&o, "type", &"backpressure".into());
+                        set(&o, "state", &(if on { "start" } else { "end" }).into());
+                        set(&o, "bufferUtilization", &util.into());
+                    }
+                    ConnEvent::Circuit(open) => {
+                        set(&o, "type", &"circuit".into());
+                        set(&o, "open", &open.into());
+                    }
+                }
+                out.push(&o);
+            }
+        }
+        out
+    }
+
+    /// Drops since the last summary as `{ count, reasons, byPriority }`, or `undefined`.
+    #[wasm_bindgen(js_name = takeDropSummary)]
+    pub fn take_drop_summary(&mut self, h: Handle) -> JsValue {
+        match self.engine.get(h).and_then(|c| c.take_drop_summary()) {
+            Some(s) => to_js(&s),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    /// Dropped messages kept for `onDrop`: a flat array `[message, reason, message, reason, ...]`.
+    #[wasm_bindgen(js_name = takeDropped)]
+    pub fn take_dropped(&mut self, h: Handle) -> Array {
+        let out = Array::new();
+        if let Some(c) = self.engine.get(h) {
+            for (m, r) in c.take_dropped() {
+                out.push(&m);
+                out.push(&r.as_str().into());
+            }
+        }
+        out
+    }
+
+    /// One connection's metrics.
+    pub fn metrics(&mut self, h: Handle, now: f64) -> JsValue {
+        match self.engine.get(h) {
+            Some(c) => to_js(&c.metrics(now)),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    /// Restarts one connection's counters from what it holds now.
+    #[wasm_bindgen(js_name = resetMetrics)]
+    pub fn reset_metrics(&mut self, h: Handle) {
+        if let Some(c) = self.engine.get(h) {
+            c.reset_metrics();
+        }
+    }
+
+    /// Snapshots all connections and evaluates alerts: `{ totals, connections, alerts }`.
+    pub fn tick(&mut self, now: f64, memory_fraction: f64) -> JsValue {
+        to_js(&self.engine.tick(now, memory_fraction))
+    }
+
+    /// Replaces the alert thresholds from a partial object in the old shape.
+    #[wasm_bindgen(js_name = setThresholds)]
+    pub fn set_thresholds(&mut self, partial: &JsValue) -> Result<(), JsValue> {
+        let t = read_thresholds(partial, *self.engine.thresholds())?;
+        self.engine.set_thresholds(t);
+        Ok(())
+    }
+
+    /// The alert thresholds in the old shape.
+    pub fn thresholds(&self) -> JsValue {
+        thresholds_to_js(self.engine.thresholds())
+    }
+}
+
+fn set(o: &Object, k: &str, v: &JsValue) {
+    let _ = Reflect::set(o, &JsValue::from_str(k), v);
+}
+
+fn stream_config_to_js(c: &StreamConfig) -> Object {
+    let o = Object::new();
+    set(&o, "bufferSize", &(c.buffer_size as f64).into());
+    set(&o, "batchTimeout", &c.batch_timeout.into());
+    set(&o, "maxBatchSize", &(c.max_batch_size as f64).into());
+    set(
+        &o,
+        "backpressureThreshold",
+        &c.backpressure_threshold.into(),
+    );
+    set(&o, "retryAttempts", &(c.retry_attempts as f64).into());
+    set(&o, "retryDelay", &c.retry_delay.into());
+    o
+}
+
+/// Validates one option value the way the engine does, for the JS classes that take options
+/// (`DefaultBackpressureHandler`, `GracefulErrorRecovery`, ...). `kind` is `fraction`,
+/// `time`, `positiveInt`, `count` or `number01`. Returns the value or throws a
+/// `TypeError` / `RangeError` naming `field`.
+#[wasm_bindgen(js_name = validateOption)]
+pub fn validate_option(kind: &str, field: &str, value: &JsValue) -> Result<f64, JsValue> {
+    options::validate(kind, field, value)
+}
+
+/// The priority class name (`critical`, `high`, `normal`, `low`) of a number, for the JS side.
+#[wasm_bindgen(js_name = priorityClass)]
+pub fn priority_class(p: f64) -> String {
+    use crate::core::priority::Class;
+    match Class::of(crate::core::priority::sanitize(p)) {
+        Class::Critical => "critical",
+        Class::High => "high",
+        Class::Normal => "normal",
+        Class::Low => "low",
+    }
+    .into()
+}
+
+/// Bytes of WebAssembly linear memory in use by this instance.
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
+}

@@ -1,0 +1,433 @@
+// Type declarations for @nodeflow/stream-engine.
+// The engine core is Rust compiled to WebAssembly; these types describe the JavaScript API.
+
+/** A named priority class; the number it stands for is given next to it. */
+export type PriorityName = 'critical' | 'high' | 'normal' | 'low'; // 1, 0.75, 0.5, 0.25
+
+/** Optional message metadata the engine reads. Everything else is left alone. */
+export interface MessageMetadata {
+  /** A number in [0, 1] (higher is more important) or a class name. Missing means 0.5. Priority 1 is never dropped. */
+  priority?: number | PriorityName;
+  /** With `conflate: true`, a new message replaces a buffered one with the same key. */
+  key?: string | number;
+  [field: string]: unknown;
+}
+
+/** One message. `data` is opaque: the engine never copies, serializes or inspects it. */
+export interface StreamMessage<T = unknown> {
+  id: string;
+  timestamp: number;
+  sourceNodeId: string;
+  targetNodeId: string;
+  port: string;
+  data: T;
+  metadata?: MessageMetadata;
+}
+
+/** Per-connection settings (all times in milliseconds). */
+export interface StreamConfig {
+  /** Maximum messages held by the connection (positive integer, default 1000). */
+  bufferSize: number;
+  /** A batch is delivered at most this long after its first message was accepted (>= 0, default 16; 0 = no waiting). */
+  batchTimeout: number;
+  /** Maximum messages per batch (positive integer, default 50). */
+  maxBatchSize: number;
+  /** Buffer utilisation in (0, 1] at which backpressure starts (default 0.8). */
+  backpressureThreshold: number;
+  /** Retries of a failing `consume` handler (integer >= 0, default 3). */
+  retryAttempts: number;
+  /** Base retry delay (>= 0, default 100). */
+  retryDelay: number;
+}
+
+export type DropPolicy = 'priority' | 'oldest' | 'newest' | 'block';
+export type DropReason = 'priority' | 'oldest' | 'newest' | 'conflated' | 'dead-letter';
+
+export interface ConnectionConfig extends Partial<StreamConfig> {
+  /** Fixed drop rule; overrides any handler. Default: the handler's behaviour, or 'block' (lossless) without one. */
+  dropPolicy?: DropPolicy;
+  /** Latest value wins per `metadata.key`. */
+  conflate?: boolean;
+  /** Longest time a write is held under backpressure by the fixed drop policies (default 100 ms). */
+  maxWaitTime?: number;
+  /** A handler for this connection only. */
+  backpressureHandler?: BackpressureHandlerLike;
+  /** Called for every dropped message, with the reason. */
+  onDrop?: (message: StreamMessage, reason: DropReason) => void;
+  /** Closes the connection when aborted. */
+  signal?: AbortSignal;
+}
+
+export interface EngineConfig extends Partial<StreamConfig> {
+  /** Milliseconds between metrics snapshots on the event feed (default 1000). */
+  metricsInterval?: number;
+  /** Sliding window for rates, latencies and error rate (default 5000). */
+  metricsWindow?: number;
+}
+
+export type CircuitState = 'closed' | 'open' | 'half-open';
+
+export interface DropCounts {
+  priority: number;
+  oldest: number;
+  newest: number;
+  conflated: number;
+  'dead-letter': number;
+}
+
+export interface PriorityCounts {
+  critical: number;
+  high: number;
+  normal: number;
+  low: number;
+}
+
+export interface AdaptiveState {
+  /** Current effective drop threshold (fraction of bufferSize). */
+  effectiveThreshold: number;
+  /** Fraction of arrivals dropped over the metrics window. */
+  dropRate: number;
+  /** Current batch size used by the handler (<= maxBatchSize). */
+  batchSize: number;
+}
+
+export interface ConnectionMetrics {
+  connectionId: string;
+  /** Total messages accepted. */
+  messagesIn: number;
+  /** Total messages delivered to the reader (or successfully consumed). */
+  messagesOut: number;
+  /** Delivered per second, over the last second. */
+  messagesPerSecond: number;
+  /** Latency from acceptance to delivery (ms), over the metrics window. */
+  averageLatency: number;
+  p50Latency: number;
+  p95Latency: number;
+  p99Latency: number;
+  maxLatency: number;
+  /** Messages held now (including a batch being consumed). */
+  bufferSize: number;
+  bufferCapacity: number;
+  bufferUtilization: number;
+  backpressureEvents: number;
+  /** Whether backpressure is on now. */
+  backpressure: boolean;
+  /** Total dropped, all reasons. `messagesIn == messagesOut + dropped + bufferSize` always holds. */
+  dropped: number;
+  drops: DropCounts;
+  dropsByPriority: PriorityCounts;
+  /** Failed deliveries over attempted, over the metrics window. */
+  errorRate: number;
+  errors: number;
+  retries: number;
+  circuitState: CircuitState;
+  paused: boolean;
+  adaptive?: AdaptiveState;
+  lastUpdated: number;
+}
+
+export interface SystemMetrics {
+  /** Timer drift of the metrics timer (ms). */
+  eventLoopLag: number;
+  /** Size of the WebAssembly memory in bytes. */
+  wasmMemoryBytes: number;
+  /** JS heap used, where the platform exposes it. */
+  jsHeapUsed?: number;
+  jsHeapTotal?: number;
+  jsHeapLimit?: number;
+}
+
+export interface EngineMetrics {
+  totals: {
+    connections: number;
+    messagesIn: number;
+    messagesOut: number;
+    messagesPerSecond: number;
+    dropped: number;
+    bufferSize: number;
+    backpressureEvents: number;
+    errors: number;
+    retries: number;
+  };
+  connections: Record<string, ConnectionMetrics>;
+  system: SystemMetrics;
+  lastUpdated: number;
+}
+
+export type AlertType = 'high_latency' | 'high_error_rate' | 'backpressure' | 'memory' | 'drops' | 'circuit_open';
+export type Severity = 'warning' | 'critical';
+
+export interface Alert {
+  type: AlertType;
+  severity: Severity;
+  /** Connection id, or '' for engine-wide alerts (memory). */
+  connectionId: string;
+  message: string;
+  value: number;
+  threshold: number;
+  timestamp: number;
+}
+
+export interface Thresholds {
+  latency: { warning: number; critical: number };
+  errorRate: { warning: number; critical: number };
+  backpressure: { warning: number; critical: number };
+  memory: { warning: number; critical: number };
+  /** Drop rate (dropped / in over the window) that raises a `drops` warning; any critical drop is critical. */
+  dropRate: { warning: number };
+}
+export type PartialThresholds = { [K in keyof Thresholds]?: Partial<Thresholds[K]> };
+
+interface EventBase {
+  timestamp: number;
+  /** Events this subscriber missed (its queue overflowed) just before this one. */
+  missed?: number;
+}
+export interface MetricsEvent extends EventBase { type: 'metrics'; metrics: EngineMetrics }
+export interface AlertEvent extends EventBase { type: 'alert'; alert: Alert }
+export interface AlertResolvedEvent extends EventBase { type: 'alert-resolved'; alert: Alert }
+export interface BackpressureEvent extends EventBase {
+  type: 'backpressure';
+  connectionId: string;
+  state: 'start' | 'end';
+  bufferUtilization: number;
+}
+export interface DropEvent extends EventBase {
+  type: 'drop';
+  connectionId: string;
+  /** Messages dropped since the previous drop event of this connection. */
+  count: number;
+  reasons: DropCounts;
+  byPriority: PriorityCounts;
+}
+export interface ConnectionEvent extends EventBase {
+  type: 'connection';
+  connectionId: string;
+  action: 'created' | 'closed' | 'paused' | 'resumed' | 'circuit-opened' | 'circuit-closed';
+}
+export interface ErrorEvent extends EventBase {
+  type: 'error';
+  connectionId: string;
+  error: { name: string; message: string };
+  attempt: number;
+  willRetry: boolean;
+}
+export type EngineEvent =
+  | MetricsEvent | AlertEvent | AlertResolvedEvent | BackpressureEvent | DropEvent | ConnectionEvent | ErrorEvent;
+export type EngineEventType = EngineEvent['type'];
+
+export interface EventsOptions {
+  types?: EngineEventType[];
+  /** Queue bound for this subscriber (default 1000). Oldest events go first on overflow. */
+  queueSize?: number;
+}
+
+/** Debug events, as the old `debug$`. */
+export interface DebugEvent {
+  type: 'connection_created' | 'connection_closed' | 'batch_delivered' | 'message_dropped' | 'backpressure' | 'error' | 'retry' | 'alert' | 'circuit';
+  connectionId: string;
+  timestamp: number;
+  data: unknown;
+}
+
+export interface Subscription { unsubscribe(): void; readonly closed: boolean }
+export interface Observer<T> { next?(value: T): void; error?(err: unknown): void; complete?(): void }
+/** A minimal interop observable: works with RxJS `from()` (via '@@observable' / Symbol.observable). */
+export interface InteropObservable<T> {
+  subscribe(observerOrNext?: Observer<T> | ((value: T) => void)): Subscription;
+  '@@observable'(): InteropObservable<T>;
+}
+
+export interface BatchedStreamValue<T = unknown> { messages: StreamMessage<T>[]; totalSize: number; timestamp: number }
+
+export interface ConsumeHandle {
+  /** Stops consuming; messages stay buffered. */
+  stop(): void;
+  /** Resolves when the connection's readable ends (or `stop()` is called). */
+  readonly done: Promise<void>;
+}
+
+export interface StreamConnection<T = unknown> {
+  readonly id: string;
+  readonly sourceNodeId: string;
+  readonly targetNodeId: string;
+  readonly sourcePort: string;
+  readonly targetPort: string;
+  readonly config: Readonly<StreamConfig & Omit<ConnectionConfig, keyof StreamConfig>>;
+  /** Accepts a message or an array of messages (a batch write: the fast path). */
+  readonly writable: WritableStream<StreamMessage<T> | StreamMessage<T>[]>;
+  /** Delivers batches (arrays) of messages in write order. */
+  readonly readable: ReadableStream<StreamMessage<T>[]>;
+  /** The default writer of `writable`, taken on first access. */
+  readonly writer: WritableStreamDefaultWriter<StreamMessage<T> | StreamMessage<T>[]>;
+  readonly paused: boolean;
+  pause(): void;
+  resume(): void;
+  /** Reads batches and calls `handler(batch)` with retries, dead letters and a circuit breaker. */
+  consume(handler: (batch: StreamMessage<T>[]) => void | Promise<void>): ConsumeHandle;
+  /** Returns the dead-lettered messages and clears the list. */
+  deadLetters(): StreamMessage<T>[];
+}
+
+export interface BackpressureHandlerLike {
+  prioritizeMessage(message: StreamMessage): number;
+  shouldDropMessage(message: StreamMessage): boolean;
+}
+
+export interface DefaultBackpressureOptions { dropThreshold?: number; priorityDrop?: boolean; maxWaitTime?: number }
+export class DefaultBackpressureHandler implements BackpressureHandlerLike {
+  constructor(options?: DefaultBackpressureOptions);
+  readonly options: Required<DefaultBackpressureOptions>;
+  prioritizeMessage(message: StreamMessage): number;
+  shouldDropMessage(message: StreamMessage): boolean;
+}
+
+export interface AdaptiveBackpressureOptions {
+  /** p95 latency goal for delivered messages (ms, default 100). */
+  targetLatency?: number;
+  /** Upper bound of the effective drop threshold (default 0.9). */
+  maxThreshold?: number;
+  /** Lower bound of the effective drop threshold (default 0.05). */
+  minThreshold?: number;
+  /** Longest hold of a write under backpressure (default 50 ms). */
+  maxWaitTime?: number;
+}
+export class AdaptiveBackpressureHandler implements BackpressureHandlerLike {
+  constructor(options?: AdaptiveBackpressureOptions);
+  readonly options: Required<AdaptiveBackpressureOptions>;
+  prioritizeMessage(message: StreamMessage): number;
+  shouldDropMessage(message: StreamMessage): boolean;
+}
+
+export interface ErrorRecoveryOptions {
+  retryAttempts?: number;
+  retryDelay?: number;
+  maxRetryDelay?: number;
+  jitter?: number;
+  circuitBreaker?: { failureThreshold?: number; resetTimeout?: number };
+}
+export class DefaultErrorRecovery {
+  constructor(options?: ErrorRecoveryOptions);
+  readonly options: Required<Omit<ErrorRecoveryOptions, 'circuitBreaker'>> & { circuitBreaker: { failureThreshold: number; resetTimeout: number } };
+  shouldRetry(error: unknown, attempt: number): boolean;
+  getRetryDelay(attempt: number): number;
+}
+export class GracefulErrorRecovery extends DefaultErrorRecovery {}
+
+export class StreamEngine {
+  constructor(config?: EngineConfig);
+  /** The engine's defaults (a full StreamConfig plus metricsInterval and metricsWindow). */
+  readonly config: Readonly<StreamConfig & { metricsInterval: number; metricsWindow: number }>;
+  /** Returns `${sourceNodeId}:${outputPort}->${targetNodeId}:${inputPort}`. Throws if it exists. */
+  createConnection(sourceNodeId: string, targetNodeId: string, outputPort: string, inputPort: string, config?: ConnectionConfig): string;
+  getConnection<T = unknown>(id: string): StreamConnection<T> | undefined;
+  /** Forgets the connection at once, refuses writes, closes the readable after buffered messages. */
+  closeConnection(id: string): Promise<void>;
+  listConnections(): string[];
+  /** Delivers to every connection whose source node and output port match; returns how many took it. */
+  route(message: StreamMessage | StreamMessage[]): number;
+  getMetrics(id: string): ConnectionMetrics;
+  getMetrics(): EngineMetrics;
+  resetMetrics(id: string): void;
+  setBackpressureHandler(handler: BackpressureHandlerLike | null): void;
+  setErrorRecovery(recovery: DefaultErrorRecovery | null): void;
+  setThresholds(thresholds: PartialThresholds): void;
+  getThresholds(): Thresholds;
+  /** A new ReadableStream of events on each call. Cancel it to unsubscribe. */
+  events(options?: EventsOptions): ReadableStream<EngineEvent>;
+  /** Emits a Map of connection id to metrics every metricsInterval. */
+  readonly metrics$: InteropObservable<Map<string, ConnectionMetrics>>;
+  readonly debug$: InteropObservable<DebugEvent>;
+  createBatchedStream<T = unknown>(id: string, config?: { maxBatchSize?: number; batchTimeout?: number }): InteropObservable<BatchedStreamValue<T>>;
+  /** Closes every connection and stops every timer. */
+  destroy(): void;
+  readonly destroyed: boolean;
+}
+
+export interface DebuggerOptions { maxHistorySize?: number; snapshotInterval?: number }
+export interface DebugSnapshot { timestamp: number; systemMetrics: SystemMetrics; connections: Record<string, ConnectionMetrics> }
+export interface DebugExport {
+  metadata: { exportTimestamp: number; engineVersion: string; config: unknown; recording: boolean; eventCount: number; thresholds: Thresholds };
+  events: DebugEvent[];
+  alerts: Alert[];
+  snapshots: DebugSnapshot[];
+}
+export class StreamDebugger {
+  constructor(engine: StreamEngine, options?: DebuggerOptions);
+  startRecording(): void;
+  stopRecording(): void;
+  readonly recording: boolean;
+  readonly debug$: InteropObservable<DebugEvent>;
+  readonly snapshots$: InteropObservable<DebugSnapshot>;
+  readonly alerts$: InteropObservable<Alert>;
+  getEventHistory(): DebugEvent[];
+  getEventsForConnection(id: string): DebugEvent[];
+  setThresholds(thresholds: PartialThresholds): void;
+  exportDebugData(): DebugExport;
+}
+
+export type DataPattern = 'sequential' | 'random' | 'sine-wave' | 'step';
+export interface PerformanceTestConfig {
+  name: string;
+  duration: number;
+  messageRate: number;
+  messageSize: number;
+  concurrentConnections: number;
+  burstMode?: { enabled: boolean; burstSize: number; burstInterval: number };
+  dataPattern: DataPattern;
+}
+export interface PerformanceTestResult {
+  config: PerformanceTestConfig;
+  startTime: number;
+  endTime: number;
+  duration: number;
+  totalMessages: number;
+  avgMessagesPerSecond: number;
+  avgLatency: number;
+  minLatency: number;
+  maxLatency: number;
+  p95Latency: number;
+  p99Latency: number;
+  errorRate: number;
+  backpressureEvents: number;
+  droppedMessages: number;
+  memoryUsage: number;
+}
+export const STANDARD_PERFORMANCE_TESTS: PerformanceTestConfig[];
+export class PerformanceTestSuite {
+  constructor(engine: StreamEngine);
+  runTest(config: PerformanceTestConfig, options?: { onProgress?: (fraction: number) => void; signal?: AbortSignal }): Promise<PerformanceTestResult>;
+  runTestSuite(configs: PerformanceTestConfig[], options?: { onProgress?: (test: string, fraction: number) => void }): Promise<PerformanceTestResult[]>;
+  getResults(): PerformanceTestResult[];
+  generateReport(): string;
+}
+
+export interface DataSourceOptions {
+  rate: number;
+  sourceNodeId?: string;
+  targetNodeId?: string;
+  port?: string;
+  messageSize?: number;
+  /** Stop after this many messages. */
+  count?: number;
+  priority?: number | PriorityName | (() => number | PriorityName);
+  amplitude?: number;
+  period?: number;
+}
+/** A ReadableStream of messages produced at `rate` msg/s following the pattern. */
+export function createDataSource(pattern: DataPattern, options: DataSourceOptions): ReadableStream<StreamMessage<{ value: number; seq: number; payload?: string }>>;
+
+export interface WidgetOptions { bufferSize?: number; updateInterval?: number; engine?: StreamEngine; connectionId?: string }
+export interface WidgetUpdate<T = unknown> {
+  data: StreamMessage<T>[];
+  isConnected: boolean;
+  metrics: { messageCount: number; averageLatency: number; messagesPerSecond: number } & Partial<ConnectionMetrics>;
+}
+/** Framework-neutral widget helper: keeps the last `bufferSize` messages, calls `onUpdate` at most once per `updateInterval` ms (or per animation frame). Returns an unsubscribe function. */
+export function subscribeWidget<T = unknown>(readable: ReadableStream<StreamMessage<T>[]>, options: WidgetOptions, onUpdate: (update: WidgetUpdate<T>) => void): () => void;
+
+/** The engine's version. */
+export const version: string;
+
+/** Loads the WebAssembly module (browsers). A no-op in Node, where loading is synchronous. */
+export default function init(input?: unknown): Promise<void>;
