@@ -1,0 +1,485 @@
+// StreamEngine: connections, routing, the metrics timer and the event feed around the Rust core.
+import { EngineCore, wasmMemoryBytes } from '#wasm';
+import { Connection, DROPPED, DROP_SUMMARY, EVENTS } from './connection.js';
+import { EventHub } from './events.js';
+import { checkHandler, resolvePolicy } from './handlers.js';
+import { Observable, Subject } from './observable.js';
+import { checkMessage, describe, priorityOf } from './priority.js';
+import { DefaultErrorRecovery } from './recovery.js';
+import { platform, runtime } from './runtime.js';
+
+const now = () => performance.now();
+/** Drop summaries are batched: at most one `drop` event per connection per this many ms. */
+const DROP_FLUSH_MS = 100;
+
+function checkId(v, name) {
+  if (typeof v !== 'string') throw new TypeError(`${name} must be a string, got ${describe(v)}`);
+  if (v.length === 0) throw new TypeError(`${name} must be a non-empty string`);
+}
+
+const CONNECTION_OPTIONS = new Set([
+  'bufferSize', 'batchTimeout', 'maxBatchSize', 'backpressureThreshold', 'retryAttempts', 'retryDelay',
+  'dropPolicy', 'conflate', 'maxWaitTime', 'backpressureHandler', 'onDrop', 'signal',
+]);
+
+export class StreamEngine {
+  constructor(config) {
+    if (!runtime.ready) throw new Error('the WebAssembly module is not loaded yet: call `await init()` first');
+    this._core = new EngineCore(config);
+    this.config = Object.freeze(this._core.config());
+    this._conns = new Map(); // id -> Connection (open ones)
+    this._routes = new Map(); // `${source}\0${port}` -> Connection[]
+    this._all = new Set(); // connections still draining after close, too
+    this._handler = null;
+    this._recovery = null;
+    this._destroyed = false;
+    this._dirty = new Set(); // connections with core events to drain
+    this._drainScheduled = false;
+    this._dropTimer = null;
+    this._dropsPending = new Set();
+    this._metricsTimer = null;
+    this._lastTick = 0;
+    this._lag = 0;
+    this._lastMetrics = null;
+    this._prios = new Float64Array(64);
+    this._hub = new EventHub(() => this._updateTimer());
+    this._metricsSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
+    this._debugSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
+    this.metrics$ = this._metricsSubject.observable;
+    this.debug$ = this._debugSubject.observable;
+    this._listeners = new Set(); // internal listeners (StreamDebugger)
+  }
+
+  get destroyed() {
+    return this._destroyed;
+  }
+
+  _checkAlive() {
+    if (this._destroyed) throw new Error('StreamEngine has been destroyed');
+  }
+
+  /** Reused scratch array for batch priorities (one allocation per engine, not per write). */
+  _prioBuffer(n) {
+    if (this._prios.length < n) this._prios = new Float64Array(Math.max(n, this._prios.length * 2));
+    return this._prios;
+  }
+
+  createConnection(sourceNodeId, targetNodeId, outputPort, inputPort, config) {
+    this._checkAlive();
+    checkId(sourceNodeId, 'sourceNodeId');
+    checkId(targetNodeId, 'targetNodeId');
+    checkId(outputPort, 'outputPort');
+    checkId(inputPort, 'inputPort');
+    const cfg = config ?? {};
+    if (typeof cfg !== 'object' || Array.isArray(cfg)) throw new TypeError(`config must be an object, got ${describe(cfg)}`);
+    for (const k of Object.keys(cfg)) {
+      if (!CONNECTION_OPTIONS.has(k)) throw new TypeError(`config has an unknown option ${JSON.stringify(k)}`);
+    }
+    const id = `${sourceNodeId}:${outputPort}->${targetNodeId}:${inputPort}`;
+    if (this._conns.has(id)) throw new Error(`connection ${id} already exists`);
+    if (cfg.onDrop !== undefined && typeof cfg.onDrop !== 'function') throw new TypeError(`onDrop must be a function, got ${describe(cfg.onDrop)}`);
+    if (cfg.signal !== undefined && (typeof cfg.signal !== 'object' || cfg.signal === null || typeof cfg.signal.addEventListener !== 'function')) {
+      throw new TypeError(`signal must be an AbortSignal, got ${describe(cfg.signal)}`);
+    }
+    if (cfg.backpressureHandler !== undefined) checkHandler(cfg.backpressureHandler);
+    const handler = cfg.backpressureHandler ?? this._handler;
+    const { policy, custom } = resolvePolicy(handler, cfg);
+    const resolved = this._core.resolveConfig(cfg);
+    const h = this._core.create(id, cfg, policy, typeof cfg.onDrop === 'function');
+    const full = Object.freeze({
+      ...resolved,
+      ...(cfg.dropPolicy !== undefined ? { dropPolicy: cfg.dropPolicy } : {}),
+      ...(cfg.conflate !== undefined ? { conflate: cfg.conflate } : {}),
+      ...(cfg.maxWaitTime !== undefined ? { maxWaitTime: cfg.maxWaitTime } : {}),
+      ...(cfg.backpressureHandler !== undefined ? { backpressureHandler: cfg.backpressureHandler } : {}),
+      ...(cfg.onDrop !== undefined ? { onDrop: cfg.onDrop } : {}),
+      ...(cfg.signal !== undefined ? { signal: cfg.signal } : {}),
+    });
+    const conn = new Connection(
+      this,
+      h,
+      { id, sourceNodeId, targetNodeId, sourcePort: outputPort, targetPort: inputPort },
+      full,
+      { custom, onDrop: cfg.onDrop ?? null, conflate: policy.conflate === true },
+    );
+    this._conns.set(id, conn);
+    this._all.add(conn);
+    const key = `${sourceNodeId}\u0000${outputPort}`;
+    const list = this._routes.get(key);
+    if (list) list.push(conn);
+    else this._routes.set(key, [conn]);
+    if (cfg.signal) {
+      const onAbort = () => {
+        if (this._conns.get(id) === conn) this.closeConnection(id);
+      };
+      if (cfg.signal.aborted) queueMicrotask(onAbort);
+      else cfg.signal.addEventListener('abort', onAbort, { once: true });
+    }
+    this._connectionEvent(conn, 'created');
+    return id;
+  }
+
+  getConnection(id) {
+    return this._conns.get(id);
+  }
+
+  listConnections() {
+    return [...this._conns.keys()];
+  }
+
+  _lookup(id) {
+    if (typeof id !== 'string') throw new TypeError(`connection id must be a string, got ${describe(id)}`);
+    const c = this._conns.get(id);
+    if (!c) throw new Error(`unknown connection ${id}`);
+    return c;
+  }
+
+  /** Forgets the connection, refuses writes, and ends its readable after what is buffered. */
+  closeConnection(id) {
+    const c = this._lookup(id);
+    this._forget(c);
+    c._beginClose();
+    return Promise.resolve();
+  }
+
+  _forget(c) {
+    this._conns.delete(c.id);
+    const key = `${c.sourceNodeId}\u0000${c.sourcePort}`;
+    const list = this._routes.get(key);
+    if (list) {
+      const i = list.indexOf(c);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this._routes.delete(key);
+    }
+  }
+
+  /** Called by a connection once its readable has ended: free its core state. */
+  _finished(c) {
+    if (!this._all.has(c)) return;
+    this._forget(c);
+    this._flushConnection(c);
+    this._all.delete(c);
+    this._dirty.delete(c);
+    this._dropsPending.delete(c);
+    const resolved = this._core.remove(c._h, now());
+    for (const alert of resolved) this._emitAlert('alert-resolved', alert);
+    this._connectionEvent(c, 'closed');
+  }
+
+  /** Delivers to every connection whose source node and output port match. */
+  route(message) {
+    this._checkAlive();
+    if (Array.isArray(message)) {
+      let n = 0;
+      for (let i = 0; i < message.length; i++) n += this._route1(message[i], `messages[${i}]`);
+      return n;
+    }
+    return this._route1(message, 'message');
+  }
+
+  _route1(msg, what) {
+    checkMessage(msg, what);
+    if (typeof msg.sourceNodeId !== 'string') throw new TypeError(`${what}.sourceNodeId must be a string, got ${describe(msg.sourceNodeId)}`);
+    if (typeof msg.port !== 'string') throw new TypeError(`${what}.port must be a string, got ${describe(msg.port)}`);
+    const list = this._routes.get(`${msg.sourceNodeId}\u0000${msg.port}`);
+    if (!list) return 0;
+    const p = priorityOf(msg);
+    let n = 0;
+    for (let i = 0; i < list.length; i++) if (list[i]._offer(msg, p)) n++;
+    return n;
+  }
+
+  setBackpressureHandler(handler) {
+    checkHandler(handler, 'handler');
+    this._handler = handler ?? null;
+  }
+
+  setErrorRecovery(recovery) {
+    if (recovery !== null && recovery !== undefined) {
+      if (typeof recovery !== 'object' || typeof recovery.shouldRetry !== 'function' || typeof recovery.getRetryDelay !== 'function') {
+        throw new TypeError(`recovery must implement shouldRetry(error, attempt) and getRetryDelay(attempt), got ${describe(recovery)}`);
+      }
+    }
+    this._recovery = recovery ?? null;
+  }
+
+  _recoveryFor(c) {
+    return this._recovery ?? new DefaultErrorRecovery({ retryAttempts: c.config.retryAttempts, retryDelay: c.config.retryDelay });
+  }
+
+  setThresholds(thresholds) {
+    this._core.setThresholds(thresholds);
+  }
+
+  getThresholds() {
+    return this._core.thresholds();
+  }
+
+  getMetrics(id) {
+    if (id === undefined) return this._engineMetrics(now()).metrics;
+    const c = this._lookup(id);
+    const m = this._core.metrics(c._h, now());
+    m.lastUpdated = Date.now();
+    return m;
+  }
+
+  resetMetrics(id) {
+    const c = this._lookup(id);
+    this._core.resetMetrics(c._h);
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  events(options) {
+    this._checkAlive();
+    return this._hub.stream(options);
+  }
+
+  /** @internal listeners that see every event (the debugger). Returns an unsubscribe. */
+  _listen(fn) {
+    this._listeners.add(fn);
+    this._updateTimer();
+    return () => {
+      this._listeners.delete(fn);
+      this._updateTimer();
+    };
+  }
+
+  _emit(ev) {
+    this._hub.emit(ev);
+    for (const l of this._listeners) {
+      try {
+        l(ev);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+
+  _debug(type, connectionId, data, timestamp) {
+    if (!this._debugSubject.observed && this._listeners.size === 0) return;
+    const ev = { type, connectionId, timestamp: timestamp ?? Date.now(), data };
+    this._debugSubject.emit(ev);
+    for (const l of this._listeners) {
+      try {
+        l({ type: 'debug', debug: ev });
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+
+  _connectionEvent(c, action) {
+    this._emit({ type: 'connection', timestamp: Date.now(), connectionId: c.id, action });
+    if (action === 'created') this._debug('connection_created', c.id, { config: plainConfig(c.config) });
+    else if (action === 'closed') this._debug('connection_closed', c.id, {});
+    else if (action === 'circuit-opened' || action === 'circuit-closed') this._debug('circuit', c.id, { state: action === 'circuit-opened' ? 'open' : 'closed' });
+    else this._debug(action === 'paused' ? 'connection_paused' : 'connection_resumed', c.id, {});
+  }
+
+  _delivered(c, batch, t) {
+    if (this._debugSubject.observed || this._listeners.size > 0) {
+      this._debug('batch_delivered', c.id, { size: batch.length, firstId: batch[0]?.id, lastId: batch[batch.length - 1]?.id });
+    }
+    void t;
+  }
+
+  _consumerError(c, error, attempt, willRetry) {
+    const err = { name: String(error?.name ?? 'Error'), message: String(error?.message ?? error) };
+    this._emit({ type: 'error', timestamp: Date.now(), connectionId: c.id, error: err, attempt, willRetry });
+    this._debug(willRetry ? 'retry' : 'error', c.id, { error: err, attempt, willRetry });
+  }
+
+  _callOnDrop(c, msg, reason) {
+    try {
+      c._onDrop(msg, reason);
+    } catch (e) {
+      console.error(e);
+    }
+  }
+
+  /** The core reported events, drops or drop summaries on `c`: drain them after this call. */
+  _notify(c, s) {
+    if (s & (EVENTS | DROPPED)) {
+      this._dirty.add(c);
+      if (!this._drainScheduled) {
+        this._drainScheduled = true;
+        queueMicrotask(() => this._drain());
+      }
+    }
+    if (s & DROP_SUMMARY) {
+      this._dropsPending.add(c);
+      if (this._dropTimer === null) this._dropTimer = setTimeout(() => this._flushDrops(), DROP_FLUSH_MS);
+    }
+  }
+
+  _drain() {
+    this._drainScheduled = false;
+    const dirty = [...this._dirty];
+    this._dirty.clear();
+    for (const c of dirty) this._drainConnection(c);
+  }
+
+  _drainConnection(c) {
+    if (!this._all.has(c)) return;
+    const evs = this._core.takeEvents(c._h);
+    for (const e of evs) {
+      if (e.type === 'backpressure') {
+        c._pressure = e.state === 'start';
+        this._emit({ type: 'backpressure', timestamp: Date.now(), connectionId: c.id, state: e.state, bufferUtilization: e.bufferUtilization });
+        this._debug('backpressure', c.id, { state: e.state, bufferUtilization: e.bufferUtilization });
+      } else if (e.type === 'circuit') {
+        this._connectionEvent(c, e.open ? 'circuit-opened' : 'circuit-closed');
+      }
+    }
+    if (c._onDrop) {
+      const flat = this._core.takeDropped(c._h);
+      for (let i = 0; i < flat.length; i += 2) this._callOnDrop(c, flat[i], flat[i + 1]);
+    }
+  }
+
+  _flushDrops() {
+    this._dropTimer = null;
+    const list = [...this._dropsPending];
+    this._dropsPending.clear();
+    for (const c of list) this._flushConnection(c);
+  }
+
+  _flushConnection(c) {
+    if (!this._all.has(c)) return;
+    this._drainConnection(c);
+    const s = this._core.takeDropSummary(c._h);
+    if (s) {
+      this._emit({ type: 'drop', timestamp: Date.now(), connectionId: c.id, count: s.count, reasons: s.reasons, byPriority: s.byPriority });
+      this._debug('message_dropped', c.id, s);
+    }
+  }
+
+  // ---- metrics -------------------------------------------------------------------------------
+
+  _wantsTicks() {
+    return this._hub.size > 0 || this._metricsSubject.observed || this._debugSubject.observed || this._listeners.size > 0;
+  }
+
+  _updateTimer() {
+    const want = !this._destroyed && this._wantsTicks();
+    if (want && this._metricsTimer === null) {
+      const interval = this.config.metricsInterval;
+      this._lastTick = now();
+      this._metricsTimer = setInterval(() => this._tick(), interval);
+      // Metrics alone must not keep a Node process alive.
+      if (typeof this._metricsTimer?.unref === 'function') this._metricsTimer.unref();
+    } else if (!want && this._metricsTimer !== null) {
+      clearInterval(this._metricsTimer);
+      this._metricsTimer = null;
+    }
+  }
+
+  _system() {
+    const sys = { eventLoopLag: this._lag, wasmMemoryBytes: wasmMemoryBytes() };
+    const heap = platform.heap();
+    if (heap) {
+      sys.jsHeapUsed = heap.used;
+      sys.jsHeapTotal = heap.total;
+      if (heap.limit) sys.jsHeapLimit = heap.limit;
+    }
+    return sys;
+  }
+
+  _engineMetrics(t) {
+    const system = this._system();
+    const memFraction = system.jsHeapLimit ? system.jsHeapUsed / system.jsHeapLimit : NaN;
+    const tick = this._core.tick(t, memFraction);
+    const wall = Date.now();
+    for (const id in tick.connections) tick.connections[id].lastUpdated = wall;
+    for (const a of tick.alerts) a.alert.timestamp = wall;
+    return {
+      metrics: { totals: tick.totals, connections: tick.connections, system, lastUpdated: Date.now() },
+      alerts: tick.alerts,
+    };
+  }
+
+  /** Forces a metrics tick now (also what the timer calls). Returns the snapshot. */
+  _tick() {
+    const t = now();
+    const expected = this._lastTick + this.config.metricsInterval;
+    this._lag = Math.max(0, t - expected);
+    this._lastTick = t;
+    for (const c of this._dropsPending) this._flushConnection(c);
+    this._dropsPending.clear();
+    const { metrics, alerts } = this._engineMetrics(t);
+    this._lastMetrics = metrics;
+    this._emit({ type: 'metrics', timestamp: Date.now(), metrics });
+    if (this._metricsSubject.observed) this._metricsSubject.emit(new Map(Object.entries(metrics.connections)));
+    for (const a of alerts) this._emitAlert(a.type, a.alert);
+    return metrics;
+  }
+
+  _emitAlert(kind, alert) {
+    alert.timestamp = Date.now();
+    this._emit({ type: kind, timestamp: Date.now(), alert });
+    this._debug('alert', alert.connectionId, { kind, ...alert });
+  }
+
+  /** An observable of `{ messages, totalSize, timestamp }` built on the connection's readable. */
+  createBatchedStream(id, config) {
+    const c = this._lookup(id);
+    const cfg = config ?? {};
+    if (typeof cfg !== 'object') throw new TypeError(`config must be an object, got ${describe(cfg)}`);
+    let max = Infinity;
+    if (cfg.maxBatchSize !== undefined) {
+      if (!Number.isInteger(cfg.maxBatchSize) || cfg.maxBatchSize < 1) throw new RangeError(`maxBatchSize must be a positive integer, got ${describe(cfg.maxBatchSize)}`);
+      max = cfg.maxBatchSize;
+    }
+    return new Observable((sink) => {
+      let reader;
+      try {
+        reader = c.readable.getReader();
+      } catch (e) {
+        sink.error(e);
+        return undefined;
+      }
+      let stopped = false;
+      (async () => {
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done || stopped) break;
+            for (let i = 0; i < value.length; i += max === Infinity ? value.length : max) {
+              const messages = max === Infinity ? value : value.slice(i, i + max);
+              sink.next({ messages, totalSize: messages.length, timestamp: Date.now() });
+            }
+          }
+          if (!stopped) sink.complete();
+        } catch (e) {
+          if (!stopped) sink.error(e);
+        }
+      })();
+      return () => {
+        stopped = true;
+        reader.releaseLock?.();
+      };
+    });
+  }
+
+  /** Closes every connection (buffered messages stay readable) and stops every timer. */
+  destroy() {
+    if (this._destroyed) return;
+    for (const id of [...this._conns.keys()]) this.closeConnection(id);
+    this._destroyed = true;
+    if (this._metricsTimer !== null) clearInterval(this._metricsTimer);
+    this._metricsTimer = null;
+    if (this._dropTimer !== null) clearTimeout(this._dropTimer);
+    this._dropTimer = null;
+    this._flushDrops();
+    this._hub.closeAll();
+    this._metricsSubject.complete();
+    this._debugSubject.complete();
+  }
+}
+
+function plainConfig(cfg) {
+  const out = {};
+  for (const [k, v] of Object.entries(cfg)) if (typeof v !== 'function' && typeof v !== 'object') out[k] = v;
+  return out;
+}

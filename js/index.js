@@ -1,0 +1,9 @@
+// The public API, shared by the Node and web entry points.
+export { StreamEngine } from './engine.js';
+export { DefaultBackpressureHandler, AdaptiveBackpressureHandler } from './handlers.js';
+export { DefaultErrorRecovery, GracefulErrorRecovery } from './recovery.js';
+export { StreamDebugger } from './debugger.js';
+export { PerformanceTestSuite, STANDARD_PERFORMANCE_TESTS } from './perf.js';
+export { createDataSource } from './sources.js';
+export { subscribeWidget } from './widget.js';
+export { version } from './version.js';

@@ -1,0 +1,1 @@
+export function createDataSource() { throw new Error('todo'); }

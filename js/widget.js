@@ -1,0 +1,1 @@
+export function subscribeWidget() { throw new Error('todo'); }
