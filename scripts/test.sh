@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test level: native Rust core, wasm bindings (Node + Chromium), the built package in
+# Node (including the README's examples), and the demo page in Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CI="${CI:-}"
+
+bash scripts/setup.sh --browser
+bash scripts/build.sh
+
+echo "== 1/4 core (cargo test, native, fake clock)"
+cargo test --quiet
+
+echo "== 2/4 wasm bindings (wasm-bindgen-test in Node and headless Chromium)"
+bash scripts/test-wasm.sh
+
+echo "== 3/4 package in Node (node --test)"
+node --test --test-concurrency=1 tests/js/
+
+echo "== 4/4 browser (playwright-core + Debian Chromium)"
+node --test --test-concurrency=1 tests/browser/
