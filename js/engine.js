@@ -367,8 +367,8 @@ export class StreamEngine {
       const interval = this.config.metricsInterval;
       this._lastTick = now();
       this._metricsTimer = setInterval(() => this._tick(), interval);
-      // Metrics alone must not keep a Node process alive.
-      if (typeof this._metricsTimer?.unref === 'function') this._metricsTimer.unref();
+      // Runs only while someone listens (an events() stream, metrics$, debug$, a debugger);
+      // cancel those or destroy() the engine to stop it.
     } else if (!want && this._metricsTimer !== null) {
       clearInterval(this._metricsTimer);
       this._metricsTimer = null;
