@@ -24,7 +24,8 @@ pub fn sanitize(p: f64) -> f64 {
     if p.is_nan() {
         DEFAULT_PRIORITY
     } else {
-        p.clamp(0.0, 1.0)
+        // `+ 0.0` turns -0.0 into 0.0: the priority index orders by bit pattern.
+        p.clamp(0.0, 1.0) + 0.0
     }
 }
 
@@ -122,6 +123,7 @@ mod tests {
         assert_eq!(sanitize(f64::NAN), 0.5);
         assert_eq!(sanitize(7.0), 1.0);
         assert_eq!(sanitize(-1.0), 0.0);
+        assert_eq!(sanitize(-0.0).to_bits(), 0.0f64.to_bits());
         let mut c = ClassCounts::default();
         c.add(1.0, 2);
         c.add(0.1, 1);

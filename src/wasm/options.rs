@@ -30,6 +30,11 @@ use js_sys::Array;
 /// Reads `obj[field]` as an optional number: `undefined` is `None`, anything but a number is a
 /// `TypeError` naming the field.
 pub fn read_number(obj: &JsValue, field: &str) -> Result<Option<f64>, JsValue> {
+    read_number_as(obj, field, field)
+}
+
+/// [`read_number`] with the field named `label` in errors (for nested options).
+fn read_number_as(obj: &JsValue, field: &str, label: &str) -> Result<Option<f64>, JsValue> {
     let v = Reflect::get(obj, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED);
     if v.is_undefined() {
         return Ok(None);
@@ -37,7 +42,7 @@ pub fn read_number(obj: &JsValue, field: &str) -> Result<Option<f64>, JsValue> {
     match v.as_f64() {
         Some(n) => Ok(Some(n)),
         None => {
-            Err(TypeError::new(&format!("{field} must be a number, got {}", type_name(&v))).into())
+            Err(TypeError::new(&format!("{label} must be a number, got {}", type_name(&v))).into())
         }
     }
 }
@@ -165,8 +170,8 @@ fn read_level(
         ("warning", &mut level.warning),
         ("critical", &mut level.critical),
     ] {
-        if let Some(x) = read_number(&v, field)? {
-            let full = format!("{name}.{field}");
+        let full = format!("{name}.{field}");
+        if let Some(x) = read_number_as(&v, field, &full)? {
             let ok = x.is_finite() && x >= 0.0 && (!fraction || x <= 1.0);
             if !ok {
                 let range = if fraction {
@@ -202,7 +207,7 @@ pub fn read_thresholds(obj: &JsValue, base: Thresholds) -> Result<Thresholds, Js
     t.memory = read_level(obj, "memory", t.memory, true)?;
     let d = Reflect::get(obj, &"dropRate".into()).unwrap_or(JsValue::UNDEFINED);
     if check_object(&d, "dropRate")? {
-        if let Some(x) = read_number(&d, "warning")? {
+        if let Some(x) = read_number_as(&d, "warning", "dropRate.warning")? {
             if !(0.0..=1.0).contains(&x) {
                 return Err(RangeError::new(&format!(
                     "dropRate.warning must be in [0, 1], got {x}"

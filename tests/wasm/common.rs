@@ -1,0 +1,231 @@
+//! Helpers shared by the binding tests: building JS option objects, reading results back, and
+//! checking thrown errors.
+
+#![allow(dead_code)]
+
+use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
+use stream_engine::wasm::EngineCore;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// Status bits, as documented in `core::connection::status` (repeated here on purpose: the
+/// numbers are part of the JS contract).
+pub const PENDING: u32 = 1;
+pub const HOLD: u32 = 2;
+pub const BATCH_READY: u32 = 4;
+pub const EVENTS: u32 = 8;
+pub const DROPPED: u32 = 16;
+pub const FIRST: u32 = 32;
+pub const DROP_SUMMARY: u32 = 64;
+pub const CLOSED: u32 = 128;
+
+/// A plain JS object from `(key, value)` pairs.
+pub fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+    }
+    o.into()
+}
+
+/// `o[k]`.
+pub fn get(o: &JsValue, k: &str) -> JsValue {
+    Reflect::get(o, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `o[a][b]...` along a path.
+pub fn path(o: &JsValue, keys: &[&str]) -> JsValue {
+    keys.iter().fold(o.clone(), |v, k| get(&v, k))
+}
+
+/// `o[k]` as a number; panics (fails the test) when it is not one.
+pub fn num(o: &JsValue, k: &str) -> f64 {
+    let v = get(o, k);
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{k} is not a number: {v:?} in {}", json(o)))
+}
+
+/// `o[k]` as a string.
+pub fn string(o: &JsValue, k: &str) -> String {
+    let v = get(o, k);
+    v.as_string()
+        .unwrap_or_else(|| panic!("{k} is not a string: {v:?} in {}", json(o)))
+}
+
+/// `o[k]` as a boolean.
+pub fn boolean(o: &JsValue, k: &str) -> bool {
+    let v = get(o, k);
+    v.as_bool()
+        .unwrap_or_else(|| panic!("{k} is not a boolean: {v:?} in {}", json(o)))
+}
+
+/// The own enumerable keys of an object, sorted.
+pub fn keys(o: &JsValue) -> Vec<String> {
+    let o: &Object = o.dyn_ref().expect("not an object");
+    let mut k: Vec<String> = Object::keys(o)
+        .iter()
+        .map(|k| k.as_string().unwrap())
+        .collect();
+    k.sort();
+    k
+}
+
+/// Sorted owned strings, for comparing key sets.
+pub fn sorted(v: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+/// `JSON.stringify(v)`, for failure messages.
+pub fn json(v: &JsValue) -> String {
+    js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| format!("{v:?}"))
+}
+
+/// A fresh message object `{ id, n }`: every call is a distinct JS object.
+pub fn msg(n: u32) -> JsValue {
+    obj(&[
+        ("id", JsValue::from_str(&format!("m{n}"))),
+        ("n", JsValue::from(n)),
+    ])
+}
+
+/// `n` fresh messages.
+pub fn msgs(n: u32) -> Vec<JsValue> {
+    (0..n).map(msg).collect()
+}
+
+/// Asserts two slices hold the very same JS values (`Object.is`), in order.
+pub fn assert_same(got: &[JsValue], want: &[JsValue]) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "length differs: got {} want {}",
+        got.len(),
+        want.len()
+    );
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            Object::is(g, w),
+            "item {i} is not the object pushed: got {} want {}",
+            json(g),
+            json(w)
+        );
+    }
+}
+
+/// The items of a JS array.
+pub fn items(a: &JsValue) -> Vec<JsValue> {
+    let a: &Array = a.dyn_ref().expect("not an array");
+    a.iter().collect()
+}
+
+/// Which error class a thrown value is.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Kind {
+    Type,
+    Range,
+    /// A plain `Error`, neither `TypeError` nor `RangeError`.
+    Plain,
+}
+
+/// Checks a thrown value: its class and its exact message.
+pub fn assert_err(e: &JsValue, kind: Kind, message: &str) {
+    let got_kind = if e.is_instance_of::<TypeError>() {
+        Kind::Type
+    } else if e.is_instance_of::<RangeError>() {
+        Kind::Range
+    } else if e.is_instance_of::<Error>() {
+        Kind::Plain
+    } else {
+        panic!("thrown value is not an Error: {e:?}");
+    };
+    let m: String = e.unchecked_ref::<Error>().message().into();
+    assert_eq!((got_kind, m.as_str()), (kind, message));
+}
+
+/// Checks a thrown value's class and that its message starts with `prefix` (the field name).
+pub fn assert_err_prefix(e: &JsValue, kind: Kind, prefix: &str) {
+    let m: String = e
+        .dyn_ref::<Error>()
+        .unwrap_or_else(|| panic!("thrown value is not an Error: {e:?}"))
+        .message()
+        .into();
+    let got_kind = if e.is_instance_of::<TypeError>() {
+        Kind::Type
+    } else if e.is_instance_of::<RangeError>() {
+        Kind::Range
+    } else {
+        Kind::Plain
+    };
+    assert_eq!(got_kind, kind, "wrong error class for {m:?}");
+    assert!(
+        m.starts_with(prefix),
+        "{m:?} does not start with {prefix:?}"
+    );
+}
+
+/// Unwraps an `Err`, failing the test on `Ok`.
+pub fn expect_err<T>(r: Result<T, JsValue>) -> JsValue {
+    match r {
+        Ok(_) => panic!("expected an error, got Ok"),
+        Err(e) => e,
+    }
+}
+
+/// An engine from a config object.
+pub fn engine(cfg: &[(&str, JsValue)]) -> EngineCore {
+    EngineCore::new(&obj(cfg)).expect("valid engine config")
+}
+
+/// The block (lossless) policy.
+pub fn block() -> JsValue {
+    obj(&[("rule", "block".into())])
+}
+
+/// A dropping policy with the given rule and drop threshold 1.
+pub fn dropping(rule: &str) -> JsValue {
+    obj(&[("rule", rule.into()), ("dropThreshold", 1.0.into())])
+}
+
+/// A connection with `bufferSize`, `maxBatchSize` and `batchTimeout`.
+pub fn conn(
+    e: &mut EngineCore,
+    id: &str,
+    buffer: u32,
+    batch: u32,
+    timeout: f64,
+    policy: &JsValue,
+    keep_dropped: bool,
+) -> u32 {
+    let cfg = obj(&[
+        ("bufferSize", buffer.into()),
+        ("maxBatchSize", batch.into()),
+        ("batchTimeout", timeout.into()),
+    ]);
+    e.create(id, &cfg, policy, keep_dropped)
+        .expect("valid connection")
+}
+
+/// Splits a `pushMany` result into (accepted, status bits).
+pub fn split_many(r: f64) -> (u32, u32) {
+    assert!(
+        r.is_finite() && r >= 0.0 && r.fract() == 0.0,
+        "pushMany returned {r}"
+    );
+    ((r / 256.0).floor() as u32, (r % 256.0) as u32)
+}
+
+/// Checks `messagesIn == messagesOut + dropped + bufferSize` on a metrics object.
+pub fn assert_accounting(m: &JsValue) {
+    let (i, o, d, b) = (
+        num(m, "messagesIn"),
+        num(m, "messagesOut"),
+        num(m, "dropped"),
+        num(m, "bufferSize"),
+    );
+    assert_eq!(i, o + d + b, "in != out + dropped + held in {}", json(m));
+}

@@ -1,0 +1,340 @@
+//! Junk in, no panic out. On wasm32 a panic traps (it would fail the test and can leave the
+//! instance in a bad state), so each test here also checks that the engine still works after
+//! the junk.
+
+use stream_engine::wasm::{validate_option, EngineCore};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+use crate::common::*;
+
+const JUNK_HANDLES: [u32; 7] = [0, 1, 7, 1 << 31, u32::MAX - 1, u32::MAX, 0xDEAD_BEEF];
+const JUNK_NUMBERS: [f64; 10] = [
+    f64::NAN,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    -1.0,
+    -0.0,
+    1e308,
+    -1e308,
+    f64::MIN_POSITIVE,
+    4294967296.0,
+    9007199254740993.0,
+];
+
+/// Every handle method on an unknown handle: no panic, closed / empty / undefined answers.
+fn poke_unknown(e: &mut EngineCore, h: u32) {
+    assert_eq!(e.push(h, msg(0), 0.5, 0.0), CLOSED, "push on {h}");
+    assert_eq!(e.push_keyed(h, msg(0), 0.5, "k", 0.0), CLOSED);
+    assert_eq!(e.push_many(h, msgs(3), &[0.5; 3], 0.0), CLOSED as f64);
+    assert_eq!(e.drop_incoming(h, msg(0), 0.5, 0.0), CLOSED);
+    assert_eq!(e.status(h), CLOSED);
+    assert!(e.deadline(h).is_nan());
+    assert!(e.take(h, 0.0, true).is_none());
+    assert!(e.consume_take(h, 0.0, true).is_none());
+    assert_eq!(e.consume_success(h, 0.0), CLOSED);
+    assert_eq!(e.consume_failure(h, 0.0, true), CLOSED);
+    assert_eq!(e.consume_dead_letter(h, 0.0), 0);
+    e.set_circuit(h, 3, 100.0);
+    assert!(!e.circuit_allow(h, 0.0));
+    assert!(e.circuit_next_attempt(h).is_nan());
+    e.pause(h);
+    e.resume(h);
+    e.close(h);
+    assert!(e.cancel(h, 0.0).is_empty());
+    assert_eq!(e.held(h), 0);
+    assert!(e.max_wait(h).is_nan());
+    assert_eq!(e.take_events(h).length(), 0);
+    assert!(e.take_drop_summary(h).is_undefined());
+    assert_eq!(e.take_dropped(h).length(), 0);
+    assert!(e.metrics(h, 0.0).is_undefined());
+    e.reset_metrics(h);
+    assert_eq!(items(&e.remove(h, 0.0)).len(), 0);
+}
+
+#[wasm_bindgen_test]
+fn unknown_handles_never_panic() {
+    let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
+    for h in JUNK_HANDLES {
+        poke_unknown(&mut e, h);
+    }
+    // With live connections around, handles past the end and removed ones are still unknown.
+    let a = conn(&mut e, "a", 10, 10, 16.0, &block(), false);
+    let b = conn(&mut e, "b", 10, 10, 16.0, &block(), false);
+    e.push(a, msg(0), 0.5, 0.0);
+    e.remove(b, 0.0);
+    for h in JUNK_HANDLES.into_iter().filter(|&h| h != a) {
+        poke_unknown(&mut e, h);
+    }
+    // The live one is untouched.
+    assert_eq!(e.held(a), 1);
+    assert_eq!(e.take(a, 0.0, true).map(|v| v.len()), Some(1));
+}
+
+#[wasm_bindgen_test]
+fn junk_priorities_and_times_never_panic() {
+    let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
+    let policies = [
+        block(),
+        dropping("priority"),
+        dropping("oldest"),
+        dropping("newest"),
+        obj(&[("rule", "priority".into()), ("conflate", true.into())]),
+        obj(&[("adaptive", obj(&[]))]),
+    ];
+    let mut handles = Vec::new();
+    for (i, p) in policies.iter().enumerate() {
+        handles.push(conn(&mut e, &format!("c{i}"), 4, 3, 16.0, p, true));
+    }
+    for &h in &handles {
+        for (i, &x) in JUNK_NUMBERS.iter().enumerate() {
+            for &y in &JUNK_NUMBERS {
+                let st = e.push(h, msg(i as u32), x, y);
+                assert_eq!(st & CLOSED, 0);
+                e.push_keyed(h, msg(i as u32), y, &format!("k{}", i % 2), x);
+                e.drop_incoming(h, msg(i as u32), x, y);
+                e.deadline(h);
+                let _ = e.take(h, x, false);
+                let _ = e.take(h, y, i % 3 == 0);
+                if e.consume_take(h, x, true).is_some() {
+                    e.consume_failure(h, y, true);
+                    if i % 2 == 0 {
+                        e.consume_success(h, x);
+                    } else {
+                        e.consume_dead_letter(h, y);
+                    }
+                }
+                e.circuit_allow(h, x);
+                e.set_circuit(h, 0, x);
+                let m = e.metrics(h, y);
+                assert!(m.is_object(), "metrics at now={y}: {m:?}");
+                assert_accounting(&m);
+            }
+            e.push_many(h, msgs(5), &JUNK_NUMBERS, x);
+            e.push_many(h, msgs(5), &[x], x);
+            let t = e.tick(x, x);
+            assert!(t.is_object(), "tick({x}) gave {t:?}");
+            e.take_events(h);
+            e.take_dropped(h);
+            e.take_drop_summary(h);
+        }
+        let m = e.metrics(h, f64::NAN);
+        assert_accounting(&m);
+        assert!(
+            num(&m, "bufferSize") <= 4.0,
+            "bufferSize is a hard bound: {}",
+            json(&m)
+        );
+        e.cancel(h, f64::NAN);
+        e.reset_metrics(h);
+    }
+    for x in JUNK_NUMBERS {
+        assert!(e.tick(x, x).is_object());
+        assert!(e.tick(f64::NAN, x).is_object());
+    }
+    // Still usable afterwards.
+    let h = conn(&mut e, "after", 10, 10, 16.0, &block(), false);
+    let m = msg(1);
+    e.push(h, m.clone(), 0.5, 0.0);
+    assert_same(&e.take(h, 0.0, true).unwrap(), &[m]);
+}
+
+#[wasm_bindgen_test]
+fn huge_sizes_are_accepted_or_refused_cleanly() {
+    // The largest allowed sizes: nothing is preallocated, so this is cheap.
+    let mut e = engine(&[
+        ("bufferSize", 10_000_000.into()),
+        ("maxBatchSize", 10_000_000.into()),
+        ("batchTimeout", 1e308.into()),
+        ("metricsWindow", 1e308.into()),
+        ("metricsInterval", 1e-300.into()),
+    ]);
+    let h = e
+        .create("big", &JsValue::UNDEFINED, &block(), false)
+        .unwrap();
+    let ms = msgs(5000);
+    let (n, st) = split_many(e.push_many(h, ms.clone(), &[], 0.0));
+    assert_eq!((n, st & PENDING), (5000, 0));
+    assert!(
+        e.take(h, 1e300, false).is_none(),
+        "batch timeout 1e308 has not passed"
+    );
+    assert_eq!(e.deadline(h), 1e308);
+    let b = e.take(h, 0.0, true).unwrap();
+    assert_same(&b, &ms);
+    let m = e.metrics(h, 1e308);
+    assert_accounting(&m);
+    assert!(e.tick(f64::MAX, 1.0).is_object());
+
+    // A tiny block buffer offered a huge batch takes what fits and stops.
+    let h2 = conn(&mut e, "small", 1000, 10_000_000, 16.0, &block(), false);
+    let (n, st) = split_many(e.push_many(h2, msgs(100_000), &[], 0.0));
+    assert_eq!((n, st & PENDING), (1000, PENDING));
+    assert_eq!(e.take(h2, 0.0, true).map(|b| b.len()), Some(1000));
+
+    // Sizes beyond the limits, or not integers, are RangeErrors.
+    for (field, v) in [
+        ("bufferSize", 1e300),
+        ("bufferSize", 9007199254740993.0),
+        ("maxBatchSize", 10_000_001.0),
+        ("maxBatchSize", f64::MAX),
+        ("bufferSize", -0.5),
+        ("maxBatchSize", f64::NEG_INFINITY),
+    ] {
+        let err = expect_err(EngineCore::new(&obj(&[(field, v.into())])));
+        assert_err_prefix(&err, Kind::Range, field);
+        let err = expect_err(e.create("x", &obj(&[(field, v.into())]), &block(), false));
+        assert_err_prefix(&err, Kind::Range, field);
+    }
+    for (field, v) in [
+        ("metricsWindow", f64::INFINITY),
+        ("metricsInterval", f64::NAN),
+        ("metricsInterval", -1e-300),
+        ("batchTimeout", f64::INFINITY),
+        ("retryAttempts", 1001.0),
+        ("retryDelay", -0.001),
+    ] {
+        let err = expect_err(EngineCore::new(&obj(&[(field, v.into())])));
+        assert_err_prefix(&err, Kind::Range, field);
+    }
+}
+
+#[wasm_bindgen_test]
+fn junk_options_never_panic() {
+    let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
+    let junk_values: Vec<JsValue> = vec![
+        JsValue::UNDEFINED,
+        JsValue::NULL,
+        f64::NAN.into(),
+        f64::INFINITY.into(),
+        (-0.0).into(),
+        "".into(),
+        "\u{1F600}".into(),
+        true.into(),
+        js_sys::Symbol::for_("x").into(),
+        js_sys::BigInt::from(5u32).into(),
+        js_sys::Array::new().into(),
+        obj(&[]),
+        js_sys::Function::new_no_args("return 1").into(),
+    ];
+    for kind in [
+        "fraction",
+        "time",
+        "positiveInt",
+        "count",
+        "number01",
+        "",
+        "\u{0}",
+    ] {
+        for v in &junk_values {
+            let _ = validate_option(kind, "f\u{e9}ld \"x\"", v);
+        }
+    }
+    let fields = [
+        "bufferSize",
+        "batchTimeout",
+        "maxBatchSize",
+        "backpressureThreshold",
+        "retryAttempts",
+        "retryDelay",
+        "metricsInterval",
+        "metricsWindow",
+    ];
+    let policy_fields = ["rule", "dropThreshold", "maxWait", "conflate", "adaptive"];
+    let mut created = 0;
+    for v in &junk_values {
+        let _ = EngineCore::new(v);
+        for f in fields {
+            let cfg = obj(&[(f, v.clone())]);
+            let _ = EngineCore::new(&cfg);
+            let _ = e.resolve_config(&cfg);
+            if e.create(&format!("c{created}"), &cfg, &block(), false)
+                .is_ok()
+            {
+                created += 1;
+            }
+        }
+        for f in policy_fields {
+            let p = obj(&[(f, v.clone())]);
+            if e.create(&format!("c{created}"), &JsValue::UNDEFINED, &p, false)
+                .is_ok()
+            {
+                created += 1;
+            }
+            let adaptive = obj(&[("adaptive", obj(&[(f, v.clone())]))]);
+            if e.create(
+                &format!("c{created}"),
+                &JsValue::UNDEFINED,
+                &adaptive,
+                false,
+            )
+            .is_ok()
+            {
+                created += 1;
+            }
+        }
+        for name in ["latency", "errorRate", "backpressure", "memory", "dropRate"] {
+            let _ = e.set_thresholds(&obj(&[(name, v.clone())]));
+            let _ = e.set_thresholds(&obj(&[(name, obj(&[("warning", v.clone())]))]));
+            let _ = e.set_thresholds(&obj(&[(name, obj(&[("critical", v.clone())]))]));
+        }
+        let _ = e.set_thresholds(v);
+    }
+    // Odd but valid ids.
+    for id in ["", " ", "\u{1F600}->\u{0}", &"x".repeat(10_000)] {
+        assert!(
+            e.create(id, &JsValue::UNDEFINED, &block(), false).is_ok(),
+            "id {id:?}"
+        );
+    }
+    // A frozen config object and one whose getter throws: read without panicking.
+    let frozen = obj(&[("bufferSize", 5.into())]);
+    js_sys::Object::freeze(frozen.unchecked_ref::<js_sys::Object>());
+    assert!(EngineCore::new(&frozen).is_ok());
+    let throwing = js_sys::Function::new_no_args(
+        "return Object.defineProperty({}, 'bufferSize', { get() { throw new Error('boom'); } })",
+    )
+    .call0(&JsValue::UNDEFINED)
+    .unwrap();
+    let _ = EngineCore::new(&throwing);
+    let proxy = js_sys::Function::new_no_args(
+        "return new Proxy({}, { get() { throw new Error('trap'); } })",
+    )
+    .call0(&JsValue::UNDEFINED)
+    .unwrap();
+    let _ = EngineCore::new(&proxy);
+    // Still usable; thresholds are still valid numbers.
+    let t = e.thresholds();
+    for name in ["latency", "errorRate", "backpressure", "memory"] {
+        let l = get(&t, name);
+        assert!(num(&l, "warning") <= num(&l, "critical"), "{}", json(&t));
+    }
+    let h = conn(&mut e, "last", 10, 10, 16.0, &block(), false);
+    assert_eq!(e.push(h, msg(0), 0.5, 0.0) & (PENDING | CLOSED), 0);
+    assert!(e.tick(0.0, f64::NAN).is_object());
+}
+
+#[wasm_bindgen_test]
+fn many_connections_and_handle_reuse() {
+    let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
+    let hs: Vec<u32> = (0..200)
+        .map(|i| conn(&mut e, &format!("c{i}"), 4, 2, 16.0, &block(), false))
+        .collect();
+    for (i, &h) in hs.iter().enumerate() {
+        e.push(h, msg(i as u32), 0.5, 0.0);
+    }
+    let t = e.tick(1.0, f64::NAN);
+    assert_eq!(num(&get(&t, "totals"), "connections"), 200.0);
+    assert_eq!(num(&get(&t, "totals"), "messagesIn"), 200.0);
+    for &h in hs.iter().step_by(2) {
+        e.remove(h, 2.0);
+    }
+    let t = e.tick(3.0, f64::NAN);
+    assert_eq!(num(&get(&t, "totals"), "connections"), 100.0);
+    // Freed slots are reused, and a reused handle starts clean.
+    let h = conn(&mut e, "new", 4, 2, 16.0, &block(), false);
+    assert!(hs.iter().step_by(2).any(|&x| x == h));
+    let m = e.metrics(h, 4.0);
+    assert_eq!(string(&m, "connectionId"), "new");
+    assert_eq!(num(&m, "messagesIn"), 0.0);
+}
