@@ -75,21 +75,25 @@ impl AdaptiveController {
         now: f64,
         p95: f64,
         drain_per_ms: f64,
+        held: usize,
         capacity: usize,
         max_batch: usize,
     ) {
         self.last_update = now;
         let target = self.cfg.target_latency.max(1.0);
         let cap = capacity.max(1) as f64;
-        let pressured = p95 > 0.6 * target;
+        // Shedding (a queue near the drop level) counts as pressure even when latency is low
+        // because of it.
+        let pressured = p95 > 0.6 * target || (held as f64) >= 0.5 * self.limit(capacity) as f64;
         if p95 > 0.8 * target {
             self.gain = (self.gain * 0.7).max(0.02);
         } else if p95 < 0.4 * target {
             self.gain = (self.gain * 1.1 + 0.02).min(1.0);
         }
-        // Queue that drains within half the target at the current drain rate; unknown drain rate
-        // (nothing delivered yet) imposes no model limit.
-        let model = if drain_per_ms > 0.0 {
+        // Queue that drains within half the target at the current drain rate. Only applied when
+        // latency is a concern: under light load the drain rate equals the arrival rate and the
+        // model would clamp the buffer for no reason. An unknown drain rate imposes no limit.
+        let model = if drain_per_ms > 0.0 && p95 > 0.4 * target {
             (drain_per_ms * target * 0.5) / cap
         } else {
             self.cfg.max_threshold
@@ -127,14 +131,14 @@ mod tests {
         // Reader drains 1 msg/ms; latency far over target.
         for _ in 0..10 {
             now += UPDATE_INTERVAL;
-            a.update(now, 400.0, 1.0, 1000, 50);
+            a.update(now, 400.0, 1.0, 500, 1000, 50);
         }
         let tight = a.limit(1000);
         assert!(tight < 60, "limit {tight}");
         assert_eq!(a.batch_size, 50);
         for _ in 0..200 {
             now += UPDATE_INTERVAL;
-            a.update(now, 5.0, 20.0, 1000, 50);
+            a.update(now, 5.0, 20.0, 0, 1000, 50);
         }
         assert_eq!(a.limit(1000), 900);
         assert_eq!(a.batch_size, 25);
@@ -144,11 +148,11 @@ mod tests {
     fn never_below_min_threshold_and_never_panics_on_odd_input() {
         let mut a = AdaptiveController::new(AdaptiveConfig::default(), 0);
         for i in 0..100 {
-            a.update(i as f64, f64::INFINITY, 0.0, 0, 0);
+            a.update(i as f64, f64::INFINITY, 0.0, 0, 0, 0);
         }
         assert!(a.threshold >= 0.05);
         assert_eq!(a.limit(0), 1);
-        a.update(1.0, f64::NAN, f64::NAN, 10, 5);
+        a.update(1.0, f64::NAN, f64::NAN, 3, 10, 5);
         assert!(a.threshold.is_finite());
     }
 }

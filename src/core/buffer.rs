@@ -99,10 +99,37 @@ impl<T> Buffer<T> {
             if let Some(e) = slot.entry {
                 self.live -= 1;
                 self.unindex(slot.seq, &e);
+                // Keep the front live, so tombstones never outlast the entries before them.
+                while matches!(self.slots.front(), Some(s) if s.entry.is_none()) {
+                    self.slots.pop_front();
+                }
+                if self.slots.len() > 2 * self.live + 32 {
+                    self.slots.retain(|s| s.entry.is_some());
+                }
                 return Some(e);
             }
         }
         None
+    }
+
+    /// Acceptance times of up to `max` entries spread evenly over the queue, oldest first, in
+    /// time independent of the queue's length.
+    pub fn sample_accepted_times(&self, max: usize) -> Vec<f64> {
+        let step = self.slots.len().div_ceil(max.max(1)).max(1);
+        let mut out = Vec::with_capacity(max.min(self.live));
+        let mut i = 0;
+        while i < self.slots.len() && out.len() < max {
+            if let Some(e) = &self.slots[i].entry {
+                out.push(e.accepted_at);
+            }
+            i += step;
+        }
+        if out.is_empty() {
+            if let Some(t) = self.front_accepted_at() {
+                out.push(t);
+            }
+        }
+        out
     }
 
     /// Acceptance time of the oldest entry: batches are timed from it.

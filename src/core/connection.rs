@@ -241,6 +241,10 @@ pub struct ConnectionMetrics {
 /// the cost of memory (each latency slot is one histogram).
 const WINDOW_SLOTS: usize = 5;
 
+/// At most this many waiting messages are looked at per latency snapshot (the rest are weighted
+/// samples), so a snapshot costs the same for any buffer size.
+const WAITING_SAMPLES: usize = 256;
+
 /// One connection.
 #[derive(Debug)]
 pub struct Connection<T> {
@@ -460,9 +464,9 @@ impl<T> Connection<T> {
         }
         let p95 = h.quantile(0.95);
         let drain = self.out_rate.rate_per_sec(now) / 1000.0;
-        let (cap, maxb) = (self.capacity(), self.cfg.max_batch_size);
+        let (held, cap, maxb) = (self.held(), self.capacity(), self.cfg.max_batch_size);
         if let Some(a) = &mut self.adaptive {
-            a.update(now, p95, drain, cap, maxb);
+            a.update(now, p95, drain, held, cap, maxb);
         }
     }
 
@@ -830,10 +834,31 @@ impl<T> Connection<T> {
     /// message, so that a stalled reader shows as high latency rather than as no data.
     pub fn latency_snapshot(&mut self, now: f64) -> Histogram {
         let mut h = self.latency.snapshot(now);
-        if let Some(at) = self.buf.front_accepted_at() {
-            h.record((now - at).max(0.0));
-        }
+        self.record_waiting(&mut h, now);
         h
+    }
+
+    /// Adds the age of every waiting message (sampled, weighted, past [`WAITING_SAMPLES`]) to a
+    /// latency histogram: messages stuck behind a stalled reader must show, not just the
+    /// deliveries that happened before the stall.
+    fn record_waiting(&self, h: &mut Histogram, now: f64) {
+        let n = self.buf.len();
+        if n == 0 {
+            return;
+        }
+        let samples = self.buf.sample_accepted_times(WAITING_SAMPLES);
+        if samples.is_empty() {
+            return;
+        }
+        // Spread the weight of the unsampled messages over the samples.
+        let base = (n / samples.len()) as u64;
+        let extra = n % samples.len();
+        for (i, at) in samples.into_iter().enumerate() {
+            let w = base + u64::from(i < extra);
+            if w > 0 {
+                h.record_n((now - at).max(0.0), w);
+            }
+        }
     }
 
     /// A full metrics snapshot.
@@ -843,13 +868,14 @@ impl<T> Connection<T> {
         let failures = self.failures.sum(now);
         let arrivals = self.in_window.sum(now);
         let dropped_w = self.drop_window.sum(now);
-        let drop_rate = if arrivals > 0 {
+        let drop_rate = (if arrivals > 0 {
             dropped_w as f64 / arrivals as f64
         } else if dropped_w > 0 {
             1.0
         } else {
             0.0
-        };
+        })
+        .min(1.0);
         let held = self.held();
         let cap = self.capacity();
         ConnectionMetrics {

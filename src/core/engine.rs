@@ -228,6 +228,12 @@ impl<T> Engine<T> {
                 .critical_drops_seen
                 .insert(id.clone(), m.drops_by_priority.critical)
                 .unwrap_or(0);
+            // A counter that went backwards was reset (resetMetrics): count from zero again.
+            let seen = if seen > m.drops_by_priority.critical {
+                0
+            } else {
+                seen
+            };
             if m.drops_by_priority.critical > seen {
                 let n = (m.drops_by_priority.critical - seen) as f64;
                 self.flag(
