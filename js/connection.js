@@ -167,12 +167,16 @@ export class Connection {
     if (s & CLOSED) throw closedError(this.id);
     if (s & NOTIFY) this._engine._notify(this, s);
     this._pressure = (s & HOLD) !== 0;
-    if (this._waiter !== null && s & (BATCH_READY | FIRST)) this._serve(false);
+    // Register a refused write before serving the reader: a delivery made now must find it and
+    // retry it, or the write would wait for a delivery that never comes.
+    let refused;
     if (s & PENDING) {
-      return new Promise((resolve, reject) => {
+      refused = new Promise((resolve, reject) => {
         this._pending = { chunk: rest, resolve, reject, t };
       });
     }
+    if (this._waiter !== null && s & (BATCH_READY | FIRST | PENDING)) this._serve(false);
+    if (refused !== undefined) return refused;
     if (s & HOLD) return this._hold(t);
     return undefined;
   }

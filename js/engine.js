@@ -216,7 +216,9 @@ export class StreamEngine {
   }
 
   getMetrics(id) {
-    if (id === undefined) return this._engineMetrics(now()).metrics;
+    // Without an id: a snapshot only. Alerts are evaluated on the metrics timer, so that each
+    // transition is seen (and emitted) exactly once.
+    if (id === undefined) return this._engineMetrics(now(), false).metrics;
     const c = this._lookup(id);
     const m = this._core.metrics(c._h, now());
     m.lastUpdated = Date.now();
@@ -386,10 +388,10 @@ export class StreamEngine {
     return sys;
   }
 
-  _engineMetrics(t) {
+  _engineMetrics(t, evaluateAlerts = true) {
     const system = this._system();
     const memFraction = system.jsHeapLimit ? system.jsHeapUsed / system.jsHeapLimit : NaN;
-    const tick = this._core.tick(t, memFraction);
+    const tick = evaluateAlerts ? this._core.tick(t, memFraction) : this._core.snapshot(t);
     const wall = Date.now();
     for (const id in tick.connections) tick.connections[id].lastUpdated = wall;
     for (const a of tick.alerts) a.alert.timestamp = wall;

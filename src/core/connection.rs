@@ -668,15 +668,35 @@ impl<T> Connection<T> {
     }
 
     fn count_delivered(&mut self, now: f64, meta: impl Iterator<Item = (f64, f64)>) {
-        let mut n = 0;
+        // Messages of one batch write share their acceptance time: record each run of equal
+        // times once, and find the histogram slots once per batch.
+        let mut n = 0u64;
+        let mut run: Option<(f64, u64)> = None;
+        let latency = self.latency.current(now);
+        let mut recent = self.recent_latency.as_mut().map(|r| r.current(now));
         for (p, at) in meta {
-            let lat = (now - at).max(0.0);
-            self.latency.record(now, lat);
-            if let Some(r) = &mut self.recent_latency {
-                r.record(now, lat);
-            }
             self.delivered_by_class.add(p, 1);
             n += 1;
+            match &mut run {
+                Some((t, k)) if *t == at => *k += 1,
+                _ => {
+                    if let Some((t, k)) = run.take() {
+                        let lat = (now - t).max(0.0);
+                        latency.record_n(lat, k);
+                        if let Some(r) = recent.as_deref_mut() {
+                            r.record_n(lat, k);
+                        }
+                    }
+                    run = Some((at, 1));
+                }
+            }
+        }
+        if let Some((t, k)) = run {
+            let lat = (now - t).max(0.0);
+            latency.record_n(lat, k);
+            if let Some(r) = recent.as_deref_mut() {
+                r.record_n(lat, k);
+            }
         }
         self.messages_out += n;
         self.out_rate.add(now, n);

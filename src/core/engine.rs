@@ -194,9 +194,18 @@ impl<T> Engine<T> {
             .filter_map(|(i, c)| c.as_mut().map(|c| (i as Handle, c)))
     }
 
-    /// Snapshots every connection, evaluates alerts, and returns both. `memory_fraction` is the
-    /// platform's heap use over its limit (NaN when unknown).
-    pub fn tick(&mut self, now: f64, memory_fraction: f64) -> Tick {
+    /// Snapshots every connection without touching alert state (for on-demand reads, which must
+    /// not consume the transitions the periodic tick reports).
+    pub fn snapshot(&mut self, now: f64) -> Tick {
+        let (totals, connections) = self.collect(now);
+        Tick {
+            totals,
+            connections,
+            alerts: Vec::new(),
+        }
+    }
+
+    fn collect(&mut self, now: f64) -> (Totals, BTreeMap<String, ConnectionMetrics>) {
         let mut totals = Totals::default();
         let mut connections = BTreeMap::new();
         for c in self.conns.iter_mut().flatten() {
@@ -212,6 +221,13 @@ impl<T> Engine<T> {
             totals.retries += m.retries;
             connections.insert(m.connection_id.clone(), m);
         }
+        (totals, connections)
+    }
+
+    /// Snapshots every connection, evaluates alerts, and returns both. `memory_fraction` is the
+    /// platform's heap use over its limit (NaN when unknown).
+    pub fn tick(&mut self, now: f64, memory_fraction: f64) -> Tick {
+        let (totals, connections) = self.collect(now);
         let mut alerts = Vec::new();
         for (id, m) in &connections {
             let th = self.thresholds;

@@ -2,18 +2,18 @@
 //!
 //! Latency percentiles (p50/p95/p99) drive alerting and the adaptive flow
 //! control, but keeping every sample would make memory grow with traffic.
-//! This histogram stores counts in geometric buckets instead, so memory is
-//! fixed (about 9 KiB) no matter how many samples are recorded, while every
+//! This histogram stores counts in log-linear buckets instead, so memory is
+//! fixed (about 17 KiB) no matter how many samples are recorded, while every
 //! reported quantile stays within 1% of the true sample value.
 //!
 //! # Bucket layout
 //!
 //! * Bucket 0 is the *zero bucket*: values in `[0, 1e-3)` ms. It is reported
 //!   as `0.0` (sub-microsecond precision is meaningless for UI latency).
-//! * Buckets `1..=LOG_BUCKETS` are geometric: log bucket `i` covers
-//!   `[1e-3 * 1.02^i, 1e-3 * 1.02^(i+1))` ms and is reported by its geometric
-//!   midpoint `1e-3 * 1.02^(i + 0.5)`, whose relative distance to any value in
-//!   the bucket is at most `sqrt(1.02) - 1 ≈ 0.995%`.
+//! * Buckets `1..=LOG_BUCKETS` are log-linear: each power of two above 1e-3 ms
+//!   is split into 64 equal buckets, found from the float's exponent and top
+//!   six mantissa bits. A bucket is reported by its midpoint, whose relative
+//!   distance to any value in the bucket is at most 1/128 ≈ 0.78%.
 //! * Values at or above `1e7` ms (≈ 2.8 hours) are clamped into the last
 //!   bucket; the exact maximum is still tracked separately.
 //!
@@ -26,12 +26,16 @@
 const MIN_VALUE: f64 = 1e-3;
 /// Largest value covered by the geometric buckets; larger values are clamped.
 const MAX_VALUE: f64 = 1e7;
-/// Ratio between consecutive bucket boundaries (2% wide buckets, 1% error).
-const GAMMA: f64 = 1.02;
-/// `1 / ln(GAMMA)`, precomputed so recording needs a single `ln`.
-const INV_LN_GAMMA: f64 = 50.498_349_791_843_9;
-/// Number of geometric buckets: `ceil(ln(MAX_VALUE / MIN_VALUE) / ln(GAMMA))`.
-const LOG_BUCKETS: usize = 1163;
+/// Linear sub-buckets per power of two (log-linear layout, as in HdrHistogram): a bucket spans
+/// at most 1/64 of its lower bound, so its midpoint is within 1/128 (0.78%) of any value in it.
+/// The index comes from the float's exponent and top mantissa bits: no `ln`, which wasm32
+/// computes in software, on the per-message path.
+const SUB_BITS: u32 = 6;
+const SUB_BUCKETS: usize = 1 << SUB_BITS;
+/// Powers of two between MIN_VALUE and MAX_VALUE: 2^34 > 1e10.
+const OCTAVES: usize = 34;
+/// Number of log-linear buckets.
+const LOG_BUCKETS: usize = OCTAVES * SUB_BUCKETS;
 /// Total bucket count including the zero bucket.
 const TOTAL_BUCKETS: usize = LOG_BUCKETS + 1;
 
@@ -227,18 +231,30 @@ fn bucket_index(v: f64) -> usize {
     if v >= MAX_VALUE {
         return LOG_BUCKETS;
     }
-    let i = ((v / MIN_VALUE).ln() * INV_LN_GAMMA).floor();
-    // `as usize` saturates (and maps a rounding-induced -0.x to 0).
-    1 + (i as usize).min(LOG_BUCKETS - 1)
+    // x >= 1 here, so its biased exponent is >= 1023.
+    let bits = (v / MIN_VALUE).to_bits();
+    let exp = ((bits >> 52) & 0x7ff).saturating_sub(1023) as usize;
+    let sub = ((bits >> (52 - SUB_BITS)) as usize) & (SUB_BUCKETS - 1);
+    1 + (exp * SUB_BUCKETS + sub).min(LOG_BUCKETS - 1)
+}
+
+/// Lower bound of log-linear bucket `i` (0-based, not counting the zero bucket).
+fn bucket_lower(i: usize) -> f64 {
+    let exp = (i / SUB_BUCKETS) as i32;
+    let sub = (i % SUB_BUCKETS) as f64;
+    MIN_VALUE * 2f64.powi(exp) * (1.0 + sub / SUB_BUCKETS as f64)
 }
 
 /// The representative value reported for a bucket: 0 for the zero bucket,
-/// otherwise the geometric midpoint of the bucket's bounds.
+/// otherwise the midpoint of the bucket's bounds.
 fn bucket_value(idx: usize) -> f64 {
     if idx == 0 {
         return 0.0;
     }
-    MIN_VALUE * GAMMA.powf((idx - 1) as f64 + 0.5)
+    let i = idx - 1;
+    let lo = bucket_lower(i);
+    let width = MIN_VALUE * 2f64.powi((i / SUB_BUCKETS) as i32) / SUB_BUCKETS as f64;
+    lo + width / 2.0
 }
 
 #[cfg(test)]
@@ -305,13 +321,12 @@ mod tests {
 
     #[test]
     fn constants_are_consistent() {
-        assert!((INV_LN_GAMMA - 1.0 / GAMMA.ln()).abs() < 1e-12);
-        let top = MIN_VALUE * GAMMA.powi(LOG_BUCKETS as i32);
-        let below_top = MIN_VALUE * GAMMA.powi(LOG_BUCKETS as i32 - 1);
-        assert!(top >= MAX_VALUE);
-        assert!(below_top < MAX_VALUE);
+        assert!(MIN_VALUE * 2f64.powi(OCTAVES as i32) >= MAX_VALUE);
+        assert!(MIN_VALUE * 2f64.powi(OCTAVES as i32 - 1) < MAX_VALUE);
         // Midpoint error bound is below 1%.
-        assert!(GAMMA.sqrt() - 1.0 < 0.01);
+        assert!(0.5 / SUB_BUCKETS as f64 <= 0.01);
+        assert_eq!(bucket_index(MIN_VALUE), 1);
+        assert_eq!(bucket_lower(0), MIN_VALUE);
     }
 
     #[test]
@@ -369,11 +384,11 @@ mod tests {
     #[test]
     fn every_bucket_boundary_within_one_percent() {
         // Values exactly at and just inside bucket boundaries.
-        for i in 0..LOG_BUCKETS as i32 {
+        for i in 0..LOG_BUCKETS {
             for &v in &[
-                MIN_VALUE * GAMMA.powi(i),
-                MIN_VALUE * GAMMA.powi(i) * 1.000_000_1,
-                MIN_VALUE * GAMMA.powi(i + 1) * 0.999_999_9,
+                bucket_lower(i),
+                bucket_lower(i) * 1.000_000_1,
+                bucket_lower(i + 1) * 0.999_999_9,
             ] {
                 if v >= MAX_VALUE {
                     continue;

@@ -243,13 +243,24 @@ impl SlidingHistogram {
     /// Records sample `v` (ms) observed at `now`. Invalid samples are ignored
     /// by [`Histogram::record`], but still advance the clock.
     pub fn record(&mut self, now: f64, v: f64) {
+        self.current(now).record(v);
+    }
+
+    /// Records `n` samples of `v` at `now` (messages that share a latency).
+    pub fn record_n(&mut self, now: f64, v: f64, n: u64) {
+        self.current(now).record_n(v, n);
+    }
+
+    /// The histogram of the slot that `now` falls in, so a caller recording many samples at one
+    /// moment finds the slot once.
+    pub fn current(&mut self, now: f64) -> &mut Histogram {
         let cur = self.clock.advance(now);
         let pos = self.clock.position(cur);
         if self.epochs[pos] != cur {
             self.epochs[pos] = cur;
             self.hists[pos].clear();
         }
-        self.hists[pos].record(v);
+        &mut self.hists[pos]
     }
 
     /// Returns the merged distribution of all samples within the window

@@ -394,6 +394,11 @@ impl EngineCore {
         to_js(&self.engine.tick(now, memory_fraction))
     }
 
+    /// Snapshots all connections without evaluating alerts: `{ totals, connections, alerts: [] }`.
+    pub fn snapshot(&mut self, now: f64) -> JsValue {
+        to_js(&self.engine.snapshot(now))
+    }
+
     /// Replaces the alert thresholds from a partial object in the old shape.
     #[wasm_bindgen(js_name = setThresholds)]
     pub fn set_thresholds(&mut self, partial: &JsValue) -> Result<(), JsValue> {

@@ -31,9 +31,40 @@ function identity(m) {
   assert.equal(byClass, m.dropped);
 }
 
-test('DefaultBackpressureHandler: ready pends at the threshold, and priority dropping spares critical messages', async () => {
+test('DefaultBackpressureHandler: ready pends at the threshold until the reader drains below the low watermark', async () => {
   const e = new StreamEngine();
-  e.setBackpressureHandler(new DefaultBackpressureHandler({ dropThreshold: 0.9, maxWaitTime: 20 }));
+  // A wait budget far beyond the test, so only the reader can release the held write.
+  e.setBackpressureHandler(new DefaultBackpressureHandler({ dropThreshold: 0.9, maxWaitTime: 600_000 }));
+  const id = e.createConnection('a', 'b', 'out', 'in', { bufferSize: 10, backpressureThreshold: 0.5, batchTimeout: 0, maxBatchSize: 4 });
+  const c = e.getConnection(id);
+  const w = c.writer;
+  for (let i = 0; i < 4; i++) await w.write(msg('normal'));
+  assert.equal(e.getMetrics(id).backpressure, false);
+  // The write that reaches the threshold is accepted but held: ready pends.
+  let heldDone = false;
+  const held = w.write(msg('normal')).then(() => (heldDone = true));
+  await tick();
+  const m = e.getMetrics(id);
+  assert.equal(m.backpressure, true);
+  assert.equal(m.bufferSize, 5, 'accepted');
+  assert.equal(m.backpressureEvents, 1);
+  assert.ok(w.desiredSize <= 0, `desiredSize ${w.desiredSize}`);
+  let readyNow = false;
+  w.ready.then(() => (readyNow = true));
+  await tick();
+  assert.equal(readyNow, false, 'ready pending under backpressure');
+  assert.equal(heldDone, false);
+  // Draining one batch of 4 leaves 1 (< 0.75 * 5): backpressure ends and the write completes.
+  const reader = c.readable.getReader();
+  assert.equal((await reader.read()).value.length, 4);
+  await held;
+  assert.equal(e.getMetrics(id).backpressure, false);
+  e.destroy();
+});
+
+test('DefaultBackpressureHandler: a producer past the drop threshold loses the lowest priorities, never critical ones', async () => {
+  const e = new StreamEngine();
+  e.setBackpressureHandler(new DefaultBackpressureHandler({ dropThreshold: 0.9, maxWaitTime: 0 }));
   const dropped = [];
   const id = e.createConnection('a', 'b', 'out', 'in', {
     bufferSize: 10,
@@ -43,19 +74,6 @@ test('DefaultBackpressureHandler: ready pends at the threshold, and priority dro
   });
   const c = e.getConnection(id);
   const w = c.writer;
-  for (let i = 0; i < 4; i++) await w.write(msg('normal'));
-  assert.equal(e.getMetrics(id).backpressure, false);
-  // The write that reaches the threshold is accepted but held: ready pends.
-  const held = w.write(msg('normal'));
-  await tick();
-  assert.equal(e.getMetrics(id).backpressure, true);
-  assert.ok(w.desiredSize <= 0, `desiredSize ${w.desiredSize}`);
-  let readyNow = false;
-  w.ready.then(() => (readyNow = true));
-  await tick();
-  assert.equal(readyNow, false, 'ready pending under backpressure');
-  await held; // released by maxWaitTime (20 ms from the write() call)
-  // A producer that ignores backpressure: fill past the drop threshold with mixed priorities.
   const writes = [];
   const critical = [];
   for (let i = 0; i < 30; i++) {
@@ -80,6 +98,24 @@ test('DefaultBackpressureHandler: ready pends at the threshold, and priority dro
   const got = [];
   while (got.length < m.bufferSize) got.push(...(await reader.read()).value);
   for (const cm of critical) assert.ok(got.includes(cm), `critical ${cm.id} delivered`);
+  e.destroy();
+});
+
+test('a refused write is retried when a waiting reader empties the buffer in the same call', async () => {
+  const e = new StreamEngine();
+  const id = e.createConnection('a', 'b', 'out', 'in', { bufferSize: 50, maxBatchSize: 50, batchTimeout: 0 });
+  const c = e.getConnection(id);
+  const reader = c.readable.getReader();
+  const first = reader.read();
+  await c.writer.write([msg(), msg()]);
+  assert.equal((await first).value.length, 2);
+  const r2 = reader.read();
+  const big = Array.from({ length: 300 }, () => msg());
+  const done = c.writer.write(big);
+  let n = (await r2).value.length;
+  while (n < 300) n += (await reader.read()).value.length;
+  await done;
+  assert.equal(n, 300);
   e.destroy();
 });
 
