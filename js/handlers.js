@@ -69,7 +69,9 @@ export class AdaptiveBackpressureHandler {
       targetLatency,
       maxThreshold,
       minThreshold,
-      maxWaitTime: opt(o, 'maxWaitTime', 'time', Math.min(50, targetLatency / 2)),
+      // A short hold: it still slows producers that await `ready`, but every ms a write is held
+      // adds to its latency, which this handler is trying to bound.
+      maxWaitTime: opt(o, 'maxWaitTime', 'time', Math.min(10, targetLatency / 10)),
     });
   }
   prioritizeMessage(message) {

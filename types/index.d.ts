@@ -116,6 +116,10 @@ export interface ConnectionMetrics {
   dropped: number;
   drops: DropCounts;
   dropsByPriority: PriorityCounts;
+  /** Delivered messages by priority class. */
+  deliveredByPriority: PriorityCounts;
+  /** Dropped over accepted within the metrics window (0..1; drives the `drops` alert). */
+  dropRate: number;
   /** Failed deliveries over attempted, over the metrics window. */
   errorRate: number;
   errors: number;
@@ -289,7 +293,7 @@ export interface AdaptiveBackpressureOptions {
   maxThreshold?: number;
   /** Lower bound of the effective drop threshold (default 0.05). */
   minThreshold?: number;
-  /** Longest hold of a write under backpressure (default 50 ms). */
+  /** Longest hold of a write under backpressure (default min(10, targetLatency / 10) ms). */
   maxWaitTime?: number;
 }
 export class AdaptiveBackpressureHandler implements BackpressureHandlerLike {

@@ -26,7 +26,7 @@ impl Default for AdaptiveConfig {
             target_latency: 100.0,
             max_threshold: 0.9,
             min_threshold: 0.05,
-            max_wait: 50.0,
+            max_wait: 10.0,
         }
     }
 }
