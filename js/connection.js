@@ -12,7 +12,14 @@ export const DROPPED = 16;
 export const FIRST = 32;
 export const DROP_SUMMARY = 64;
 export const CLOSED = 128;
-const NOTIFY = EVENTS | DROPPED | DROP_SUMMARY;
+const NOTIFY = EVENTS | DROP_SUMMARY;
+/** Reason codes of the core's dropped-slot reports. */
+const DROP_REASONS = ['priority', 'oldest', 'newest', 'conflated', 'dead-letter'];
+
+function clampPriority(p) {
+  const q = Number(p);
+  return q >= 0 && q <= 1 ? q : q > 1 ? 1 : 0;
+}
 
 const now = () => performance.now();
 
@@ -48,6 +55,8 @@ export class Connection {
     this._finished = false; // readable closed, errored or cancelled
     this._consumer = null;
     this._deadLetters = [];
+    this._store = []; // slot -> message; the core holds only slot numbers
+    this._free = []; // free slots
     this._writer = null;
     this._readController = null;
     this._makeWritable();
@@ -99,11 +108,9 @@ export class Connection {
   _write(chunk) {
     const t = this._callTimes === null ? now() : (this._callTimes.shift() ?? now());
     try {
-      if (Array.isArray(chunk)) return this._writeMany(chunk, t);
+      if (Array.isArray(chunk)) return this._writeMany(chunk, t, true);
       checkMessage(chunk);
-      if (this._custom !== null) return this._writeCustom(chunk, t);
-      const p = priorityOf(chunk);
-      const s = this._keyed ? this._pushKeyed(chunk, p, t) : this._core.push(this._h, chunk, p, t);
+      const s = this._pushOne(chunk, this._custom === null ? priorityOf(chunk) : NaN, t);
       if (s === 0) return undefined; // the common case: accepted, nothing to do
       return this._afterPush(s, chunk, t);
     } catch (e) {
@@ -112,54 +119,99 @@ export class Connection {
     }
   }
 
-  _pushKeyed(msg, p, t) {
-    const k = keyOf(msg);
-    return k === undefined ? this._core.push(this._h, msg, p, t) : this._core.pushKeyed(this._h, msg, p, k, t);
+  // ---- the message store: messages stay in JS; the core sees slot numbers -------------------
+
+  _alloc(msg) {
+    const free = this._free;
+    const slot = free.length > 0 ? free.pop() : this._store.length;
+    this._store[slot] = msg;
+    return slot;
   }
 
-  _writeCustom(msg, t) {
-    const h = this._custom;
-    const p = Number(h.prioritizeMessage(msg));
-    const prio = p >= 0 && p <= 1 ? p : p > 1 ? 1 : 0;
-    if (this._pressure && h.shouldDropMessage(msg)) {
-      const s = this._core.dropIncoming(this._h, msg, prio, t);
-      return s === 0 ? undefined : this._afterPush(s, msg, t);
+  _release(slot) {
+    const msg = this._store[slot];
+    this._store[slot] = undefined;
+    this._free.push(slot);
+    return msg;
+  }
+
+  /** The messages in `slots` (a Uint32Array from the core), freeing their slots. */
+  _fromSlots(slots) {
+    const n = slots.length;
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = this._release(slots[i]);
+    return out;
+  }
+
+  /** Frees the slots the core dropped and hands the messages to `onDrop`. */
+  _collectDropped() {
+    const flat = this._core.takeDropped(this._h);
+    for (let i = 0; i < flat.length; i += 2) {
+      const msg = this._release(flat[i]);
+      if (this._onDrop !== null) this._engine._callOnDrop(this, msg, DROP_REASONS[flat[i + 1]]);
     }
-    const s = this._core.push(this._h, msg, prio, t);
-    return s === 0 ? undefined : this._afterPush(s, msg, t);
   }
 
-  _writeMany(arr, t) {
+  /**
+   * Offers one validated message; `p` is its priority (NaN: ask the user's handler). Returns the
+   * core's status bits; a refused message (PENDING, CLOSED) keeps no slot.
+   */
+  _pushOne(msg, p, t) {
+    const core = this._core;
+    let s;
+    if (this._custom !== null) {
+      const q = Number.isNaN(p) ? clampPriority(this._custom.prioritizeMessage(msg)) : p;
+      const slot = this._alloc(msg);
+      s = this._pressure && this._custom.shouldDropMessage(msg) ? core.dropIncoming(this._h, slot, q, t) : core.push(this._h, slot, q, t);
+      if (s & (PENDING | CLOSED)) this._release(slot);
+    } else if (this._keyed) {
+      const k = keyOf(msg);
+      const slot = this._alloc(msg);
+      s = k === undefined ? core.push(this._h, slot, p, t) : core.pushKeyed(this._h, slot, p, k, t);
+      if (s & (PENDING | CLOSED)) this._release(slot);
+    } else {
+      const slot = this._alloc(msg);
+      s = core.push(this._h, slot, p, t);
+      if (s === 0) return 0;
+      if (s & (PENDING | CLOSED)) this._release(slot);
+    }
+    if (s & DROPPED) this._collectDropped();
+    return s;
+  }
+
+  _writeMany(arr, t, validate) {
     const n = arr.length;
     if (n === 0) return undefined;
-    // Validate the whole batch first, so that a bad element leaves nothing half-written.
     const prios = this._engine._prioBuffer(n);
-    for (let i = 0; i < n; i++) {
-      const m = arr[i];
-      checkMessage(m, `batch[${i}]`);
-      prios[i] = this._custom !== null ? Number(this._custom.prioritizeMessage(m)) : priorityOf(m);
+    if (validate) {
+      // Validate the whole batch first, so that a bad element leaves nothing half-written.
+      for (let i = 0; i < n; i++) {
+        const m = arr[i];
+        checkMessage(m, `batch[${i}]`);
+        prios[i] = this._custom !== null ? clampPriority(this._custom.prioritizeMessage(m)) : priorityOf(m);
+      }
+    } else {
+      for (let i = 0; i < n; i++) prios[i] = this._custom !== null ? clampPriority(this._custom.prioritizeMessage(arr[i])) : priorityOf(arr[i]);
     }
     if (this._keyed || this._custom !== null) {
       // Per message: conflation keys and user handlers are per-message decisions anyway.
       let st = 0;
       for (let i = 0; i < n; i++) {
-        const s = this._custom !== null ? this._writeOneCustomStatus(arr[i], prios[i], t) : this._pushKeyed(arr[i], prios[i], t);
-        if (s & (PENDING | CLOSED)) return this._afterPush(s, arr.slice(i), t);
+        const s = this._pushOne(arr[i], prios[i], t);
+        if (s & (PENDING | CLOSED)) return this._afterPush(s | st, arr.slice(i), t);
         st |= s;
       }
       return st === 0 ? undefined : this._afterPush(st, null, t);
     }
-    const r = this._core.pushMany(this._h, arr, prios.subarray(0, n), t);
+    const slots = this._engine._slotBuffer(n);
+    for (let i = 0; i < n; i++) slots[i] = this._alloc(arr[i]);
+    const r = this._core.pushMany(this._h, slots.subarray(0, n), prios.subarray(0, n), t);
     const accepted = Math.floor(r / 256);
     const s = r - accepted * 256;
+    for (let i = accepted; i < n; i++) this._release(slots[i]);
     if (s === 0) return undefined;
+    if (s & DROPPED) this._collectDropped();
     return this._afterPush(s, s & PENDING ? arr.slice(accepted) : null, t);
-  }
-
-  _writeOneCustomStatus(msg, p, t) {
-    const prio = p >= 0 && p <= 1 ? p : p > 1 ? 1 : 0;
-    if (this._pressure && this._custom.shouldDropMessage(msg)) return this._core.dropIncoming(this._h, msg, prio, t);
-    return this._core.push(this._h, msg, prio, t);
   }
 
   /** Follow-up work for a non-zero status: delivery, events, refusal, holds. */
@@ -211,6 +263,7 @@ export class Connection {
     const s = this._core.status(this._h);
     this._pressure = (s & HOLD) !== 0;
     if (s & NOTIFY) this._engine._notify(this, s);
+    if (s & DROPPED) this._collectDropped();
     if (this._held !== null && !(s & HOLD)) this._releaseHold();
     if (this._pending !== null) this._retryPending();
   }
@@ -229,21 +282,10 @@ export class Connection {
     else result.then(p.resolve, p.reject);
   }
 
-  /** A write retried from inside the engine (no call-time bookkeeping, no validation). */
+  /** A write retried from inside the engine (already validated, no call-time bookkeeping). */
   _write0(chunk, t) {
-    if (Array.isArray(chunk)) {
-      if (this._keyed || this._custom !== null) return this._writeMany(chunk, t);
-      const n = chunk.length;
-      const prios = this._engine._prioBuffer(n);
-      for (let i = 0; i < n; i++) prios[i] = priorityOf(chunk[i]);
-      const r = this._core.pushMany(this._h, chunk, prios.subarray(0, n), t);
-      const accepted = Math.floor(r / 256);
-      const s = r - accepted * 256;
-      return s === 0 ? undefined : this._afterPush(s, s & PENDING ? chunk.slice(accepted) : null, t);
-    }
-    if (this._custom !== null) return this._writeCustom(chunk, t);
-    const p = priorityOf(chunk);
-    const s = this._keyed ? this._pushKeyed(chunk, p, t) : this._core.push(this._h, chunk, p, t);
+    if (Array.isArray(chunk)) return this._writeMany(chunk, t, false);
+    const s = this._pushOne(chunk, this._custom === null ? priorityOf(chunk) : NaN, t);
     return s === 0 ? undefined : this._afterPush(s, chunk, t);
   }
 
@@ -262,13 +304,7 @@ export class Connection {
   _offer(msg, p) {
     if (this._closing) return false;
     const t = now();
-    let s;
-    if (this._custom !== null) {
-      const prio = Number(this._custom.prioritizeMessage(msg));
-      s = this._writeOneCustomStatus(msg, prio, t);
-    } else {
-      s = this._keyed ? this._pushKeyed(msg, p, t) : this._core.push(this._h, msg, p, t);
-    }
+    const s = this._pushOne(msg, this._custom === null ? p : NaN, t);
     if (s === 0) return true;
     if (s & (PENDING | CLOSED)) {
       if (s & NOTIFY) this._engine._notify(this, s);
@@ -311,10 +347,11 @@ export class Connection {
   _serve(force) {
     if (this._waiter === null) return;
     const t = now();
-    const batch = this._consumer !== null
+    const slots = this._consumer !== null
       ? this._core.consumeTake(this._h, t, force || this._closing)
       : this._core.take(this._h, t, force || this._closing);
-    if (batch !== undefined) {
+    if (slots !== undefined) {
+      const batch = this._fromSlots(slots);
       const w = this._waiter;
       this._waiter = null;
       this._clearTimer();
@@ -377,7 +414,7 @@ export class Connection {
   _fail(reason, cancelled = false) {
     if (this._finished) return;
     this._closing = true;
-    const dead = this._core.cancel(this._h, now());
+    const dead = this._fromSlots(this._core.cancel(this._h, now()));
     for (const m of dead) this._deadLetters.push(m);
     if (this._onDrop) for (const m of dead) this._engine._callOnDrop(this, m, 'dead-letter');
     this._engine._notify(this, DROP_SUMMARY);

@@ -1,6 +1,6 @@
 // StreamEngine: connections, routing, the metrics timer and the event feed around the Rust core.
 import { EngineCore, wasmMemoryBytes } from '#wasm';
-import { Connection, DROPPED, DROP_SUMMARY, EVENTS } from './connection.js';
+import { Connection, DROP_SUMMARY, EVENTS } from './connection.js';
 import { EventHub } from './events.js';
 import { checkHandler, resolvePolicy } from './handlers.js';
 import { Observable, Subject } from './observable.js';
@@ -42,6 +42,7 @@ export class StreamEngine {
     this._lag = 0;
     this._lastMetrics = null;
     this._prios = new Float64Array(64);
+    this._slots = new Uint32Array(64);
     this._hub = new EventHub(() => this._updateTimer());
     this._metricsSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
     this._debugSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
@@ -58,10 +59,15 @@ export class StreamEngine {
     if (this._destroyed) throw new Error('StreamEngine has been destroyed');
   }
 
-  /** Reused scratch array for batch priorities (one allocation per engine, not per write). */
+  /** Reused scratch arrays for batch priorities and slots (one allocation per engine, not per write). */
   _prioBuffer(n) {
     if (this._prios.length < n) this._prios = new Float64Array(Math.max(n, this._prios.length * 2));
     return this._prios;
+  }
+
+  _slotBuffer(n) {
+    if (this._slots.length < n) this._slots = new Uint32Array(Math.max(n, this._slots.length * 2));
+    return this._slots;
   }
 
   createConnection(sourceNodeId, targetNodeId, outputPort, inputPort, config) {
@@ -85,7 +91,7 @@ export class StreamEngine {
     const handler = cfg.backpressureHandler ?? this._handler;
     const { policy, custom } = resolvePolicy(handler, cfg);
     const resolved = this._core.resolveConfig(cfg);
-    const h = this._core.create(id, cfg, policy, typeof cfg.onDrop === 'function');
+    const h = this._core.create(id, cfg, policy);
     const full = Object.freeze({
       ...resolved,
       ...(cfg.dropPolicy !== undefined ? { dropPolicy: cfg.dropPolicy } : {}),
@@ -302,7 +308,7 @@ export class StreamEngine {
 
   /** The core reported events, drops or drop summaries on `c`: drain them after this call. */
   _notify(c, s) {
-    if (s & (EVENTS | DROPPED)) {
+    if (s & EVENTS) {
       this._dirty.add(c);
       if (!this._drainScheduled) {
         this._drainScheduled = true;
@@ -333,10 +339,6 @@ export class StreamEngine {
       } else if (e.type === 'circuit') {
         this._connectionEvent(c, e.open ? 'circuit-opened' : 'circuit-closed');
       }
-    }
-    if (c._onDrop) {
-      const flat = this._core.takeDropped(c._h);
-      for (let i = 0; i < flat.length; i += 2) this._callOnDrop(c, flat[i], flat[i + 1]);
     }
   }
 

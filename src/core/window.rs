@@ -129,6 +129,10 @@ pub struct SlidingCounter {
     epochs: Vec<i64>,
     /// Event count of each ring entry.
     counts: Vec<u64>,
+    /// The `now` of the last `add` and the entry it landed in: messages of one batch share a
+    /// timestamp, so most adds skip the slot arithmetic.
+    last_now: f64,
+    last_pos: usize,
 }
 
 impl SlidingCounter {
@@ -142,6 +146,8 @@ impl SlidingCounter {
             clock,
             epochs: vec![NO_EPOCH; n],
             counts: vec![0; n],
+            last_now: f64::NAN,
+            last_pos: 0,
         }
     }
 
@@ -159,6 +165,11 @@ impl SlidingCounter {
     /// Adds `n` events happening at `now` (ms). Counts saturate instead of
     /// overflowing.
     pub fn add(&mut self, now: f64, n: u64) {
+        // Same instant as the previous add: same slot (NaN never compares equal).
+        if now == self.last_now {
+            self.counts[self.last_pos] = self.counts[self.last_pos].saturating_add(n);
+            return;
+        }
         let cur = self.clock.advance(now);
         let pos = self.clock.position(cur);
         if self.epochs[pos] != cur {
@@ -167,11 +178,20 @@ impl SlidingCounter {
             self.counts[pos] = 0;
         }
         self.counts[pos] = self.counts[pos].saturating_add(n);
+        // Only cache a time that mapped to the newest slot (a backwards time lands there too).
+        self.last_now = if now.is_finite() && (now / self.clock.slot_ms).floor() as i64 == cur {
+            now
+        } else {
+            f64::NAN
+        };
+        self.last_pos = pos;
     }
 
     /// Number of events within the window ending at `now`; expired slots are
     /// zeroed as a side effect (hence `&mut self`).
     pub fn sum(&mut self, now: f64) -> u64 {
+        // Expiry below may recycle the cached slot.
+        self.last_now = f64::NAN;
         let cur = self.clock.advance(now);
         let mut total: u64 = 0;
         for (epoch, count) in self.epochs.iter_mut().zip(self.counts.iter_mut()) {
@@ -197,6 +217,7 @@ impl SlidingCounter {
         self.epochs.fill(NO_EPOCH);
         self.counts.fill(0);
         self.clock.reset();
+        self.last_now = f64::NAN;
     }
 }
 
