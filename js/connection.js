@@ -46,6 +46,12 @@ export class Connection {
     this._callTimes = this._maxWait === null ? null : new Fifo();
     this._pressure = false; // backpressure on, as last reported by the core
     this._waiter = null; // (batch) => void: a reader (or consumer) waiting for a batch
+    this._pullResolve = null; // settles the readable's pending pull
+    // Made once, not per read: the reader's waiter.
+    this._toReader = (batch) => {
+      this._readController.enqueue(batch);
+      this._settlePull();
+    };
     this._timer = null;
     this._pending = null; // a write the core refused for now: { chunk, index, resolve, reject }
     this._held = null; // a write whose completion is held under backpressure
@@ -258,9 +264,8 @@ export class Connection {
     if (r) r();
   }
 
-  /** After a delivery: wake a refused write, release a held one. */
-  _afterDeliver() {
-    const s = this._core.status(this._h);
+  /** After a delivery (`s`: the core's status then): wake a refused write, release a held one. */
+  _afterDeliver(s = this._core.status(this._h)) {
     this._pressure = (s & HOLD) !== 0;
     if (s & NOTIFY) this._engine._notify(this, s);
     if (s & DROPPED) this._collectDropped();
@@ -334,31 +339,50 @@ export class Connection {
       // Consumption owns delivery; an explicit read waits until the connection ends.
       return new Promise(() => {});
     }
+    this._waiter = this._toReader;
+    this._serve(false);
+    // Delivered (or ended) synchronously: no promise needed.
+    if (this._waiter === null) return undefined;
     return new Promise((resolve) => {
-      this._waiter = (batch) => {
-        this._readController.enqueue(batch);
-        resolve();
-      };
-      this._serve(false);
+      this._pullResolve = resolve;
     });
+  }
+
+  /** Settles a pending pull (after a delivery, a close or an error). */
+  _settlePull() {
+    const r = this._pullResolve;
+    if (r !== null) {
+      this._pullResolve = null;
+      r();
+    }
   }
 
   /** Delivers to the waiter if a batch is due; otherwise arms the batch timer. */
   _serve(force) {
     if (this._waiter === null) return;
     const t = now();
-    const slots = this._consumer !== null
-      ? this._core.consumeTake(this._h, t, force || this._closing)
-      : this._core.take(this._h, t, force || this._closing);
-    if (slots !== undefined) {
-      const batch = this._fromSlots(slots);
-      const w = this._waiter;
-      this._waiter = null;
-      this._clearTimer();
-      w(batch);
-      this._engine._delivered(this, batch, t);
-      this._afterDeliver();
-      return;
+    if (this._consumer === null) {
+      const r = this._core.takeWithStatus(this._h, t, force || this._closing);
+      if (r !== undefined) {
+        const batch = this._fromSlots(r.subarray(0, r.length - 1));
+        const w = this._waiter;
+        this._waiter = null;
+        this._clearTimer();
+        w(batch);
+        this._engine._delivered(this, batch, t);
+        this._afterDeliver(r[r.length - 1]);
+        return;
+      }
+    } else {
+      const slots = this._core.consumeTake(this._h, t, force || this._closing);
+      if (slots !== undefined) {
+        const w = this._waiter;
+        this._waiter = null;
+        this._clearTimer();
+        w(this._fromSlots(slots));
+        this._afterDeliver(this._core.status(this._h));
+        return;
+      }
     }
     if (this._closing && this._core.held(this._h) === 0) {
       this._finish();
@@ -397,7 +421,8 @@ export class Connection {
       } catch {
         // already closed
       }
-      void w; // a pending read resolves as done once the controller closes
+      void w;
+      this._settlePull();
     } else {
       const w = this._waiter;
       this._waiter = null;
@@ -433,6 +458,7 @@ export class Connection {
         // already errored
       }
     }
+    this._settlePull();
     const w = this._waiter;
     this._waiter = null;
     if (w && this._consumer !== null) w(null);

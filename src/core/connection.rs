@@ -241,6 +241,17 @@ pub struct ConnectionMetrics {
 /// the cost of memory (each latency slot is one histogram).
 const WINDOW_SLOTS: usize = 5;
 
+/// `x` clamped at 0 with plain comparisons: `f64::max` compiles to a libm `fmax` call on
+/// wasm32 (NaN semantics differ from the `f64.max` instruction), measurable per message.
+#[inline]
+fn non_negative(x: f64) -> f64 {
+    if x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
 /// At most this many waiting messages are looked at per latency snapshot (the rest are weighted
 /// samples), so a snapshot costs the same for any buffer size.
 const WAITING_SAMPLES: usize = 256;
@@ -681,7 +692,7 @@ impl<T> Connection<T> {
                 Some((t, k)) if *t == at => *k += 1,
                 _ => {
                     if let Some((t, k)) = run.take() {
-                        let lat = (now - t).max(0.0);
+                        let lat = non_negative(now - t);
                         latency.record_n(lat, k);
                         if let Some(r) = recent.as_deref_mut() {
                             r.record_n(lat, k);
@@ -692,7 +703,7 @@ impl<T> Connection<T> {
             }
         }
         if let Some((t, k)) = run {
-            let lat = (now - t).max(0.0);
+            let lat = non_negative(now - t);
             latency.record_n(lat, k);
             if let Some(r) = recent.as_deref_mut() {
                 r.record_n(lat, k);

@@ -101,8 +101,13 @@ impl Histogram {
             self.min = v;
             self.max = v;
         } else {
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
+            // Plain comparisons (v is finite here): `f64::min/max` are libm calls on wasm32.
+            if v < self.min {
+                self.min = v;
+            }
+            if v > self.max {
+                self.max = v;
+            }
         }
         self.count = self.count.saturating_add(n);
         self.sum += v * n as f64;

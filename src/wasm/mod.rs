@@ -224,6 +224,16 @@ impl EngineCore {
         self.engine.get(h)?.take_batch(now, force)
     }
 
+    /// [`EngineCore::take`] followed by the status bits after the take as one extra last
+    /// element: the reader path needs both, and this saves a crossing per delivered batch.
+    #[wasm_bindgen(js_name = takeWithStatus)]
+    pub fn take_with_status(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
+        let c = self.engine.get(h)?;
+        let mut batch = c.take_batch(now, force)?;
+        batch.push(c.status());
+        Some(batch)
+    }
+
     /// The next batch for a consumer (held in flight until resolved), or `undefined`.
     #[wasm_bindgen(js_name = consumeTake)]
     pub fn consume_take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
