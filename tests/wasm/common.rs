@@ -85,21 +85,58 @@ pub fn json(v: &JsValue) -> String {
         .unwrap_or_else(|| format!("{v:?}"))
 }
 
-/// A fresh message object `{ id, n }`: every call is a distinct JS object.
-pub fn msg(n: u32) -> JsValue {
-    obj(&[
-        ("id", JsValue::from_str(&format!("m{n}"))),
-        ("n", JsValue::from(n)),
-    ])
+// How many slots [`slot`] has handed out (plus one).
+thread_local! {
+    static NEXT_SLOT: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
 }
 
-/// `n` fresh messages.
-pub fn msgs(n: u32) -> Vec<JsValue> {
-    (0..n).map(msg).collect()
+/// A fresh slot number: every call is a distinct slot, as the JS glue's store never has two
+/// live messages in one slot. The n-th call gives `n * 0x9E37_79B1 (mod 2^32)`, a bijection, so
+/// slots never repeat, are far from 0..n (a core returning its own sequence numbers or indices
+/// instead of the slots it was given would not pass by coincidence) and span the whole u32
+/// range.
+pub fn slot() -> u32 {
+    NEXT_SLOT.with(|c| {
+        let n = c.get();
+        c.set(n.wrapping_add(1));
+        n.wrapping_mul(0x9E37_79B1)
+    })
 }
 
-/// Asserts two slices hold the very same JS values (`Object.is`), in order.
-pub fn assert_same(got: &[JsValue], want: &[JsValue]) {
+/// `n` fresh slots.
+pub fn slots(n: u32) -> Vec<u32> {
+    (0..n).map(|_| slot()).collect()
+}
+
+/// Reason codes of `takeDropped` (the order of the JS `DROP_REASONS` table).
+pub const R_PRIORITY: u32 = 0;
+pub const R_OLDEST: u32 = 1;
+pub const R_NEWEST: u32 = 2;
+pub const R_CONFLATED: u32 = 3;
+pub const R_DEAD_LETTER: u32 = 4;
+
+/// Checks the flat `[slot, reason, slot, reason, ...]` of `takeDropped` (even length, known
+/// reason codes) and splits it into pairs.
+pub fn dropped_pairs(flat: &[u32]) -> Vec<(u32, u32)> {
+    assert_eq!(
+        flat.len() % 2,
+        0,
+        "takeDropped is [slot, reason, ...]: {flat:?}"
+    );
+    flat.chunks(2)
+        .map(|p| {
+            assert!(
+                p[1] <= R_DEAD_LETTER,
+                "unknown reason code {} in {flat:?}",
+                p[1]
+            );
+            (p[0], p[1])
+        })
+        .collect()
+}
+
+/// Asserts the core handed back exactly the slots given, in order.
+pub fn assert_same(got: &[u32], want: &[u32]) {
     assert_eq!(
         got.len(),
         want.len(),
@@ -108,11 +145,9 @@ pub fn assert_same(got: &[JsValue], want: &[JsValue]) {
         want.len()
     );
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            Object::is(g, w),
-            "item {i} is not the object pushed: got {} want {}",
-            json(g),
-            json(w)
+        assert_eq!(
+            g, w,
+            "item {i} is not the slot pushed: got {got:?} want {want:?}"
         );
     }
 }
@@ -199,15 +234,13 @@ pub fn conn(
     batch: u32,
     timeout: f64,
     policy: &JsValue,
-    keep_dropped: bool,
 ) -> u32 {
     let cfg = obj(&[
         ("bufferSize", buffer.into()),
         ("maxBatchSize", batch.into()),
         ("batchTimeout", timeout.into()),
     ]);
-    e.create(id, &cfg, policy, keep_dropped)
-        .expect("valid connection")
+    e.create(id, &cfg, policy).expect("valid connection")
 }
 
 /// Splits a `pushMany` result into (accepted, status bits).

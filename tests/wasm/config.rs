@@ -60,7 +60,7 @@ fn engine_config_is_applied_and_inherited_by_connections() {
     assert!(get(&r, "metricsInterval").is_undefined());
     // A connection without its own config gets the engine's.
     let h = e
-        .create("a", &JsValue::UNDEFINED, &JsValue::UNDEFINED, false)
+        .create("a", &JsValue::UNDEFINED, &JsValue::UNDEFINED)
         .unwrap();
     let m = e.metrics(h, 0.0);
     assert_eq!(num(&m, "bufferCapacity"), 20.0);
@@ -143,13 +143,13 @@ fn config_must_be_an_object() {
     for (cfg, message) in &cases {
         assert_err(&expect_err(ok.resolve_config(cfg)), Kind::Type, message);
         assert_err(
-            &expect_err(ok.create("a", cfg, &block(), false)),
+            &expect_err(ok.create("a", cfg, &block())),
             Kind::Type,
             message,
         );
     }
     // The failed creates left nothing behind.
-    assert!(ok.create("a", &JsValue::UNDEFINED, &block(), false).is_ok());
+    assert!(ok.create("a", &JsValue::UNDEFINED, &block()).is_ok());
 }
 
 #[wasm_bindgen_test]
@@ -224,11 +224,7 @@ fn every_config_field_is_validated() {
             let mut ok = EngineCore::new(&JsValue::UNDEFINED).unwrap();
             let cfg = obj(&[(field, v)]);
             assert_err(&expect_err(ok.resolve_config(&cfg)), kind, message);
-            assert_err(
-                &expect_err(ok.create("a", &cfg, &block(), false)),
-                kind,
-                message,
-            );
+            assert_err(&expect_err(ok.create("a", &cfg, &block())), kind, message);
         }
     }
     let e = expect_err(EngineCore::new(&obj(&[("metricsWindow", 0.into())])));
@@ -298,40 +294,30 @@ fn bad_policies_name_the_field() {
         ),
     ];
     for (policy, kind, message) in &cases {
-        assert_err(
-            &expect_err(e.create("a", &cfg, policy, false)),
-            *kind,
-            message,
-        );
+        assert_err(&expect_err(e.create("a", &cfg, policy)), *kind, message);
     }
-    let e2 = expect_err(e.create("a", &cfg, &obj(&[("adaptive", 7.into())]), false));
+    let e2 = expect_err(e.create("a", &cfg, &obj(&[("adaptive", 7.into())])));
     assert_err(&e2, Kind::Type, "adaptive must be an object, got number");
     // Every rule name is accepted, and a missing policy means block.
     for (i, rule) in ["priority", "oldest", "newest", "block"].iter().enumerate() {
         let id = format!("ok{i}");
         assert!(e
-            .create(&id, &cfg, &obj(&[("rule", (*rule).into())]), false)
+            .create(&id, &cfg, &obj(&[("rule", (*rule).into())]))
             .is_ok());
     }
-    let h = e
-        .create("nopolicy", &cfg, &JsValue::UNDEFINED, false)
-        .unwrap();
+    let h = e.create("nopolicy", &cfg, &JsValue::UNDEFINED).unwrap();
     assert!(e.max_wait(h).is_nan(), "block policy holds no writes");
 }
 
 #[wasm_bindgen_test]
 fn duplicate_ids_are_a_plain_error() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
-    let h = e
-        .create("a->b", &JsValue::UNDEFINED, &block(), false)
-        .unwrap();
-    let err = expect_err(e.create("a->b", &JsValue::UNDEFINED, &block(), false));
+    let h = e.create("a->b", &JsValue::UNDEFINED, &block()).unwrap();
+    let err = expect_err(e.create("a->b", &JsValue::UNDEFINED, &block()));
     assert_err(&err, Kind::Plain, "connection a->b already exists");
     // After removal the id (and the handle slot) can be reused.
     e.remove(h, 0.0);
-    let h2 = e
-        .create("a->b", &JsValue::UNDEFINED, &block(), false)
-        .unwrap();
+    let h2 = e.create("a->b", &JsValue::UNDEFINED, &block()).unwrap();
     assert_eq!(h2, h);
 }
 

@@ -9,6 +9,22 @@ use wasm_bindgen_test::*;
 use crate::common::*;
 
 const JUNK_HANDLES: [u32; 7] = [0, 1, 7, 1 << 31, u32::MAX - 1, u32::MAX, 0xDEAD_BEEF];
+/// Slot numbers at the edges, with repeats: the core must treat slots as opaque, even the
+/// duplicates the JS glue never produces.
+const JUNK_SLOTS: [u32; 12] = [
+    0,
+    u32::MAX,
+    0,
+    u32::MAX,
+    1 << 31,
+    u32::MAX - 1,
+    1,
+    0,
+    255,
+    256,
+    u32::MAX,
+    0xDEAD_BEEF,
+];
 const JUNK_NUMBERS: [f64; 10] = [
     f64::NAN,
     f64::INFINITY,
@@ -24,13 +40,17 @@ const JUNK_NUMBERS: [f64; 10] = [
 
 /// Every handle method on an unknown handle: no panic, closed / empty / undefined answers.
 fn poke_unknown(e: &mut EngineCore, h: u32) {
-    assert_eq!(e.push(h, msg(0), 0.5, 0.0), CLOSED, "push on {h}");
-    assert_eq!(e.push_keyed(h, msg(0), 0.5, "k", 0.0), CLOSED);
-    assert_eq!(e.push_many(h, msgs(3), &[0.5; 3], 0.0), CLOSED as f64);
-    assert_eq!(e.drop_incoming(h, msg(0), 0.5, 0.0), CLOSED);
+    for slot in JUNK_SLOTS {
+        assert_eq!(e.push(h, slot, 0.5, 0.0), CLOSED, "push of {slot} on {h}");
+        assert_eq!(e.push_keyed(h, slot, 0.5, "k", 0.0), CLOSED);
+        assert_eq!(e.drop_incoming(h, slot, 0.5, 0.0), CLOSED);
+    }
+    assert_eq!(e.push_many(h, &JUNK_SLOTS, &[0.5; 3], 0.0), CLOSED as f64);
+    assert_eq!(e.push_many(h, &[], &[], 0.0), CLOSED as f64);
     assert_eq!(e.status(h), CLOSED);
     assert!(e.deadline(h).is_nan());
     assert!(e.take(h, 0.0, true).is_none());
+    assert!(e.take_with_status(h, 0.0, true).is_none());
     assert!(e.consume_take(h, 0.0, true).is_none());
     assert_eq!(e.consume_success(h, 0.0), CLOSED);
     assert_eq!(e.consume_failure(h, 0.0, true), CLOSED);
@@ -46,7 +66,7 @@ fn poke_unknown(e: &mut EngineCore, h: u32) {
     assert!(e.max_wait(h).is_nan());
     assert_eq!(e.take_events(h).length(), 0);
     assert!(e.take_drop_summary(h).is_undefined());
-    assert_eq!(e.take_dropped(h).length(), 0);
+    assert!(e.take_dropped(h).is_empty());
     assert!(e.metrics(h, 0.0).is_undefined());
     e.reset_metrics(h);
     assert_eq!(items(&e.remove(h, 0.0)).len(), 0);
@@ -59,9 +79,9 @@ fn unknown_handles_never_panic() {
         poke_unknown(&mut e, h);
     }
     // With live connections around, handles past the end and removed ones are still unknown.
-    let a = conn(&mut e, "a", 10, 10, 16.0, &block(), false);
-    let b = conn(&mut e, "b", 10, 10, 16.0, &block(), false);
-    e.push(a, msg(0), 0.5, 0.0);
+    let a = conn(&mut e, "a", 10, 10, 16.0, &block());
+    let b = conn(&mut e, "b", 10, 10, 16.0, &block());
+    e.push(a, slot(), 0.5, 0.0);
     e.remove(b, 0.0);
     for h in JUNK_HANDLES.into_iter().filter(|&h| h != a) {
         poke_unknown(&mut e, h);
@@ -84,18 +104,22 @@ fn junk_priorities_and_times_never_panic() {
     ];
     let mut handles = Vec::new();
     for (i, p) in policies.iter().enumerate() {
-        handles.push(conn(&mut e, &format!("c{i}"), 4, 3, 16.0, p, true));
+        handles.push(conn(&mut e, &format!("c{i}"), 4, 3, 16.0, p));
     }
     for &h in &handles {
         for (i, &x) in JUNK_NUMBERS.iter().enumerate() {
-            for &y in &JUNK_NUMBERS {
-                let st = e.push(h, msg(i as u32), x, y);
+            for (j, &y) in JUNK_NUMBERS.iter().enumerate() {
+                let s = JUNK_SLOTS[(i + j) % JUNK_SLOTS.len()];
+                let st = e.push(h, s, x, y);
                 assert_eq!(st & CLOSED, 0);
-                e.push_keyed(h, msg(i as u32), y, &format!("k{}", i % 2), x);
-                e.drop_incoming(h, msg(i as u32), x, y);
+                e.push_keyed(h, s, y, &format!("k{}", i % 2), x);
+                e.drop_incoming(h, s, x, y);
                 e.deadline(h);
                 let _ = e.take(h, x, false);
                 let _ = e.take(h, y, i % 3 == 0);
+                if let Some(b) = e.take_with_status(h, x, i % 2 == 0) {
+                    assert!(b.len() >= 2, "a batch and the status: {b:?}");
+                }
                 if e.consume_take(h, x, true).is_some() {
                     e.consume_failure(h, y, true);
                     if i % 2 == 0 {
@@ -110,8 +134,8 @@ fn junk_priorities_and_times_never_panic() {
                 assert!(m.is_object(), "metrics at now={y}: {m:?}");
                 assert_accounting(&m);
             }
-            e.push_many(h, msgs(5), &JUNK_NUMBERS, x);
-            e.push_many(h, msgs(5), &[x], x);
+            e.push_many(h, &JUNK_SLOTS[..5], &JUNK_NUMBERS, x);
+            e.push_many(h, &JUNK_SLOTS[i % 6..], &[x], x);
             let t = e.tick(x, x);
             assert!(t.is_object(), "tick({x}) gave {t:?}");
             e.take_events(h);
@@ -133,9 +157,9 @@ fn junk_priorities_and_times_never_panic() {
         assert!(e.tick(f64::NAN, x).is_object());
     }
     // Still usable afterwards.
-    let h = conn(&mut e, "after", 10, 10, 16.0, &block(), false);
-    let m = msg(1);
-    e.push(h, m.clone(), 0.5, 0.0);
+    let h = conn(&mut e, "after", 10, 10, 16.0, &block());
+    let m = slot();
+    e.push(h, m, 0.5, 0.0);
     assert_same(&e.take(h, 0.0, true).unwrap(), &[m]);
 }
 
@@ -149,11 +173,9 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
         ("metricsWindow", 1e308.into()),
         ("metricsInterval", 1e-300.into()),
     ]);
-    let h = e
-        .create("big", &JsValue::UNDEFINED, &block(), false)
-        .unwrap();
-    let ms = msgs(5000);
-    let (n, st) = split_many(e.push_many(h, ms.clone(), &[], 0.0));
+    let h = e.create("big", &JsValue::UNDEFINED, &block()).unwrap();
+    let ms = slots(5000);
+    let (n, st) = split_many(e.push_many(h, &ms, &[], 0.0));
     assert_eq!((n, st & PENDING), (5000, 0));
     assert!(
         e.take(h, 1e300, false).is_none(),
@@ -167,8 +189,8 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
     assert!(e.tick(f64::MAX, 1.0).is_object());
 
     // A tiny block buffer offered a huge batch takes what fits and stops.
-    let h2 = conn(&mut e, "small", 1000, 10_000_000, 16.0, &block(), false);
-    let (n, st) = split_many(e.push_many(h2, msgs(100_000), &[], 0.0));
+    let h2 = conn(&mut e, "small", 1000, 10_000_000, 16.0, &block());
+    let (n, st) = split_many(e.push_many(h2, &slots(100_000), &[], 0.0));
     assert_eq!((n, st & PENDING), (1000, PENDING));
     assert_eq!(e.take(h2, 0.0, true).map(|b| b.len()), Some(1000));
 
@@ -183,7 +205,7 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
     ] {
         let err = expect_err(EngineCore::new(&obj(&[(field, v.into())])));
         assert_err_prefix(&err, Kind::Range, field);
-        let err = expect_err(e.create("x", &obj(&[(field, v.into())]), &block(), false));
+        let err = expect_err(e.create("x", &obj(&[(field, v.into())]), &block()));
         assert_err_prefix(&err, Kind::Range, field);
     }
     for (field, v) in [
@@ -248,27 +270,20 @@ fn junk_options_never_panic() {
             let cfg = obj(&[(f, v.clone())]);
             let _ = EngineCore::new(&cfg);
             let _ = e.resolve_config(&cfg);
-            if e.create(&format!("c{created}"), &cfg, &block(), false)
-                .is_ok()
-            {
+            if e.create(&format!("c{created}"), &cfg, &block()).is_ok() {
                 created += 1;
             }
         }
         for f in policy_fields {
             let p = obj(&[(f, v.clone())]);
-            if e.create(&format!("c{created}"), &JsValue::UNDEFINED, &p, false)
+            if e.create(&format!("c{created}"), &JsValue::UNDEFINED, &p)
                 .is_ok()
             {
                 created += 1;
             }
             let adaptive = obj(&[("adaptive", obj(&[(f, v.clone())]))]);
-            if e.create(
-                &format!("c{created}"),
-                &JsValue::UNDEFINED,
-                &adaptive,
-                false,
-            )
-            .is_ok()
+            if e.create(&format!("c{created}"), &JsValue::UNDEFINED, &adaptive)
+                .is_ok()
             {
                 created += 1;
             }
@@ -283,7 +298,7 @@ fn junk_options_never_panic() {
     // Odd but valid ids.
     for id in ["", " ", "\u{1F600}->\u{0}", &"x".repeat(10_000)] {
         assert!(
-            e.create(id, &JsValue::UNDEFINED, &block(), false).is_ok(),
+            e.create(id, &JsValue::UNDEFINED, &block()).is_ok(),
             "id {id:?}"
         );
     }
@@ -309,8 +324,8 @@ fn junk_options_never_panic() {
         let l = get(&t, name);
         assert!(num(&l, "warning") <= num(&l, "critical"), "{}", json(&t));
     }
-    let h = conn(&mut e, "last", 10, 10, 16.0, &block(), false);
-    assert_eq!(e.push(h, msg(0), 0.5, 0.0) & (PENDING | CLOSED), 0);
+    let h = conn(&mut e, "last", 10, 10, 16.0, &block());
+    assert_eq!(e.push(h, slot(), 0.5, 0.0) & (PENDING | CLOSED), 0);
     assert!(e.tick(0.0, f64::NAN).is_object());
 }
 
@@ -318,10 +333,10 @@ fn junk_options_never_panic() {
 fn many_connections_and_handle_reuse() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
     let hs: Vec<u32> = (0..200)
-        .map(|i| conn(&mut e, &format!("c{i}"), 4, 2, 16.0, &block(), false))
+        .map(|i| conn(&mut e, &format!("c{i}"), 4, 2, 16.0, &block()))
         .collect();
-    for (i, &h) in hs.iter().enumerate() {
-        e.push(h, msg(i as u32), 0.5, 0.0);
+    for &h in &hs {
+        e.push(h, slot(), 0.5, 0.0);
     }
     let t = e.tick(1.0, f64::NAN);
     assert_eq!(num(&get(&t, "totals"), "connections"), 200.0);
@@ -332,9 +347,99 @@ fn many_connections_and_handle_reuse() {
     let t = e.tick(3.0, f64::NAN);
     assert_eq!(num(&get(&t, "totals"), "connections"), 100.0);
     // Freed slots are reused, and a reused handle starts clean.
-    let h = conn(&mut e, "new", 4, 2, 16.0, &block(), false);
+    let h = conn(&mut e, "new", 4, 2, 16.0, &block());
     assert!(hs.iter().step_by(2).any(|&x| x == h));
     let m = e.metrics(h, 4.0);
     assert_eq!(string(&m, "connectionId"), "new");
     assert_eq!(num(&m, "messagesIn"), 0.0);
+}
+
+/// Huge, zero and repeated slot numbers through every write path and every rule: no panic, and
+/// the core hands back exactly the slot numbers it took, repeats included (it never looks at
+/// them).
+#[wasm_bindgen_test]
+fn junk_slot_numbers_never_panic() {
+    let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
+    // A lossless round trip: repeats come back as often as they went in, in order.
+    let h = conn(&mut e, "roundtrip", 1000, 1000, 16.0, &block());
+    let mut want = Vec::new();
+    for &s in &JUNK_SLOTS {
+        assert_eq!(e.push(h, s, 0.5, 0.0) & (PENDING | CLOSED), 0);
+        want.push(s);
+    }
+    for &s in &JUNK_SLOTS {
+        assert_eq!(e.push_keyed(h, s, 0.5, "same", 0.0) & (PENDING | CLOSED), 0);
+        want.push(s);
+    }
+    let (n, _) = split_many(e.push_many(h, &JUNK_SLOTS, &JUNK_NUMBERS, 0.0));
+    assert_eq!(n as usize, JUNK_SLOTS.len());
+    want.extend_from_slice(&JUNK_SLOTS);
+    let all_same = [u32::MAX; 50];
+    let (n, _) = split_many(e.push_many(h, &all_same, &[], 0.0));
+    assert_eq!(n, 50);
+    want.extend_from_slice(&all_same);
+    assert_same(&e.take(h, 0.0, true).unwrap(), &want);
+    assert!(e.take_dropped(h).is_empty());
+
+    // Every rule, a small buffer: what goes in comes out (delivered, dropped or cancelled).
+    let policies = [
+        block(),
+        dropping("priority"),
+        dropping("oldest"),
+        dropping("newest"),
+        obj(&[("rule", "priority".into()), ("conflate", true.into())]),
+        obj(&[("rule", "block".into()), ("conflate", true.into())]),
+        obj(&[("adaptive", obj(&[]))]),
+    ];
+    for (pi, policy) in policies.iter().enumerate() {
+        let h = conn(&mut e, &format!("p{pi}"), 4, 3, 16.0, policy);
+        let mut taken: Vec<u32> = Vec::new();
+        let mut out: Vec<u32> = Vec::new();
+        let collect = |e: &mut EngineCore, out: &mut Vec<u32>| {
+            for (s, _) in dropped_pairs(&e.take_dropped(h)) {
+                out.push(s);
+            }
+        };
+        for (i, &s) in JUNK_SLOTS.iter().cycle().take(120).enumerate() {
+            let t = i as f64;
+            let p = JUNK_NUMBERS[i % JUNK_NUMBERS.len()];
+            let st = match i % 4 {
+                0 => e.push(h, s, p, t),
+                1 => e.push_keyed(h, s, p, if s == 0 { "zero" } else { "k" }, t),
+                2 => e.drop_incoming(h, s, p, t),
+                _ => {
+                    let batch = [s, s, u32::MAX, 0];
+                    let (n, st) = split_many(e.push_many(h, &batch, &[p], t));
+                    taken.extend_from_slice(&batch[..n as usize]);
+                    st
+                }
+            };
+            assert_eq!(st & CLOSED, 0, "policy {pi} write {i}: {st}");
+            if i % 4 != 3 && st & PENDING == 0 {
+                taken.push(s);
+            }
+            collect(&mut e, &mut out);
+            if i % 5 == 0 {
+                out.extend(e.take(h, t, i % 10 == 0).unwrap_or_default());
+            }
+            if i % 7 == 0 {
+                if let Some(b) = e.consume_take(h, t, true) {
+                    out.extend(b);
+                    e.consume_dead_letter(h, t);
+                }
+            }
+        }
+        out.extend(e.cancel(h, 1e9));
+        collect(&mut e, &mut out);
+        taken.sort_unstable();
+        out.sort_unstable();
+        assert_eq!(taken, out, "policy {pi}: slots in vs out");
+        assert_eq!(e.held(h), 0);
+        assert_accounting(&e.metrics(h, 1e9));
+    }
+    // Still usable afterwards.
+    let h = conn(&mut e, "after", 10, 10, 16.0, &block());
+    e.push(h, u32::MAX, 0.5, 0.0);
+    e.push(h, 0, 0.5, 0.0);
+    assert_same(&e.take(h, 0.0, true).unwrap(), &[u32::MAX, 0]);
 }

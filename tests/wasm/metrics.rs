@@ -41,7 +41,7 @@ fn fresh() -> EngineCore {
 #[wasm_bindgen_test]
 fn metrics_is_a_plain_object_with_correct_counts() {
     let mut e = fresh();
-    let h = conn(&mut e, "src:out->dst:in", 10, 3, 16.0, &block(), false);
+    let h = conn(&mut e, "src:out->dst:in", 10, 3, 16.0, &block());
     let m = e.metrics(h, 0.0);
     assert_eq!(keys(&m), sorted(&METRIC_KEYS), "{}", json(&m));
     assert_eq!(string(&m, "connectionId"), "src:out->dst:in");
@@ -54,7 +54,7 @@ fn metrics_is_a_plain_object_with_correct_counts() {
     }
 
     for i in 0..5 {
-        e.push(h, msg(i), if i == 0 { 1.0 } else { 0.5 }, 0.0);
+        e.push(h, slot(), if i == 0 { 1.0 } else { 0.5 }, 0.0);
     }
     let b = e.take(h, 40.0, true).unwrap();
     assert_eq!(b.len(), 3);
@@ -83,9 +83,9 @@ fn adaptive_connections_report_their_state() {
         "adaptive",
         obj(&[("targetLatency", 50.into()), ("maxThreshold", 0.9.into())]),
     )]);
-    let h = conn(&mut e, "a", 100, 10, 16.0, &policy, false);
+    let h = conn(&mut e, "a", 100, 10, 16.0, &policy);
     for i in 0..20 {
-        e.push(h, msg(i), 0.5, i as f64);
+        e.push(h, slot(), 0.5, i as f64);
     }
     let m = e.metrics(h, 20.0);
     let a = get(&m, "adaptive");
@@ -102,12 +102,13 @@ fn adaptive_connections_report_their_state() {
 #[wasm_bindgen_test]
 fn reset_metrics_restarts_from_what_is_held() {
     let mut e = fresh();
-    let h = conn(&mut e, "a", 3, 10, 16.0, &dropping("oldest"), false);
-    for i in 0..5 {
-        e.push(h, msg(i), 0.5, 0.0);
+    let h = conn(&mut e, "a", 3, 10, 16.0, &dropping("oldest"));
+    let ss = slots(5);
+    for &s in &ss {
+        e.push(h, s, 0.5, 0.0);
     }
-    assert_eq!(e.take(h, 0.0, true).map(|b| b.len()), Some(3));
-    e.push(h, msg(9), 0.5, 0.0);
+    assert_same(&e.take(h, 0.0, true).unwrap(), &ss[2..]);
+    e.push(h, slot(), 0.5, 0.0);
     e.reset_metrics(h);
     let m = e.metrics(h, 1.0);
     assert_eq!(num(&m, "messagesIn"), 1.0);
@@ -115,6 +116,10 @@ fn reset_metrics_restarts_from_what_is_held() {
     assert_eq!(num(&m, "dropped"), 0.0);
     assert_accounting(&m);
     assert!(e.take_drop_summary(h).is_undefined());
+    // Resetting the counters does not forget the dropped slots: JS still has to free them.
+    assert_ne!(e.status(h) & DROPPED, 0);
+    assert_eq!(e.take_dropped(h), vec![ss[0], R_OLDEST, ss[1], R_OLDEST]);
+    assert_eq!(e.status(h) & DROPPED, 0);
 }
 
 #[wasm_bindgen_test]
@@ -126,13 +131,13 @@ fn tick_has_totals_connections_and_alerts() {
     assert!(js_sys::Array::is_array(&get(&t, "alerts")));
     assert_eq!(keys(&get(&t, "connections")).len(), 0);
 
-    let a = conn(&mut e, "a", 10, 10, 16.0, &block(), false);
-    let b = conn(&mut e, "b", 10, 10, 16.0, &block(), false);
-    for i in 0..3 {
-        e.push(a, msg(i), 0.5, 0.0);
+    let a = conn(&mut e, "a", 10, 10, 16.0, &block());
+    let b = conn(&mut e, "b", 10, 10, 16.0, &block());
+    for _ in 0..3 {
+        e.push(a, slot(), 0.5, 0.0);
     }
-    for i in 0..2 {
-        e.push(b, msg(i), 0.5, 0.0);
+    for _ in 0..2 {
+        e.push(b, slot(), 0.5, 0.0);
     }
     e.take(b, 1.0, true);
     let t = e.tick(1.0, f64::NAN);
@@ -170,16 +175,16 @@ fn alerts(t: &JsValue) -> Vec<JsValue> {
 #[wasm_bindgen_test]
 fn backpressure_alert_fires_at_seventy_percent_and_resolves() {
     let mut e = fresh();
-    let h = conn(&mut e, "a", 10, 10, 16.0, &block(), false);
-    for i in 0..6 {
-        e.push(h, msg(i), 0.5, 0.0);
+    let h = conn(&mut e, "a", 10, 10, 16.0, &block());
+    for _ in 0..6 {
+        e.push(h, slot(), 0.5, 0.0);
     }
     assert_eq!(
         alerts(&e.tick(1.0, f64::NAN)).len(),
         0,
         "0.6 is below the warning level"
     );
-    e.push(h, msg(6), 0.5, 1.0);
+    e.push(h, slot(), 0.5, 1.0);
     let t = e.tick(2.0, f64::NAN);
     let al = alerts(&t);
     assert_eq!(al.len(), 1, "{}", json(&t));
@@ -210,8 +215,8 @@ fn backpressure_alert_fires_at_seventy_percent_and_resolves() {
     );
     // Staying there fires nothing new; rising to 0.9 escalates to critical.
     assert_eq!(alerts(&e.tick(3.0, f64::NAN)).len(), 0);
-    e.push(h, msg(7), 0.5, 3.0);
-    e.push(h, msg(8), 0.5, 3.0);
+    e.push(h, slot(), 0.5, 3.0);
+    e.push(h, slot(), 0.5, 3.0);
     let al = alerts(&e.tick(4.0, f64::NAN));
     assert_eq!(al.len(), 1);
     assert_eq!(
@@ -238,9 +243,9 @@ fn custom_thresholds_drive_alerts() {
         obj(&[("warning", 0.2.into()), ("critical", 0.5.into())]),
     )]))
     .unwrap();
-    let h = conn(&mut e, "a", 10, 10, 16.0, &block(), false);
-    e.push(h, msg(0), 0.5, 0.0);
-    e.push(h, msg(1), 0.5, 0.0);
+    let h = conn(&mut e, "a", 10, 10, 16.0, &block());
+    e.push(h, slot(), 0.5, 0.0);
+    e.push(h, slot(), 0.5, 0.0);
     let al = alerts(&e.tick(1.0, f64::NAN));
     assert_eq!(al.len(), 1);
     assert_eq!(path(&al[0], &["alert", "threshold"]).as_f64(), Some(0.2));
@@ -266,9 +271,9 @@ fn memory_alert_is_engine_wide() {
 #[wasm_bindgen_test]
 fn removing_a_connection_resolves_its_alerts() {
     let mut e = fresh();
-    let h = conn(&mut e, "a", 10, 10, 16.0, &block(), false);
-    for i in 0..8 {
-        e.push(h, msg(i), 0.5, 0.0);
+    let h = conn(&mut e, "a", 10, 10, 16.0, &block());
+    for _ in 0..8 {
+        e.push(h, slot(), 0.5, 0.0);
     }
     assert_eq!(alerts(&e.tick(1.0, f64::NAN)).len(), 1);
     let r = items(&e.remove(h, 2.0));
@@ -289,10 +294,10 @@ fn removing_a_connection_resolves_its_alerts() {
 #[wasm_bindgen_test]
 fn critical_drops_and_open_circuits_alert() {
     let mut e = fresh();
-    let h = conn(&mut e, "a", 100, 10, 0.0, &block(), false);
-    e.drop_incoming(h, msg(0), 1.0, 0.0);
+    let h = conn(&mut e, "a", 100, 10, 0.0, &block());
+    e.drop_incoming(h, slot(), 1.0, 0.0);
     e.set_circuit(h, 1, 1000.0);
-    e.push(h, msg(1), 0.5, 0.0);
+    e.push(h, slot(), 0.5, 0.0);
     e.consume_take(h, 0.0, false).unwrap();
     e.consume_failure(h, 0.0, false);
     let al = alerts(&e.tick(1.0, f64::NAN));
