@@ -17,14 +17,27 @@ function checkOptions(options, what) {
   return options;
 }
 
+/** The old handler interface, shared by the built-in handlers. */
+class PriorityHandler {
+  /** Higher is more important: `metadata.priority` as a number (0.5 when absent). */
+  prioritizeMessage(message) {
+    return priorityOf(message);
+  }
+  /** Whether the message is a candidate for dropping under pressure: non-critical and low. */
+  shouldDropMessage(message) {
+    return priorityOf(message) < 0.5;
+  }
+}
+
 /**
  * Slows producers at the connection's backpressureThreshold, holds each write at most
  * `maxWaitTime` ms from its `write()` call, and at `dropThreshold` makes room by dropping the
  * lowest-priority message (or the oldest, with `priorityDrop: false`). Critical messages are
  * never dropped.
  */
-export class DefaultBackpressureHandler {
+export class DefaultBackpressureHandler extends PriorityHandler {
   constructor(options) {
+    super();
     const o = checkOptions(options, 'DefaultBackpressureHandler');
     if (o.priorityDrop !== undefined && typeof o.priorityDrop !== 'boolean') {
       throw new TypeError(`priorityDrop must be a boolean, got ${describe(o.priorityDrop)}`);
@@ -34,14 +47,6 @@ export class DefaultBackpressureHandler {
       priorityDrop: o.priorityDrop ?? true,
       maxWaitTime: opt(o, 'maxWaitTime', 'time', 100),
     });
-  }
-  /** Higher is more important: `metadata.priority` as a number (0.5 when absent). */
-  prioritizeMessage(message) {
-    return priorityOf(message);
-  }
-  /** Whether the message is a candidate for dropping under pressure: non-critical and low. */
-  shouldDropMessage(message) {
-    return priorityOf(message) < 0.5;
   }
   /** @internal the policy the core applies. */
   _policy() {
@@ -55,8 +60,9 @@ export class DefaultBackpressureHandler {
  * drain and p95 latency so that delivered messages stay under `targetLatency`, shedding the
  * lowest priorities first, and relaxes as pressure subsides.
  */
-export class AdaptiveBackpressureHandler {
+export class AdaptiveBackpressureHandler extends PriorityHandler {
   constructor(options) {
+    super();
     const o = checkOptions(options, 'AdaptiveBackpressureHandler');
     const targetLatency = opt(o, 'targetLatency', 'time', 100);
     if (targetLatency <= 0) throw new RangeError(`targetLatency must be > 0 (ms), got ${targetLatency}`);
@@ -73,12 +79,6 @@ export class AdaptiveBackpressureHandler {
       // adds to its latency, which this handler is trying to bound.
       maxWaitTime: opt(o, 'maxWaitTime', 'time', Math.min(10, targetLatency / 10)),
     });
-  }
-  prioritizeMessage(message) {
-    return priorityOf(message);
-  }
-  shouldDropMessage(message) {
-    return priorityOf(message) < 0.5;
   }
   /** @internal */
   _policy() {
