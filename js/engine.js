@@ -149,7 +149,8 @@ export class StreamEngine {
   }
 
   _forget(c) {
-    this._conns.delete(c.id);
+    // A new connection may already have taken this id (after closeConnection): keep it.
+    if (this._conns.get(c.id) === c) this._conns.delete(c.id);
     const key = `${c.sourceNodeId}\u0000${c.sourcePort}`;
     const list = this._routes.get(key);
     if (list) {
@@ -168,7 +169,7 @@ export class StreamEngine {
     this._dirty.delete(c);
     this._dropsPending.delete(c);
     const resolved = this._core.remove(c._h, now());
-    for (const alert of resolved) this._emitAlert('alert-resolved', alert);
+    for (const ev of resolved) this._emitAlert(ev.type, ev.alert);
     this._connectionEvent(c, 'closed');
   }
 

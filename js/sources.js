@@ -13,6 +13,11 @@ const HIGH_WATER_MARK = 256;
 const MIN_TICK_MS = 4;
 /** Longest timer wait (so a cancelled stream's timer never lingers). */
 const MAX_TICK_MS = 250;
+/** Longest run of production without giving the event loop a turn (a source behind schedule
+ * would otherwise produce in one unbroken chain of microtasks and starve timers and rendering). */
+const YIELD_MS = 8;
+/** Most messages in one array with `batch: true`. */
+const MAX_BATCH = 4096;
 
 const now = () => performance.now();
 
@@ -70,7 +75,7 @@ function checkPriorityValue(p, name) {
   }
 }
 
-const OPTIONS = new Set(['rate', 'sourceNodeId', 'targetNodeId', 'port', 'messageSize', 'count', 'priority', 'amplitude', 'period']);
+const OPTIONS = new Set(['rate', 'sourceNodeId', 'targetNodeId', 'port', 'messageSize', 'count', 'priority', 'amplitude', 'period', 'batch']);
 
 function resolveOptions(options) {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -105,7 +110,9 @@ function resolveOptions(options) {
   const period = o.period ?? 1000;
   checkNumber(period, 'period');
   if (!(period > 0)) throw new RangeError(`period must be > 0 (ms), got ${period}`);
-  return { rate: o.rate, sourceNodeId, targetNodeId, port, messageSize, count, priority, amplitude, period };
+  const batch = o.batch ?? false;
+  if (typeof batch !== 'boolean') throw new TypeError(`batch must be a boolean, got ${describe(batch)}`);
+  return { rate: o.rate, sourceNodeId, targetNodeId, port, messageSize, count, priority, amplitude, period, batch };
 }
 
 /**
@@ -134,6 +141,7 @@ export function createDataSource(pattern, options) {
   let timer = null;
   let wake = null; // resolves the pull waiting on the timer
   let cancelled = false;
+  let sliceStart = 0; // when production last resumed from a timer
 
   const make = () => {
     const t = slot * interval;
@@ -162,6 +170,17 @@ export function createDataSource(pattern, options) {
   const produce = (controller) => {
     const due = Math.floor((now() - t0) / interval) + 1; // slots due by now (slot 0 at t0)
     if (due - slot > maxLag) slot = due - maxLag; // too far behind: skip, like a live source
+    if (o.batch) {
+      // One array per tick: the engine's batch-write fast path.
+      const n = Math.min(due - slot, MAX_BATCH, o.count - seq);
+      if (n > 0) {
+        const arr = new Array(n);
+        for (let i = 0; i < n; i++) arr[i] = make();
+        controller.enqueue(arr);
+      }
+      if (seq >= o.count) controller.close();
+      return n;
+    }
     const room = Math.max(1, controller.desiredSize ?? 1);
     const n = Math.min(due - slot, room, o.count - seq);
     for (let i = 0; i < n; i++) controller.enqueue(make());
@@ -173,23 +192,25 @@ export function createDataSource(pattern, options) {
     {
       start(controller) {
         t0 = now();
+        sliceStart = t0;
         if (o.count === 0) controller.close();
       },
       pull(controller) {
         if (cancelled || seq >= o.count) return undefined;
-        if (produce(controller) > 0) return undefined;
+        const mustYield = now() - sliceStart > YIELD_MS;
+        if (!mustYield && produce(controller) > 0) return undefined;
         // Nothing due yet: wait for the next slot (at least MIN_TICK_MS so that high rates are
         // produced in small batches per tick, not one timer per message). The pull stays pending
         // until something was produced: a pull that ends without an enqueue is not called again.
         return new Promise((resolve, reject) => {
           wake = resolve;
-          const arm = () => {
+          const arm = (wait) => {
             const nextAt = t0 + slot * interval;
-            const wait = Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, nextAt - now()));
-            timer = setTimeout(tick, wait);
+            timer = setTimeout(tick, wait ?? Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, nextAt - now())));
           };
           const tick = () => {
             timer = null;
+            sliceStart = now();
             if (cancelled) return;
             try {
               if (produce(controller) === 0 && seq < o.count) return arm();
@@ -200,7 +221,7 @@ export function createDataSource(pattern, options) {
             wake = null;
             resolve();
           };
-          arm();
+          arm(mustYield ? 0 : undefined);
         });
       },
       cancel() {

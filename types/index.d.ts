@@ -417,9 +417,13 @@ export interface DataSourceOptions {
   priority?: number | PriorityName | (() => number | PriorityName);
   amplitude?: number;
   period?: number;
+  /** Enqueue one array of the messages due per timer tick (the engine's batch-write fast path). */
+  batch?: boolean;
 }
+export type SourceMessage = StreamMessage<{ value: number; seq: number; payload?: string }>;
 /** A ReadableStream of messages produced at `rate` msg/s following the pattern. */
-export function createDataSource(pattern: DataPattern, options: DataSourceOptions): ReadableStream<StreamMessage<{ value: number; seq: number; payload?: string }>>;
+export function createDataSource(pattern: DataPattern, options: DataSourceOptions & { batch: true }): ReadableStream<SourceMessage[]>;
+export function createDataSource(pattern: DataPattern, options: DataSourceOptions): ReadableStream<SourceMessage>;
 
 export interface WidgetOptions { bufferSize?: number; updateInterval?: number; engine?: StreamEngine; connectionId?: string }
 export interface WidgetUpdate<T = unknown> {

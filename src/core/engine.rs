@@ -139,7 +139,14 @@ impl<T> Engine<T> {
         policy: FlowPolicy,
         keep_dropped: bool,
     ) -> Result<Handle, ConfigError> {
-        if self.conns.iter().flatten().any(|c| c.id() == id) {
+        // A closed connection still draining its buffer does not hold its id: closing forgets
+        // the connection at once, so the id may be used again right away.
+        if self
+            .conns
+            .iter()
+            .flatten()
+            .any(|c| c.id() == id && !c.is_closed())
+        {
             return Err(ConfigError::state(format!(
                 "connection {id} already exists"
             )));
@@ -167,6 +174,10 @@ impl<T> Engine<T> {
     pub fn remove(&mut self, h: Handle, now: f64) -> Option<(Connection<T>, Vec<AlertEventOut>)> {
         let c = self.conns.get_mut(h as usize)?.take()?;
         self.free.push(h);
+        // Alert state is keyed by id; a newer connection may have taken the id, and keeps it.
+        if self.conns.iter().flatten().any(|o| o.id() == c.id()) {
+            return Some((c, Vec::new()));
+        }
         self.critical_drops_seen.remove(c.id());
         let resolved = self
             .tracker

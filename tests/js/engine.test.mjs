@@ -359,3 +359,43 @@ test('CommonJS require works too', async () => {
   assert.equal(e.createConnection('a', 'b', 'c', 'd'), 'a:c->b:d');
   e.destroy();
 });
+
+test('closeConnection frees the id at once, even while the old readable still drains', async () => {
+  const e = new StreamEngine({ batchTimeout: 0 });
+  const id = e.createConnection('a', 'b', 'out', 'in');
+  const old = e.getConnection(id);
+  await old.writer.write([msg(1), msg(2)]);
+  await e.closeConnection(id);
+  const again = e.createConnection('a', 'b', 'out', 'in');
+  assert.equal(again, id);
+  const fresh = e.getConnection(id);
+  assert.notEqual(fresh, old);
+  await fresh.writer.write(msg(3));
+  // The old readable still delivers its buffered messages and then ends, without disturbing the new one.
+  const r = old.readable.getReader();
+  assert.deepEqual((await r.read()).value.map((m) => m.id), ['m1', 'm2']);
+  assert.equal((await r.read()).done, true);
+  assert.equal(e.getConnection(id), fresh);
+  assert.deepEqual((await fresh.readable.getReader().read()).value.map((m) => m.id), ['m3']);
+  assert.equal(e.getMetrics(id).messagesIn, 1);
+  e.destroy();
+});
+
+test('closing a connection with an active alert emits a well-formed alert-resolved', async () => {
+  const e = new StreamEngine({ metricsInterval: 10 });
+  const id = e.createConnection('a', 'b', 'out', 'in', { bufferSize: 10, batchTimeout: 60_000 });
+  const c = e.getConnection(id);
+  const r = e.events({ types: ['alert', 'alert-resolved'] }).getReader();
+  await c.writer.write(Array.from({ length: 9 }, (_, i) => msg(i)));
+  let ev;
+  do ev = (await r.read()).value; while (ev.type !== 'alert');
+  await e.closeConnection(id);
+  const reader = c.readable.getReader();
+  while (!(await reader.read()).done);
+  do ev = (await r.read()).value; while (ev.type !== 'alert-resolved');
+  assert.equal(ev.alert.connectionId, id);
+  assert.ok(['backpressure', 'high_latency'].includes(ev.alert.type), ev.alert.type);
+  assert.ok(Math.abs(ev.alert.timestamp - Date.now()) < 60_000, 'wall-clock timestamp');
+  await r.cancel();
+  e.destroy();
+});

@@ -182,3 +182,38 @@ test('bad arguments are TypeError or RangeError naming the field', () => {
   ];
   for (const [fn, type, re] of bad) assert.throws(fn, (e) => e instanceof type && re.test(e.message), String(fn));
 });
+
+test('batch: true enqueues arrays of the due messages, which a connection takes as batch writes', async () => {
+  const e = new StreamEngine({ batchTimeout: 0 });
+  const id = e.createConnection('s', 't', 'out', 'in', { maxBatchSize: 1000 });
+  const c = e.getConnection(id);
+  const src = createDataSource('sequential', { rate: 50_000, count: 2000, sourceNodeId: 's', batch: true });
+  const chunks = [];
+  const tee = src.pipeThrough(new TransformStream({ transform(chunk, ctrl) { chunks.push(chunk.length); ctrl.enqueue(chunk); } }));
+  const piping = tee.pipeTo(c.writable);
+  let n = 0;
+  const seqs = [];
+  for await (const batch of c.readable) {
+    for (const m of batch) seqs.push(m.data.seq);
+    n += batch.length;
+  }
+  await piping;
+  assert.equal(n, 2000);
+  assert.deepEqual(seqs, Array.from({ length: 2000 }, (_, i) => i));
+  assert.ok(chunks.length < 2000 && chunks.every((k) => k >= 1), `chunks ${chunks.length}`);
+  e.destroy();
+});
+
+test('a source far behind schedule still lets timers run (it yields to the event loop)', { timeout: 20_000 }, async () => {
+  const src = createDataSource('sequential', { rate: 1e9 });
+  let timersFired = 0;
+  let produced = 0;
+  const ticker = setInterval(() => timersFired++, 0);
+  const ac = new AbortController();
+  const done = src.pipeTo(new WritableStream({ write() { produced++; } }), { signal: ac.signal });
+  while (timersFired < 5) await new Promise((r) => setTimeout(r, 0));
+  clearInterval(ticker);
+  assert.ok(produced > 0);
+  ac.abort();
+  await done.catch(() => {});
+});
