@@ -329,6 +329,81 @@ describe('package in Chromium (native ES modules)', () => {
     assert.deepEqual(problems, []);
   });
 
+  test('flow control in Chromium: pipeTo slowed under block, circuit opens and closes, adaptive sheds low priority', { skip }, async () => {
+    const r = await page.evaluate(async () => {
+      const { StreamEngine, DefaultErrorRecovery, AdaptiveBackpressureHandler } = window.api;
+      const wait = (ms) => new Promise((res) => setTimeout(res, ms));
+      const mk = (i, priority) => ({ id: `m${i}`, timestamp: Date.now(), sourceNodeId: 'a', targetNodeId: 'b', port: 'out', data: i, metadata: priority ? { priority } : undefined });
+      const engine = new StreamEngine({ batchTimeout: 0 });
+
+      // 1. A pipeTo producer into a lossless connection with no reader stalls at the buffer size.
+      const id1 = engine.createConnection('a', 'b', 'p1', 'in', { bufferSize: 20 });
+      const c1 = engine.getConnection(id1);
+      let pulled = 0;
+      const total = 300;
+      const src = new ReadableStream({ pull(ctrl) { if (pulled === total) ctrl.close(); else ctrl.enqueue(mk(pulled++)); } }, { highWaterMark: 0 });
+      const piping = src.pipeTo(c1.writable);
+      await wait(50);
+      const pulledWhileStalled = pulled;
+      const got = [];
+      for await (const batch of c1.readable) got.push(...batch.map((m) => m.data));
+      await piping;
+
+      // 2. The circuit opens after consecutive failures and closes after a good trial.
+      engine.setErrorRecovery(new DefaultErrorRecovery({ retryAttempts: 0, retryDelay: 0, jitter: 0, circuitBreaker: { failureThreshold: 2, resetTimeout: 50 } }));
+      const id2 = engine.createConnection('a', 'b', 'p2', 'in', { maxBatchSize: 1 });
+      const c2 = engine.getConnection(id2);
+      let failing = true;
+      const actions = [];
+      const feed = engine.events({ types: ['connection'] }).getReader();
+      (async () => { for (;;) { const { value, done } = await feed.read(); if (done) break; actions.push(value.action); } })();
+      c2.consume(() => { if (failing) throw new Error('down'); });
+      await c2.writer.write(mk(1));
+      await c2.writer.write(mk(2));
+      let t0 = performance.now();
+      while (engine.getMetrics(id2).circuitState !== 'open' && performance.now() - t0 < 3000) await wait(2);
+      const opened = engine.getMetrics(id2).circuitState;
+      failing = false;
+      await c2.writer.write(mk(3));
+      t0 = performance.now();
+      while (engine.getMetrics(id2).circuitState !== 'closed' && performance.now() - t0 < 3000) await wait(5);
+      await wait(10);
+      const closed = engine.getMetrics(id2);
+
+      // 3. Adaptive: a producer ignoring backpressure, 10x the reader; critical is never dropped.
+      const id3 = engine.createConnection('a', 'b', 'p3', 'in', { bufferSize: 2000, maxBatchSize: 20, backpressureHandler: new AdaptiveBackpressureHandler({ targetLatency: 50 }) });
+      const c3 = engine.getConnection(id3);
+      const reader = c3.readable.getReader();
+      let n = 0;
+      t0 = performance.now();
+      while (performance.now() - t0 < 1000) {
+        for (let i = 0; i < 200; i++, n++) c3.writer.write(mk(n, i % 10 === 0 ? 'critical' : i % 10 < 4 ? 'high' : 'low')).catch(() => {});
+        await reader.read();
+        await wait(5);
+      }
+      const m3 = engine.getMetrics(id3);
+      engine.destroy();
+      return {
+        pulledWhileStalled, got: got.length, inOrder: got.every((v, i) => v === i),
+        opened, closedState: closed.circuitState, dead: closed.drops['dead-letter'], out2: closed.messagesOut, actions,
+        m3: { dropped: m3.dropped, critical: m3.dropsByPriority.critical, low: m3.dropsByPriority.low, high: m3.dropsByPriority.high, identity: m3.messagesIn === m3.messagesOut + m3.dropped + m3.bufferSize, threshold: m3.adaptive.effectiveThreshold },
+      };
+    });
+    assert.ok(r.pulledWhileStalled <= 22, `pipe pulled ${r.pulledWhileStalled} with a buffer of 20 and no reader`);
+    assert.equal(r.got, 300);
+    assert.equal(r.inOrder, true);
+    assert.equal(r.opened, 'open');
+    assert.equal(r.closedState, 'closed');
+    assert.equal(r.dead, 2, 'the two failed messages are dead letters');
+    assert.equal(r.out2, 1);
+    assert.ok(r.actions.includes('circuit-opened') && r.actions.includes('circuit-closed'), r.actions.join());
+    assert.ok(r.m3.dropped > 0);
+    assert.equal(r.m3.critical, 0);
+    assert.ok(r.m3.low > r.m3.high, JSON.stringify(r.m3));
+    assert.equal(r.m3.identity, true);
+    assert.ok(r.m3.threshold < 0.9);
+  });
+
   test('events(), metrics$ and StreamDebugger work in the browser', { skip }, async () => {
     const r = await page.evaluate(async () => {
       const { StreamEngine, StreamDebugger } = window.api;
