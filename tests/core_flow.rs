@@ -2599,3 +2599,73 @@ fn bug_critical_drop_after_reset_metrics_is_not_alerted() {
         t.alerts
     );
 }
+
+/// `push_many` (the batch-write path, with its fast path for the lossless rule) must leave the
+/// connection exactly as pushing the same messages one by one does.
+#[test]
+fn push_many_matches_pushing_one_by_one() {
+    let policies = [
+        FlowPolicy::block(),
+        FlowPolicy {
+            rule: DropRule::Priority,
+            drop_threshold: 0.9,
+            max_wait: Some(100.0),
+            adaptive: None,
+            conflate: false,
+        },
+        FlowPolicy {
+            rule: DropRule::Oldest,
+            drop_threshold: 0.9,
+            max_wait: Some(100.0),
+            adaptive: None,
+            conflate: false,
+        },
+    ];
+    for policy in policies {
+        for (size, n) in [(10usize, 4usize), (10, 10), (10, 25), (50, 7)] {
+            let c = cfg(size, 16.0, 4, 0.5);
+            let mut a = conn(c, policy);
+            let mut b = conn(c, policy);
+            let items: Vec<(u64, f64)> = (0..n as u64)
+                .map(|i| (i, [0.25, 0.5, 1.0, 0.75][i as usize % 4]))
+                .collect();
+            let (accepted, st) = a.push_many(items.clone(), 1.0).unwrap();
+            let mut one_accepted = 0;
+            let mut one_pending = false;
+            for (m, p) in items {
+                match b.push(m, p, None, 1.0).unwrap() {
+                    Push::Done(_) => one_accepted += 1,
+                    Push::Pending(_) => {
+                        one_pending = true;
+                        break;
+                    }
+                }
+            }
+            assert_eq!(accepted, one_accepted, "{policy:?} size {size} n {n}");
+            assert_eq!(st & status::PENDING != 0, one_pending);
+            assert_eq!(st & status::FIRST != 0, accepted > 0);
+            assert_eq!(
+                st & status::BATCH_READY != 0,
+                b.status() & status::BATCH_READY != 0
+            );
+            let (ma, mb) = (a.metrics(2.0), b.metrics(2.0));
+            assert_eq!(
+                (
+                    ma.messages_in,
+                    ma.buffer_size,
+                    ma.dropped,
+                    ma.backpressure_events
+                ),
+                (
+                    mb.messages_in,
+                    mb.buffer_size,
+                    mb.dropped,
+                    mb.backpressure_events
+                )
+            );
+            let da: Vec<u64> = a.take_batch(100.0, true).unwrap_or_default();
+            let db: Vec<u64> = b.take_batch(100.0, true).unwrap_or_default();
+            assert_eq!(da, db);
+        }
+    }
+}

@@ -579,6 +579,61 @@ impl<T> Connection<T> {
         Ok(Push::Done(st | self.status_bits()))
     }
 
+    /// Offers a batch in order, stopping at the first message that must wait. Returns how many
+    /// were taken and the status bits (`PENDING` if it stopped early; `FIRST` and `BATCH_READY`
+    /// describe the state after the whole batch).
+    ///
+    /// The lossless rule without conflation or adaptation (the default) takes a fast path: one
+    /// capacity check, one counter update and one backpressure check for the whole batch, which
+    /// is equivalent because the buffer only grows during the call.
+    pub fn push_many<I>(&mut self, items: I, now: f64) -> Result<(usize, u32), ConnError>
+    where
+        I: IntoIterator<Item = (T, f64)>,
+    {
+        if self.closed {
+            return Err(ConnError::Closed);
+        }
+        let was_empty = self.buf.is_empty();
+        let mut accepted = 0usize;
+        let mut st = 0;
+        if self.policy.rule == DropRule::Block && !self.policy.conflate && self.adaptive.is_none() {
+            let room = self.capacity().saturating_sub(self.held());
+            let mut it = items.into_iter();
+            for (item, p) in it.by_ref().take(room) {
+                self.buf.push(Entry {
+                    item,
+                    priority: sanitize(p),
+                    accepted_at: now,
+                    key: None,
+                });
+                accepted += 1;
+            }
+            self.messages_in += accepted as u64;
+            self.in_window.add(now, accepted as u64);
+            if it.next().is_some() {
+                st |= status::PENDING;
+            }
+        } else {
+            for (item, p) in items {
+                match self.push(item, p, None, now)? {
+                    Push::Done(s) => {
+                        st |= s;
+                        accepted += 1;
+                    }
+                    Push::Pending(_) => {
+                        st |= status::PENDING;
+                        break;
+                    }
+                }
+            }
+            st &= !(status::FIRST | status::BATCH_READY);
+        }
+        if was_empty && accepted > 0 {
+            st |= status::FIRST;
+        }
+        Ok((accepted, st | self.status_bits()))
+    }
+
     fn choose_victim(&self, incoming: f64) -> Victim {
         let incoming_ok = !is_critical(incoming);
         match self.policy.rule {

@@ -168,29 +168,14 @@ impl EngineCore {
         let Some(c) = self.engine.get(h) else {
             return CLOSED as f64;
         };
-        let mut st = 0;
-        let mut accepted = 0usize;
-        for (i, &m) in msgs.iter().enumerate() {
-            let p = priorities.get(i).copied().unwrap_or(f64::NAN);
-            match c.push(m, p, None, now) {
-                Ok(Push::Done(s)) => {
-                    st |= s;
-                    accepted += 1;
-                }
-                Ok(Push::Pending(_)) => {
-                    st |= status::PENDING;
-                    break;
-                }
-                Err(_) => {
-                    st |= CLOSED;
-                    break;
-                }
-            }
+        let prios = priorities
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(f64::NAN));
+        match c.push_many(msgs.iter().copied().zip(prios), now) {
+            Ok((accepted, st)) => (accepted as f64) * 256.0 + st as f64,
+            Err(_) => CLOSED as f64,
         }
-        // FIRST and BATCH_READY describe the end state, not any one message.
-        let end = c.status();
-        (accepted as f64) * 256.0
-            + ((st & !status::BATCH_READY) | (end & status::BATCH_READY)) as f64
     }
 
     /// Counts a message that a user handler dropped on arrival.
