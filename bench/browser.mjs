@@ -3,10 +3,11 @@
 // 10,000 msg/s each into 10 chart widgets, and reports the frame rate, long tasks and throughput.
 // Prints a table and writes bench/results/browser.json.
 //
-//   node bench/browser.mjs [--duration 10] [--modes stream,batch] [--connections 10] [--rate 10000]
+//   node bench/browser.mjs [--duration 10] [--modes stream,sourcebatch,batch] [--connections 10] [--rate 10000]
 //                          [--handler default] [--profile] [--strict]
 //
-//   --modes    stream: sources → batcher → connection (what the demo does; the default)
+//   --modes    stream: sources → batcher → connection (what the demo does)
+//              sourcebatch: createDataSource({ batch: true }).pipeTo(connection.writable)
 //              batch:  arrays written straight to the connection (engine + widgets only)
 //              pipe:   createDataSource().pipeTo(connection.writable), one message per chunk
 //   --profile  also records a CPU profile and a trace per mode and prints where the time goes
@@ -24,7 +25,7 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-
 const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: process.env.BENCH_DURATION ?? '10' },
-    modes: { type: 'string', default: 'stream,batch' },
+    modes: { type: 'string', default: 'stream,sourcebatch,batch' },
     connections: { type: 'string', default: '10' },
     rate: { type: 'string', default: '10000' },
     handler: { type: 'string', default: 'default' },

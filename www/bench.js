@@ -7,6 +7,7 @@
 //   mode=stream      stream: createDataSource → batcher → connection.writable (what the demo does)
 //                    pipe:   createDataSource().pipeTo(connection.writable), single messages
 //                    batch:  arrays of messages written to connection.writable on a 4 ms timer
+//                    sourcebatch: createDataSource({ batch: true }).pipeTo(connection.writable)
 //   handler=default  default | adaptive | none
 // The result is shown on the page and stored in `window.benchResult`.
 import init, { StreamEngine, DefaultBackpressureHandler, AdaptiveBackpressureHandler, createDataSource, subscribeWidget, version } from '/dist/web.mjs';
@@ -28,7 +29,7 @@ const config = {
   mode: q.get('mode') ?? 'stream',
   handler: q.get('handler') ?? 'default',
 };
-if (!['stream', 'pipe', 'batch'].includes(config.mode)) throw new TypeError(`mode must be stream, pipe or batch, got ${config.mode}`);
+if (!['stream', 'pipe', 'batch', 'sourcebatch'].includes(config.mode)) throw new TypeError(`mode must be stream, pipe, batch or sourcebatch, got ${config.mode}`);
 
 const COLORS = ['#5aa2ff', '#b48cff', '#2fd4a7', '#f7b84b', '#ff7a90', '#7dd3fc', '#c4b5fd', '#86efac', '#fcd34d', '#fda4af'];
 const PATTERNS = ['sequential', 'random', 'sine-wave', 'step'];
@@ -104,7 +105,7 @@ async function main() {
     if (config.mode === 'batch') {
       w.stop = batchWriter(conn, pattern, config.rate, source);
     } else {
-      const src = createDataSource(pattern, { rate: config.rate, sourceNodeId: source, targetNodeId: `chart-${i}`, period: 2000 });
+      const src = createDataSource(pattern, { rate: config.rate, sourceNodeId: source, targetNodeId: `chart-${i}`, period: 2000, batch: config.mode === 'sourcebatch' });
       if (config.mode === 'stream') {
         const pipe = pipeSource(src, conn.writable);
         pipe.done.catch(() => {});
