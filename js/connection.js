@@ -12,6 +12,8 @@ export const DROPPED = 16;
 export const FIRST = 32;
 export const DROP_SUMMARY = 64;
 export const CLOSED = 128;
+/** In takeWithStatus's status only: nothing is left buffered. */
+const EMPTY = 1 << 16;
 const NOTIFY = EVENTS | DROP_SUMMARY;
 /** Reason codes of the core's dropped-slot reports. */
 const DROP_REASONS = ['priority', 'oldest', 'newest', 'conflated', 'dead-letter'];
@@ -47,6 +49,7 @@ export class Connection {
     this._pressure = false; // backpressure on, as last reported by the core
     this._waiter = null; // (batch) => void: a reader (or consumer) waiting for a batch
     this._pullResolve = null; // settles the readable's pending pull
+    this._empty = true; // known to hold nothing (saves a take and a deadline call per read)
     // Made once, not per read: the reader's waiter.
     this._toReader = (batch) => {
       this._readController.enqueue(batch);
@@ -128,6 +131,7 @@ export class Connection {
   // ---- the message store: messages stay in JS; the core sees slot numbers -------------------
 
   _alloc(msg) {
+    this._empty = false;
     const free = this._free;
     const slot = free.length > 0 ? free.pop() : this._store.length;
     this._store[slot] = msg;
@@ -320,10 +324,7 @@ export class Connection {
   }
 
   _writerClose() {
-    if (this._pending !== null) {
-      // close() waits for queued writes, so a refused write has been settled by now; if not,
-      // the close waits for it like any other write.
-    }
+    // close() runs after every queued write has settled, refused ones included.
     this._beginClose();
   }
 
@@ -340,7 +341,8 @@ export class Connection {
       return new Promise(() => {});
     }
     this._waiter = this._toReader;
-    this._serve(false);
+    // Known empty and not closing: nothing to take and no batch timer to arm until a write.
+    if (!this._empty || this._closing) this._serve(false);
     // Delivered (or ended) synchronously: no promise needed.
     if (this._waiter === null) return undefined;
     return new Promise((resolve) => {
@@ -369,8 +371,10 @@ export class Connection {
         this._waiter = null;
         this._clearTimer();
         w(batch);
-        this._engine._delivered(this, batch, t);
-        this._afterDeliver(r[r.length - 1]);
+        this._engine._delivered(this, batch);
+        const st = r[r.length - 1];
+        this._empty = (st & EMPTY) !== 0;
+        this._afterDeliver(st & ~EMPTY);
         return;
       }
     } else {
@@ -462,11 +466,7 @@ export class Connection {
     const w = this._waiter;
     this._waiter = null;
     if (w && this._consumer !== null) w(null);
-    if (this._writer === null && !cancelled) {
-      // nothing to do: the writable is the one aborting
-    } else if (cancelled) {
-      // Further writes reject: the sink refuses them (the core says CLOSED).
-    }
+    // Further writes reject: the core answers CLOSED from now on.
     this._engine._finished(this);
   }
 

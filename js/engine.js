@@ -286,11 +286,10 @@ export class StreamEngine {
     else this._debug(action === 'paused' ? 'connection_paused' : 'connection_resumed', c.id, {});
   }
 
-  _delivered(c, batch, t) {
+  _delivered(c, batch) {
     if (this._debugSubject.observed || this._listeners.size > 0) {
       this._debug('batch_delivered', c.id, { size: batch.length, firstId: batch[0]?.id, lastId: batch[batch.length - 1]?.id });
     }
-    void t;
   }
 
   _consumerError(c, error, attempt, willRetry) {

@@ -290,7 +290,6 @@ pub struct Connection<T> {
     summary: DropSummary,
     keep_dropped: bool,
     dropped_items: Vec<(T, DropReason)>,
-    window_ms: f64,
 }
 
 impl<T> Connection<T> {
@@ -341,7 +340,6 @@ impl<T> Connection<T> {
             summary: DropSummary::default(),
             keep_dropped,
             dropped_items: Vec::new(),
-            window_ms,
         }
     }
 
@@ -720,7 +718,7 @@ impl<T> Connection<T> {
             || self.batch_deadline().is_some_and(|d| now >= d)
     }
 
-    fn pop_batch(&mut self, now: f64) -> Vec<(T, f64, f64)> {
+    fn pop_batch(&mut self) -> Vec<(T, f64, f64)> {
         let n = self.buf.len().min(self.batch_size());
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -729,7 +727,6 @@ impl<T> Connection<T> {
                 None => break,
             }
         }
-        let _ = now;
         out
     }
 
@@ -775,7 +772,7 @@ impl<T> Connection<T> {
         if !self.ready(now, force) {
             return None;
         }
-        let batch = self.pop_batch(now);
+        let batch = self.pop_batch();
         self.count_delivered(now, batch.iter().map(|(_, p, at)| (*p, *at)));
         let items = batch.into_iter().map(|(t, _, _)| t).collect();
         self.update_backpressure();
@@ -792,7 +789,7 @@ impl<T> Connection<T> {
         if !self.inflight.is_empty() || !self.ready(now, force) {
             return None;
         }
-        let batch = self.pop_batch(now);
+        let batch = self.pop_batch();
         self.inflight = batch.iter().map(|(_, p, at)| (*p, *at)).collect();
         Some(batch.into_iter().map(|(t, _, _)| t).collect())
     }
@@ -1023,7 +1020,6 @@ impl<T> Connection<T> {
         if let Some(r) = &mut self.recent_latency {
             r.reset();
         }
-        let _ = self.window_ms;
     }
 }
 

@@ -241,7 +241,6 @@ impl<T> Engine<T> {
         let (totals, connections) = self.collect(now);
         let mut alerts = Vec::new();
         for (id, m) in &connections {
-            let th = self.thresholds;
             self.level(&mut alerts, id, AlertType::HighLatency, m.p95_latency, now);
             self.level(&mut alerts, id, AlertType::HighErrorRate, m.error_rate, now);
             self.level(
@@ -287,7 +286,6 @@ impl<T> Engine<T> {
                 1.0,
                 now,
             );
-            let _ = th;
         }
         self.level(&mut alerts, "", AlertType::Memory, memory_fraction, now);
         Tick {

@@ -32,6 +32,9 @@ pub use options::{read_flow_policy, read_stream_patch, read_thresholds, threshol
 /// Status bit for a refused write: the connection is closed or unknown.
 pub const CLOSED: u32 = 128;
 
+/// Extra bit in [`EngineCore::take_with_status`]'s status: nothing is left buffered.
+pub const EMPTY: u32 = 1 << 16;
+
 /// A message's slot in its connection's JS-side store.
 pub type Slot = u32;
 
@@ -210,12 +213,14 @@ impl EngineCore {
     }
 
     /// [`EngineCore::take`] followed by the status bits after the take as one extra last
-    /// element: the reader path needs both, and this saves a crossing per delivered batch.
+    /// element, with [`EMPTY`] set when nothing is left buffered: the reader path needs both,
+    /// and this saves a crossing per delivered batch (and, when empty, per next read).
     #[wasm_bindgen(js_name = takeWithStatus)]
     pub fn take_with_status(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
         let c = self.engine.get(h)?;
         let mut batch = c.take_batch(now, force)?;
-        batch.push(c.status());
+        let empty = if c.buffered() == 0 { EMPTY } else { 0 };
+        batch.push(c.status() | empty);
         Some(batch)
     }
 

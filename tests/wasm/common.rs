@@ -18,6 +18,8 @@ pub const DROPPED: u32 = 16;
 pub const FIRST: u32 = 32;
 pub const DROP_SUMMARY: u32 = 64;
 pub const CLOSED: u32 = 128;
+/// Only in `takeWithStatus`'s status element: nothing is left buffered.
+pub const EMPTY: u32 = 1 << 16;
 
 /// A plain JS object from `(key, value)` pairs.
 pub fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
