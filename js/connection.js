@@ -145,9 +145,8 @@ export class Connection {
     return msg;
   }
 
-  /** The messages in `slots` (a Uint32Array from the core), freeing their slots. */
-  _fromSlots(slots) {
-    const n = slots.length;
+  /** The messages in the first `n` of `slots` (a Uint32Array from the core), freeing them. */
+  _fromSlots(slots, n = slots.length) {
     const out = new Array(n);
     for (let i = 0; i < n; i++) out[i] = this._release(slots[i]);
     return out;
@@ -215,7 +214,7 @@ export class Connection {
     }
     const slots = this._engine._slotBuffer(n);
     for (let i = 0; i < n; i++) slots[i] = this._alloc(arr[i]);
-    const r = this._core.pushMany(this._h, slots.subarray(0, n), prios.subarray(0, n), t);
+    const r = this._core.pushMany(this._h, slots, prios, t);
     const accepted = Math.floor(r / 256);
     const s = r - accepted * 256;
     for (let i = accepted; i < n; i++) this._release(slots[i]);
@@ -366,7 +365,8 @@ export class Connection {
     if (this._consumer === null) {
       const r = this._core.takeWithStatus(this._h, t, force || this._closing);
       if (r !== undefined) {
-        const batch = this._fromSlots(r.subarray(0, r.length - 1));
+        // (No subarray: creating a typed-array view costs more than the whole batch.)
+        const batch = this._fromSlots(r, r.length - 1);
         const w = this._waiter;
         this._waiter = null;
         this._clearTimer();

@@ -41,8 +41,8 @@ export class StreamEngine {
     this._lastTick = 0;
     this._lag = 0;
     this._lastMetrics = null;
-    this._prios = new Float64Array(64);
-    this._slots = new Uint32Array(64);
+    this._prios = [0.5];
+    this._slots = [0];
     this._hub = new EventHub(() => this._updateTimer());
     this._metricsSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
     this._debugSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
@@ -59,15 +59,21 @@ export class StreamEngine {
     if (this._destroyed) throw new Error('StreamEngine has been destroyed');
   }
 
-  /** Reused scratch arrays for batch priorities and slots (one allocation per engine, not per write). */
+  /**
+   * Reused scratch arrays for a batch write's priorities and slots, exactly `n` long. Plain
+   * arrays, not typed ones: wasm-bindgen copies either into wasm memory, and a typed-array view
+   * of the right length (subarray) costs more to create than the copy.
+   */
   _prioBuffer(n) {
-    if (this._prios.length < n) this._prios = new Float64Array(Math.max(n, this._prios.length * 2));
-    return this._prios;
+    const a = this._prios;
+    if (a.length !== n) a.length = n;
+    return a;
   }
 
   _slotBuffer(n) {
-    if (this._slots.length < n) this._slots = new Uint32Array(Math.max(n, this._slots.length * 2));
-    return this._slots;
+    const a = this._slots;
+    if (a.length !== n) a.length = n;
+    return a;
   }
 
   createConnection(sourceNodeId, targetNodeId, outputPort, inputPort, config) {
