@@ -363,16 +363,18 @@ export class Connection {
     if (this._waiter === null) return;
     const t = now();
     if (this._consumer === null) {
-      const r = this._core.takeWithStatus(this._h, t, force || this._closing);
-      if (r !== undefined) {
-        // (No subarray: creating a typed-array view costs more than the whole batch.)
-        const batch = this._fromSlots(r, r.length - 1);
+      const k = this._core.takeIo(this._h, t, force || this._closing);
+      if (k >= 0) {
+        // The batch's slots and then the status are in the core's exchange area.
+        let io = this._engine._io;
+        if (io === null || io.length < k + 1) io = this._engine._ioView(k + 1);
+        const batch = this._fromSlots(io, k);
+        const st = io[k];
         const w = this._waiter;
         this._waiter = null;
         this._clearTimer();
         w(batch);
         this._engine._delivered(this, batch);
-        const st = r[r.length - 1];
         this._empty = (st & EMPTY) !== 0;
         this._afterDeliver(st & ~EMPTY);
         return;

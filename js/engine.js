@@ -1,5 +1,5 @@
 // StreamEngine: connections, routing, the metrics timer and the event feed around the Rust core.
-import { EngineCore, wasmMemoryBytes } from '#wasm';
+import { EngineCore, wasmMemory, wasmMemoryBytes } from '#wasm';
 import { Connection, DROP_SUMMARY, EVENTS } from './connection.js';
 import { EventHub } from './events.js';
 import { checkHandler, resolvePolicy } from './handlers.js';
@@ -41,6 +41,9 @@ export class StreamEngine {
     this._lastTick = 0;
     this._lag = 0;
     this._lastMetrics = null;
+    this._io = null; // Uint32Array view of the core's exchange area
+    this._ioPtr = 0;
+    this._ioCap = 0;
     this._prios = [0.5];
     this._slots = [0];
     this._hub = new EventHub(() => this._updateTimer());
@@ -68,6 +71,20 @@ export class StreamEngine {
     const a = this._prios;
     if (a.length !== n) a.length = n;
     return a;
+  }
+
+  /**
+   * A live view of the core's exchange area with room for `n` slots. The view dies (length 0)
+   * when wasm memory grows, and the area moves when it grows: both are checked here.
+   */
+  _ioView(n) {
+    if (this._ioCap < n) {
+      this._ioPtr = this._core.ioReserve(n);
+      this._ioCap = this._core.ioLength();
+      this._io = null;
+    }
+    if (this._io === null || this._io.length === 0) this._io = new Uint32Array(wasmMemory().buffer, this._ioPtr, this._ioCap);
+    return this._io;
   }
 
   _slotBuffer(n) {
@@ -98,6 +115,7 @@ export class StreamEngine {
     const { policy, custom } = resolvePolicy(handler, cfg);
     const resolved = this._core.resolveConfig(cfg);
     const h = this._core.create(id, cfg, policy);
+    this._ioView(resolved.maxBatchSize + 1);
     const full = Object.freeze({
       ...resolved,
       ...(cfg.dropPolicy !== undefined ? { dropPolicy: cfg.dropPolicy } : {}),

@@ -71,6 +71,9 @@ pub(crate) fn to_js<S: Serialize>(v: &S) -> JsValue {
 pub struct EngineCore {
     engine: Engine<Slot>,
     metrics_interval: f64,
+    /// Exchange area in wasm memory that JS reads through a cached `Uint32Array` view: a
+    /// delivered batch's slots go here, so no typed array is created per delivery.
+    io: Vec<Slot>,
 }
 
 #[wasm_bindgen]
@@ -99,6 +102,7 @@ impl EngineCore {
         Ok(EngineCore {
             engine: Engine::new(defaults, window),
             metrics_interval: interval,
+            io: Vec::new(),
         })
     }
 
@@ -210,6 +214,46 @@ impl EngineCore {
     /// The slots of the next batch for a waiting reader, or `undefined` when none is due.
     pub fn take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
         self.engine.get(h)?.take_batch(now, force)
+    }
+
+    /// Makes the exchange area hold at least `n` slots and returns its address in wasm memory
+    /// (it moves when it grows, so JS asks again after each call).
+    #[wasm_bindgen(js_name = ioReserve)]
+    pub fn io_reserve(&mut self, n: usize) -> usize {
+        if self.io.len() < n {
+            self.io.resize(n, 0);
+        }
+        self.io.as_ptr() as usize
+    }
+
+    /// Length of the exchange area in slots.
+    #[wasm_bindgen(js_name = ioLength)]
+    pub fn io_length(&self) -> usize {
+        self.io.len()
+    }
+
+    /// [`EngineCore::take_with_status`] into the exchange area: writes the batch's slots and then
+    /// the status (with [`EMPTY`]) and returns the batch length, or -1 when no batch is due. The
+    /// caller reserves room for `maxBatchSize + 1` slots first; a batch that does not fit is
+    /// still delivered correctly, by growing the area (the returned length then exceeds the
+    /// caller's view, and it reserves again and rereads).
+    #[wasm_bindgen(js_name = takeIo)]
+    pub fn take_io(&mut self, h: Handle, now: f64, force: bool) -> i32 {
+        let Some(c) = self.engine.get(h) else {
+            return -1;
+        };
+        let Some(batch) = c.take_batch(now, force) else {
+            return -1;
+        };
+        let empty = if c.buffered() == 0 { EMPTY } else { 0 };
+        let st = c.status() | empty;
+        let k = batch.len();
+        if self.io.len() < k + 1 {
+            self.io.resize(k + 1, 0);
+        }
+        self.io[..k].copy_from_slice(&batch);
+        self.io[k] = st;
+        k as i32
     }
 
     /// [`EngineCore::take`] followed by the status bits after the take as one extra last
@@ -456,6 +500,12 @@ pub fn priority_class(p: f64) -> String {
         Class::Low => "low",
     }
     .into()
+}
+
+/// This instance's `WebAssembly.Memory`, for views on the exchange area.
+#[wasm_bindgen(js_name = wasmMemory)]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
 }
 
 /// Bytes of WebAssembly linear memory in use by this instance.

@@ -878,6 +878,57 @@ fn every_slot_comes_back_exactly_once() {
 }
 
 #[wasm_bindgen_test]
+fn take_io_writes_slots_then_status_into_the_exchange_area() {
+    let mut e = fresh();
+    let mut twin = fresh();
+    assert_eq!(e.take_io(0, 0.0, true), -1, "unknown handle");
+    let h = conn(&mut e, "a", 10, 2, 16.0, &block());
+    let h2 = conn(&mut twin, "a", 10, 2, 16.0, &block());
+    assert_eq!(e.take_io(h, 0.0, true), -1, "empty");
+    let ptr = e.io_reserve(3);
+    assert!(e.io_length() >= 3);
+    assert_eq!(e.io_reserve(2), ptr, "no move without growth");
+    let ss = slots(5);
+    for &s in &ss {
+        assert_eq!(e.push(h, s, 0.5, 0.0), twin.push(h2, s, 0.5, 0.0));
+    }
+    let mut got = Vec::new();
+    loop {
+        let k = e.take_io(h, 100.0, true);
+        let b = twin.take_with_status(h2, 100.0, true);
+        if k < 0 {
+            assert!(b.is_none());
+            break;
+        }
+        let k = k as usize;
+        // Read the exchange area through a view, as the JS glue does.
+        let mem: js_sys::WebAssembly::Memory = stream_engine::wasm::wasm_memory().unchecked_into();
+        let view = js_sys::Uint32Array::new_with_byte_offset_and_length(
+            &mem.buffer(),
+            e.io_reserve(k + 1) as u32,
+            (k + 1) as u32,
+        );
+        let io = view.to_vec();
+        assert_eq!(
+            Some(io.clone()),
+            b,
+            "same slots and status as takeWithStatus"
+        );
+        got.extend_from_slice(&io[..k]);
+    }
+    assert_same(&got, &ss);
+    // A batch larger than the area grows it (and moves it).
+    let h3 = conn(&mut e, "b", 100, 50, 0.0, &block());
+    let more = slots(40);
+    for &s in &more {
+        e.push(h3, s, 0.5, 0.0);
+    }
+    let k = e.take_io(h3, 0.0, true);
+    assert_eq!(k, 40);
+    assert!(e.io_length() >= 41);
+}
+
+#[wasm_bindgen_test]
 fn take_with_status_is_take_then_status() {
     let mut e = fresh();
     assert!(e.take_with_status(0, 0.0, true).is_none(), "unknown handle");
