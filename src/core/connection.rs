@@ -746,7 +746,7 @@ impl<T> Connection<T> {
                     if let Some((t, k)) = run.take() {
                         let lat = non_negative(now - t);
                         latency.record_n(lat, k);
-                        if let Some(r) = recent.as_deref_mut() {
+                        if let Some(r) = &mut recent {
                             r.record_n(lat, k);
                         }
                     }
@@ -757,7 +757,7 @@ impl<T> Connection<T> {
         if let Some((t, k)) = run {
             let lat = non_negative(now - t);
             latency.record_n(lat, k);
-            if let Some(r) = recent.as_deref_mut() {
+            if let Some(r) = &mut recent {
                 r.record_n(lat, k);
             }
         }
