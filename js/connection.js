@@ -45,7 +45,7 @@ export class Connection {
     this._keyed = extras.conflate;
     const mw = this._core.maxWait(handle);
     this._maxWait = Number.isNaN(mw) ? null : mw; // null: writes are not held
-    this._callTimes = this._maxWait === null ? null : new Fifo();
+    this._callTimes = null; // write() call times, per writable (see _makeWritable)
     this._pressure = false; // backpressure on, as last reported by the core
     this._waiter = null; // (batch) => void: a reader (or consumer) waiting for a batch
     this._pullResolve = null; // settles the readable's pending pull
@@ -56,7 +56,7 @@ export class Connection {
       this._settlePull();
     };
     this._timer = null;
-    this._pending = null; // a write the core refused for now: { chunk, index, resolve, reject }
+    this._pending = null; // a write the core refused for now: { chunk, resolve, reject, t }
     this._held = null; // a write whose completion is held under backpressure
     this._heldTimer = null;
     this._paused = false;
@@ -85,6 +85,8 @@ export class Connection {
 
   _makeWritable() {
     const strategy = { highWaterMark: 1 };
+    // A fresh queue per writable: writes queued in an errored writable never reach the sink.
+    this._callTimes = this._maxWait === null ? null : new Fifo();
     if (this._callTimes) {
       // size() runs synchronously inside writer.write(): the moment the wait budget counts from.
       const times = this._callTimes;
