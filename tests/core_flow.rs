@@ -1252,7 +1252,7 @@ fn prop_buffer_slots_bounded() {
 /// `pop_front` never does, so a reader draining the live head leaves the interior tombstones.
 #[test]
 
-fn bug_buffer_pop_front_leaves_tombstones() {
+fn regression_buffer_pop_front_leaves_tombstones() {
     let mut b: Buffer<u64> = Buffer::new(true, false);
     let mut seqs = Vec::new();
     for i in 0..100u64 {
@@ -2105,7 +2105,7 @@ fn adaptive_light_load_after_overload_drops_nothing() {
 /// 0.5 * 50 / 1000 = 0.025 -> min_threshold 0.05 for as long as the load stays light.
 #[test]
 
-fn bug_adaptive_threshold_returns_to_max_under_light_load() {
+fn regression_adaptive_threshold_returns_to_max_under_light_load() {
     let (mut c, _, _) = adaptive_overload_then_light(10);
     let a = c.metrics(30_000.0).adaptive.unwrap();
     assert_eq!(
@@ -2119,7 +2119,7 @@ fn bug_adaptive_threshold_returns_to_max_under_light_load() {
 /// the buffer, and that the reader drains well within the latency target, loses messages.
 #[test]
 
-fn bug_adaptive_burst_after_recovery_is_shed() {
+fn regression_adaptive_burst_after_recovery_is_shed() {
     let (mut c, _, _) = adaptive_overload_then_light(10);
     let before = c.dropped();
     // 100 normal messages at once into a 1000-slot buffer: 20 batches of 5, under 100 ms.
@@ -2425,7 +2425,7 @@ fn engine_latency_alert_when_reader_stalls() {
 /// they expire.
 #[test]
 
-fn bug_latency_alert_for_stall_after_traffic() {
+fn regression_latency_alert_for_stall_after_traffic() {
     let mut e = engine();
     let h = e
         .create("s", cfg(10_000, 0.0, 50, 1.0), FlowPolicy::block(), false)
@@ -2555,13 +2555,29 @@ fn engine_critical_drop_alert() {
     assert!(alerts_of(&e.tick(3.0, f64::NAN), "drops").is_empty());
 }
 
-/// `Engine::tick` detects critical drops by comparing `drops_by_priority.critical` with the
-/// value it saw at the previous tick. `Connection::reset_metrics` zeroes that counter but the
-/// engine keeps its old `critical_drops_seen`, so critical drops between a reset and the next
-/// tick are compared against the pre-reset count and go unreported.
+/// Conflation replaces a critical message with a newer value of the same key: it is counted as a
+/// (conflated) drop, but it is not a lost critical message and raises no critical alert.
 #[test]
+fn engine_conflated_critical_is_counted_but_not_alerted() {
+    let mut e = engine();
+    let policy = FlowPolicy { conflate: true, ..FlowPolicy::block() };
+    let h = e.create("k", cfg(10, 16.0, 5, 1.0), policy, true).unwrap();
+    {
+        let c = e.get(h).unwrap();
+        c.push(0, 1.0, Some("cpu"), 0.0).unwrap();
+        c.push(1, 1.0, Some("cpu"), 0.5).unwrap();
+        let m = c.metrics(1.0);
+        assert_eq!((m.drops.conflated, m.drops_by_priority.critical, m.critical_lost), (1, 1, 0));
+    }
+    let t = e.tick(2.0, f64::NAN);
+    assert!(alerts_of(&t, "drops").iter().all(|a| a.alert.severity != "critical"));
+}
 
-fn bug_critical_drop_after_reset_metrics_is_not_alerted() {
+/// `Engine::tick` detects critical drops by comparing the connection's count of lost critical
+/// messages with the value it saw at the previous tick; `reset_metrics` zeroes that counter, and
+/// critical drops between a reset and the next tick must still be reported.
+#[test]
+fn regression_critical_drop_after_reset_metrics_is_not_alerted() {
     let mut e = engine();
     let h = e
         .create("d", cfg(10_000, 16.0, 50, 1.0), FlowPolicy::block(), false)

@@ -224,6 +224,10 @@ pub struct ConnectionMetrics {
     pub dropped: u64,
     pub drops: DropCounts,
     pub drops_by_priority: ClassCounts,
+    /// Critical messages lost (dropped other than by conflation, which replaces a message with a
+    /// newer value of the same key): what the critical `drops` alert watches.
+    #[serde(skip)]
+    pub critical_lost: u64,
     pub delivered_by_priority: ClassCounts,
     pub error_rate: f64,
     pub errors: u64,
@@ -272,6 +276,7 @@ pub struct Connection<T> {
     messages_out: u64,
     drops: DropCounts,
     drops_by_class: ClassCounts,
+    critical_lost: u64,
     delivered_by_class: ClassCounts,
     backpressure_events: u64,
     errors: u64,
@@ -321,6 +326,7 @@ impl<T> Connection<T> {
             messages_out: 0,
             drops: DropCounts::default(),
             drops_by_class: ClassCounts::default(),
+            critical_lost: 0,
             delivered_by_class: ClassCounts::default(),
             backpressure_events: 0,
             errors: 0,
@@ -427,13 +433,22 @@ impl<T> Connection<T> {
             .max(1)
     }
 
-    fn record_drop(&mut self, item: T, priority: f64, reason: DropReason, now: f64) {
+    /// Counts one drop everywhere it is counted: totals, classes, window, summary.
+    fn count_drop(&mut self, priority: f64, reason: DropReason, now: f64) {
         self.drops.add(reason, 1);
         self.drops_by_class.add(priority, 1);
+        if is_critical(priority) && reason != DropReason::Conflated {
+            self.critical_lost += 1;
+        }
         self.drop_window.add(now, 1);
         self.summary.count += 1;
         self.summary.reasons.add(reason, 1);
         self.summary.by_priority.add(priority, 1);
+    }
+
+    /// A drop whose message the caller may want back (`onDrop`, or the JS slot store).
+    fn record_drop(&mut self, item: T, priority: f64, reason: DropReason, now: f64) {
+        self.count_drop(priority, reason, now);
         if self.keep_dropped {
             self.dropped_items.push((item, reason));
         }
@@ -850,12 +865,7 @@ impl<T> Connection<T> {
         let meta = std::mem::take(&mut self.inflight);
         let n = meta.len();
         for (p, _) in meta {
-            self.drops.add(DropReason::DeadLetter, 1);
-            self.drops_by_class.add(p, 1);
-            self.drop_window.add(now, 1);
-            self.summary.count += 1;
-            self.summary.reasons.add(DropReason::DeadLetter, 1);
-            self.summary.by_priority.add(p, 1);
+            self.count_drop(p, DropReason::DeadLetter, now);
         }
         self.update_backpressure();
         n
@@ -883,12 +893,7 @@ impl<T> Connection<T> {
         let all = self.buf.drain_all();
         let mut out = Vec::with_capacity(all.len());
         for e in all {
-            self.drops.add(DropReason::DeadLetter, 1);
-            self.drops_by_class.add(e.priority, 1);
-            self.drop_window.add(now, 1);
-            self.summary.count += 1;
-            self.summary.reasons.add(DropReason::DeadLetter, 1);
-            self.summary.by_priority.add(e.priority, 1);
+            self.count_drop(e.priority, DropReason::DeadLetter, now);
             out.push(e.item);
         }
         self.update_backpressure();
@@ -979,6 +984,7 @@ impl<T> Connection<T> {
             dropped: self.drops.total(),
             drops: self.drops,
             drops_by_priority: self.drops_by_class,
+            critical_lost: self.critical_lost,
             delivered_by_priority: self.delivered_by_class,
             error_rate: if attempts > 0 {
                 failures as f64 / attempts as f64
@@ -1006,6 +1012,7 @@ impl<T> Connection<T> {
         self.messages_out = 0;
         self.drops = DropCounts::default();
         self.drops_by_class = ClassCounts::default();
+        self.critical_lost = 0;
         self.delivered_by_class = ClassCounts::default();
         self.backpressure_events = 0;
         self.errors = 0;

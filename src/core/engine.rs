@@ -252,16 +252,12 @@ impl<T> Engine<T> {
             );
             let seen = self
                 .critical_drops_seen
-                .insert(id.clone(), m.drops_by_priority.critical)
+                .insert(id.clone(), m.critical_lost)
                 .unwrap_or(0);
             // A counter that went backwards was reset (resetMetrics): count from zero again.
-            let seen = if seen > m.drops_by_priority.critical {
-                0
-            } else {
-                seen
-            };
-            if m.drops_by_priority.critical > seen {
-                let n = (m.drops_by_priority.critical - seen) as f64;
+            let seen = if seen > m.critical_lost { 0 } else { seen };
+            if m.critical_lost > seen {
+                let n = (m.critical_lost - seen) as f64;
                 self.flag(
                     &mut alerts,
                     id,
