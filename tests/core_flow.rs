@@ -1248,11 +1248,11 @@ fn prop_buffer_slots_bounded() {
 }
 
 /// The buffer's documented claim: tombstones are compacted once they outnumber live entries
-/// (plus a constant), "so memory stays proportional to what is held". Only `remove` compacts;
-/// `pop_front` never does, so a reader draining the live head leaves the interior tombstones.
+/// (plus a constant), "so memory stays proportional to what is held" — also when a reader
+/// drains the live head past interior tombstones (`pop_front`), not only on `remove`.
 #[test]
 
-fn regression_buffer_pop_front_leaves_tombstones() {
+fn buffer_pop_front_leaves_no_tombstones_behind() {
     let mut b: Buffer<u64> = Buffer::new(true, false);
     let mut seqs = Vec::new();
     for i in 0..100u64 {
@@ -2098,14 +2098,13 @@ fn adaptive_light_load_after_overload_drops_nothing() {
     identity(&mut c, 30_000.0);
 }
 
-/// After the overload, a light load (the reader keeps up easily, p95 far under target) should
-/// relax the controller back to its maximum threshold. It never does: the model limit is
-/// `drain_rate * target / 2 / capacity`, and under light load the measured drain rate is the
-/// *arrival* rate (0.5 msg/ms here), so the model pins the threshold at
-/// 0.5 * 50 / 1000 = 0.025 -> min_threshold 0.05 for as long as the load stays light.
+/// After the overload, a light load (the reader keeps up easily, p95 far under target) relaxes
+/// the controller back to its maximum threshold. (Under light load the measured drain rate is
+/// the arrival rate, so the drain-rate model must not apply then, or it would pin the threshold
+/// at its minimum.)
 #[test]
 
-fn regression_adaptive_threshold_returns_to_max_under_light_load() {
+fn adaptive_threshold_returns_to_max_under_light_load() {
     let (mut c, _, _) = adaptive_overload_then_light(10);
     let a = c.metrics(30_000.0).adaptive.unwrap();
     assert_eq!(
@@ -2115,11 +2114,11 @@ fn regression_adaptive_threshold_returns_to_max_under_light_load() {
     );
 }
 
-/// Consequence of the above, stated as behaviour: after recovery, a burst that fits easily in
-/// the buffer, and that the reader drains well within the latency target, loses messages.
+/// After recovery, a burst that fits easily in the buffer, and that the reader drains well
+/// within the latency target, loses no messages.
 #[test]
 
-fn regression_adaptive_burst_after_recovery_is_shed() {
+fn adaptive_burst_after_recovery_is_not_shed() {
     let (mut c, _, _) = adaptive_overload_then_light(10);
     let before = c.dropped();
     // 100 normal messages at once into a 1000-slot buffer: 20 batches of 5, under 100 ms.
@@ -2420,12 +2419,11 @@ fn engine_latency_alert_when_reader_stalls() {
 }
 
 /// A reader that stalls after a period of normal traffic: 2000 messages have waited up to
-/// 3 s, but p95 is taken over the window's delivered samples plus *one* sample for the oldest
-/// waiting message, so the 5000 fast deliveries earlier in the window hide the stall until
-/// they expire.
+/// 3 s, and the ages of the waiting messages count as latency samples, so the 5000 fast
+/// deliveries earlier in the window do not hide the stall.
 #[test]
 
-fn regression_latency_alert_for_stall_after_traffic() {
+fn latency_alert_for_stall_after_traffic() {
     let mut e = engine();
     let h = e
         .create("s", cfg(10_000, 0.0, 50, 1.0), FlowPolicy::block(), false)
@@ -2577,7 +2575,7 @@ fn engine_conflated_critical_is_counted_but_not_alerted() {
 /// messages with the value it saw at the previous tick; `reset_metrics` zeroes that counter, and
 /// critical drops between a reset and the next tick must still be reported.
 #[test]
-fn regression_critical_drop_after_reset_metrics_is_not_alerted() {
+fn critical_drop_after_reset_metrics_is_alerted() {
     let mut e = engine();
     let h = e
         .create("d", cfg(10_000, 16.0, 50, 1.0), FlowPolicy::block(), false)
