@@ -9,15 +9,21 @@ const BUCKETS = 10;
 const BUCKET_MS = WINDOW_MS / BUCKETS;
 
 const now = () => performance.now();
+/** Engine metrics are read at most this often per widget: a snapshot merges histograms, which
+ * is cheap once but not once per frame per widget. */
+const METRICS_MS = 250;
 
 /**
  * Subscribes a widget to `readable` (a connection's readable: batches of messages).
  * `onUpdate({ data, isConnected, metrics })` is called at most once per `updateInterval` ms and,
  * where `requestAnimationFrame` exists, at most once per animation frame, and only when something
- * changed: `data` is a new array of the last `bufferSize` messages, oldest first. `isConnected`
+ * changed: `data` is a new array of the last `bufferSize` messages, oldest first, and `added` the
+ * messages received since the previous update (at most `bufferSize`), for widgets that append.
+ * `isConnected`
  * turns false once the readable ends or errors (a last update says so). `metrics` holds
  * `messageCount` (messages received by this widget), and `averageLatency` and `messagesPerSecond`
- * from `engine.getMetrics(connectionId)` when both are given (with the other connection metrics),
+ * from `engine.getMetrics(connectionId)` when both are given (with the other connection metrics,
+ * read at most every 250 ms while connected),
  * else computed locally over the last second (latency from `message.timestamp`, as Date.now()).
  * Returns an unsubscribe function: it cancels the reader and stops the timers; no update follows.
  */
@@ -52,6 +58,9 @@ export function subscribeWidget(readable, options, onUpdate) {
   let head = 0; // next write position
   let size = 0;
   let messageCount = 0;
+  let countAtLastUpdate = 0;
+  let engineMetrics = null;
+  let engineMetricsAt = -Infinity;
   let isConnected = true;
   let stopped = false;
   let dirty = false;
@@ -103,16 +112,21 @@ export function subscribeWidget(readable, options, onUpdate) {
     for (let i = 0; i < size; i++) data[i] = ring[(first + i) % bufferSize];
     const t = now();
     let metrics = null;
-    if (engine !== undefined && connectionId !== undefined) {
-      try {
-        const m = engine.getMetrics(connectionId);
-        metrics = { ...m, messageCount, averageLatency: m.averageLatency, messagesPerSecond: m.messagesPerSecond };
-      } catch {
-        metrics = null; // the connection is gone: local figures
+    if (engine !== undefined && connectionId !== undefined && isConnected) {
+      if (t - engineMetricsAt >= METRICS_MS) {
+        engineMetricsAt = t;
+        try {
+          engineMetrics = engine.getMetrics(connectionId);
+        } catch {
+          engineMetrics = null; // the connection is gone: local figures
+        }
       }
+      if (engineMetrics !== null) metrics = { ...engineMetrics, messageCount };
     }
     if (metrics === null) metrics = { messageCount, ...localMetrics(t) };
-    return { data, isConnected, metrics };
+    const fresh = Math.min(size, messageCount - countAtLastUpdate);
+    countAtLastUpdate = messageCount;
+    return { data, added: data.slice(size - fresh), isConnected, metrics };
   };
 
   const flush = () => {

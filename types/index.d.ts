@@ -427,7 +427,10 @@ export function createDataSource(pattern: DataPattern, options: DataSourceOption
 
 export interface WidgetOptions { bufferSize?: number; updateInterval?: number; engine?: StreamEngine; connectionId?: string }
 export interface WidgetUpdate<T = unknown> {
+  /** The last `bufferSize` messages, oldest first. */
   data: StreamMessage<T>[];
+  /** The messages received since the previous update (at most `bufferSize`). */
+  added: StreamMessage<T>[];
   isConnected: boolean;
   metrics: { messageCount: number; averageLatency: number; messagesPerSecond: number } & Partial<ConnectionMetrics>;
 }

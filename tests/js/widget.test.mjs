@@ -201,3 +201,26 @@ test('bad arguments are TypeError or RangeError naming the field', () => {
   assert.throws(() => subscribeWidget(rs(), { connectionId: 3 }, () => {}), (e) => e instanceof TypeError && /connectionId/.test(e.message));
   assert.throws(() => subscribeWidget(rs(), {}), (e) => e instanceof TypeError && /onUpdate/.test(e.message));
 });
+
+test('added holds exactly the messages received since the previous update', async () => {
+  const { StreamEngine: Engine, subscribeWidget: subscribe } = await import('@nodeflow/stream-engine');
+  const e = new Engine({ batchTimeout: 0 });
+  const id = e.createConnection('w', 'x', 'out', 'in');
+  const c = e.getConnection(id);
+  const seen = [];
+  const updates = [];
+  const stop = subscribe(c.readable, { bufferSize: 5, updateInterval: 0 }, (u) => {
+    updates.push(u);
+    seen.push(...u.added.map((m) => m.data));
+  });
+  for (let i = 0; i < 3; i++) {
+    await c.writer.write(Array.from({ length: 4 }, (_, k) => ({ id: `a${i}${k}`, timestamp: Date.now(), sourceNodeId: 'w', targetNodeId: 'x', port: 'out', data: i * 4 + k })));
+    const before = updates.length;
+    while (updates.length === before) await new Promise((r) => setTimeout(r, 1));
+  }
+  stop();
+  // Every message shows up in `added` exactly once, in order (each update saw at most 5).
+  assert.deepEqual(seen, Array.from({ length: 12 }, (_, i) => i));
+  assert.ok(updates.every((u) => u.data.length <= 5 && u.added.length <= u.data.length));
+  e.destroy();
+});
