@@ -10,7 +10,6 @@ import init, {
   version,
 } from '/dist/web.mjs';
 import { TimeChart, newSince, formatNumber } from '/www/chart.js';
-import { pipeSource } from '/www/pipeline.js';
 
 // ---- settings ---------------------------------------------------------------------------------
 
@@ -153,12 +152,13 @@ function startPipe(s) {
     priority: pickPriority,
     amplitude: 100,
     period: s.period,
+    // One array per tick: the engine's batch-write fast path (and the source yields to
+    // rendering on its own when it falls behind).
+    batch: true,
   });
-  // source ─pipeThrough(batcher)─▶ connection.writable: arrays are the engine's fast path, and
-  // the batcher makes a source that is behind yield to rendering.
-  const pipe = pipeSource(source, conn.writable);
+  const pipe = new AbortController();
   s.pipeAbort = pipe;
-  s.pipeDone = pipe.done.catch((e) => {
+  s.pipeDone = source.pipeTo(conn.writable, { signal: pipe.signal, preventClose: true, preventAbort: true }).catch((e) => {
     if (pipe.signal.aborted || conn !== s.conn || s.closing) return;
     logLocal('error', s, `source pipe stopped: ${e?.message ?? e}`);
   });
