@@ -9,6 +9,8 @@
 //!
 //! The JavaScript API (Web Streams, timers, promises) lives in `js/` and calls the `wasm` layer.
 
+#![warn(missing_docs)]
+
 pub mod core;
 
 #[cfg(target_arch = "wasm32")]

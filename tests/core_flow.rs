@@ -2558,17 +2558,29 @@ fn engine_critical_drop_alert() {
 #[test]
 fn engine_conflated_critical_is_counted_but_not_alerted() {
     let mut e = engine();
-    let policy = FlowPolicy { conflate: true, ..FlowPolicy::block() };
+    let policy = FlowPolicy {
+        conflate: true,
+        ..FlowPolicy::block()
+    };
     let h = e.create("k", cfg(10, 16.0, 5, 1.0), policy, true).unwrap();
     {
         let c = e.get(h).unwrap();
         c.push(0, 1.0, Some("cpu"), 0.0).unwrap();
         c.push(1, 1.0, Some("cpu"), 0.5).unwrap();
         let m = c.metrics(1.0);
-        assert_eq!((m.drops.conflated, m.drops_by_priority.critical, m.critical_lost), (1, 1, 0));
+        assert_eq!(
+            (
+                m.drops.conflated,
+                m.drops_by_priority.critical,
+                m.critical_lost
+            ),
+            (1, 1, 0)
+        );
     }
     let t = e.tick(2.0, f64::NAN);
-    assert!(alerts_of(&t, "drops").iter().all(|a| a.alert.severity != "critical"));
+    assert!(alerts_of(&t, "drops")
+        .iter()
+        .all(|a| a.alert.severity != "critical"));
 }
 
 /// `Engine::tick` detects critical drops by comparing the connection's count of lost critical

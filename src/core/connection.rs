@@ -207,37 +207,62 @@ pub struct AdaptiveState {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionMetrics {
+    /// The connection's id.
     pub connection_id: String,
+    /// Messages accepted (total since creation or the last reset).
     pub messages_in: u64,
+    /// Messages delivered to the reader or consumed successfully (total).
     pub messages_out: u64,
+    /// Deliveries per second over the last second.
     pub messages_per_second: f64,
+    /// Mean latency from acceptance to delivery over the metrics window, ms.
     pub average_latency: f64,
+    /// Median latency over the window, ms.
     pub p50_latency: f64,
+    /// 95th percentile latency over the window, ms.
     pub p95_latency: f64,
+    /// 99th percentile latency over the window, ms.
     pub p99_latency: f64,
+    /// Largest latency over the window, ms.
     pub max_latency: f64,
+    /// Messages held now (buffered plus a batch being consumed).
     pub buffer_size: usize,
+    /// `bufferSize` of the connection.
     pub buffer_capacity: usize,
+    /// `buffer_size / buffer_capacity`.
     pub buffer_utilization: f64,
+    /// Times backpressure started (total).
     pub backpressure_events: u64,
+    /// Whether backpressure is on now.
     pub backpressure: bool,
+    /// Messages dropped, all reasons (total).
     pub dropped: u64,
+    /// Drops by reason.
     pub drops: DropCounts,
+    /// Drops by priority class.
     pub drops_by_priority: ClassCounts,
     /// Critical messages lost (dropped other than by conflation, which replaces a message with a
     /// newer value of the same key): what the critical `drops` alert watches.
     #[serde(skip)]
     pub critical_lost: u64,
+    /// Deliveries by priority class.
     pub delivered_by_priority: ClassCounts,
+    /// Failed consumer calls over attempted, over the window.
     pub error_rate: f64,
+    /// Failed consumer calls (total).
     pub errors: u64,
+    /// Retries of consumer calls (total).
     pub retries: u64,
+    /// `closed`, `open` or `half-open`.
     pub circuit_state: &'static str,
+    /// Whether delivery is paused.
     pub paused: bool,
+    /// The adaptive controller's state, with the adaptive handler.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveState>,
     /// Drops over arrivals within the metrics window (drives the `drops` alert).
     pub drop_rate: f64,
+    /// When the snapshot was taken (the caller's clock, ms).
     pub last_updated: f64,
 }
 

@@ -61,14 +61,23 @@ pub struct AlertEventOut {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
+    /// Connections in the engine (including closed ones still draining).
     pub connections: usize,
+    /// Sum of `messages_in`.
     pub messages_in: u64,
+    /// Sum of `messages_out`.
     pub messages_out: u64,
+    /// Sum of deliveries per second.
     pub messages_per_second: f64,
+    /// Sum of drops.
     pub dropped: u64,
+    /// Messages held across connections.
     pub buffer_size: usize,
+    /// Sum of backpressure starts.
     pub backpressure_events: u64,
+    /// Sum of consumer failures.
     pub errors: u64,
+    /// Sum of consumer retries.
     pub retries: u64,
 }
 
