@@ -48,13 +48,9 @@ export class Connection {
     this._callTimes = null; // write() call times, per writable (see _makeWritable)
     this._pressure = false; // backpressure on, as last reported by the core
     this._waiter = null; // (batch) => void: a reader (or consumer) waiting for a batch
-    this._pullResolve = null; // settles the readable's pending pull
     this._empty = true; // known to hold nothing (saves a take and a deadline call per read)
     // Made once, not per read: the reader's waiter.
-    this._toReader = (batch) => {
-      this._readController.enqueue(batch);
-      this._settlePull();
-    };
+    this._toReader = (batch) => this._readController.enqueue(batch);
     this._timer = null;
     this._pending = null; // a write the core refused for now: { chunk, resolve, reject, t }
     this._held = null; // a write whose completion is held under backpressure
@@ -344,20 +340,9 @@ export class Connection {
     this._waiter = this._toReader;
     // Known empty and not closing: nothing to take and no batch timer to arm until a write.
     if (!this._empty || this._closing) this._serve(false);
-    // Delivered (or ended) synchronously: no promise needed.
-    if (this._waiter === null) return undefined;
-    return new Promise((resolve) => {
-      this._pullResolve = resolve;
-    });
-  }
-
-  /** Settles a pending pull (after a delivery, a close or an error). */
-  _settlePull() {
-    const r = this._pullResolve;
-    if (r !== null) {
-      this._pullResolve = null;
-      r();
-    }
+    // No promise even when nothing was delivered: the read stays pending in the stream, and the
+    // later enqueue() fulfils it directly (the stream pulls again only for the next read).
+    return undefined;
   }
 
   /** Delivers to the waiter if a batch is due; otherwise arms the batch timer. */
@@ -422,15 +407,13 @@ export class Connection {
     this._finished = true;
     this._clearTimer();
     if (this._consumer === null) {
-      const w = this._waiter;
+      // A pending read resolves as done.
       this._waiter = null;
       try {
         this._readController.close();
       } catch {
         // already closed
       }
-      void w;
-      this._settlePull();
     } else {
       const w = this._waiter;
       this._waiter = null;
@@ -466,7 +449,6 @@ export class Connection {
         // already errored
       }
     }
-    this._settlePull();
     const w = this._waiter;
     this._waiter = null;
     if (w && this._consumer !== null) w(null);
