@@ -1,7 +1,7 @@
 // StreamDebugger: records debug events, alerts and snapshots from an engine in bounded rings,
 // and exports them as JSON for a bug report.
 import { Fifo } from './fifo.js';
-import { Observable, Subject } from './observable.js';
+import { Subject } from './observable.js';
 import { describe } from './priority.js';
 import { version } from './version.js';
 
@@ -112,4 +112,3 @@ export class StreamDebugger {
   }
 }
 
-export { Observable };

@@ -239,21 +239,14 @@ impl EngineCore {
     /// caller's view, and it reserves again and rereads).
     #[wasm_bindgen(js_name = takeIo)]
     pub fn take_io(&mut self, h: Handle, now: f64, force: bool) -> i32 {
-        let Some(c) = self.engine.get(h) else {
+        let Some(batch) = self.take_with_status(h, now, force) else {
             return -1;
         };
-        let Some(batch) = c.take_batch(now, force) else {
-            return -1;
-        };
-        let empty = if c.buffered() == 0 { EMPTY } else { 0 };
-        let st = c.status() | empty;
-        let k = batch.len();
-        if self.io.len() < k + 1 {
-            self.io.resize(k + 1, 0);
+        if self.io.len() < batch.len() {
+            self.io.resize(batch.len(), 0);
         }
-        self.io[..k].copy_from_slice(&batch);
-        self.io[k] = st;
-        k as i32
+        self.io[..batch.len()].copy_from_slice(&batch);
+        (batch.len() - 1) as i32
     }
 
     /// [`EngineCore::take`] followed by the status bits after the take as one extra last
