@@ -60,6 +60,7 @@ pub mod web;
 pub use batches::Batches;
 pub use connection::Connection;
 pub use engine::StreamEngine;
+pub use sender::Sender;
 pub use error::{SendError, SinkError, TrySendError};
 pub use events::{ConnectionEventKind, Event, EventStream};
 pub use options::{
