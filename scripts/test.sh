@@ -10,6 +10,9 @@ bash scripts/build.sh
 
 echo "== 1/4 core (cargo test, native, fake clock)"
 cargo test --quiet
+# The Rust API (src/api, tests/rust_api.rs and its doctests) is behind the `futures` feature.
+cargo test --quiet --features futures --test rust_api
+cargo test --quiet --features futures --doc api
 
 echo "== 2/4 wasm bindings (wasm-bindgen-test in Node and headless Chromium)"
 bash scripts/test-wasm.sh
