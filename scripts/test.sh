@@ -21,4 +21,5 @@ echo "== 3/4 package in Node (node --test)"
 node --test --test-concurrency=1 tests/js/
 
 echo "== 4/4 browser (playwright-core + Debian Chromium)"
+bash scripts/build-rust-producer.sh --quiet # the demo's Rust producer (examples/rust-producer)
 node --test --test-concurrency=1 tests/browser/
