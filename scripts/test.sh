@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-}"
 
-bash scripts/setup.sh --browser
+bash scripts/setup.sh --browser --wasm-pack
 bash scripts/build.sh
 
 echo "== 1/4 core (cargo test, native, fake clock)"
