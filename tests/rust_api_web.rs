@@ -49,7 +49,12 @@ const READ_ALL: &str = "
 fn as_ids(v: &JsValue) -> Vec<Vec<u32>> {
     Array::from(v)
         .iter()
-        .map(|b| Array::from(&b).iter().map(|x| x.as_f64().unwrap() as u32).collect())
+        .map(|b| {
+            Array::from(&b)
+                .iter()
+                .map(|x| x.as_f64().unwrap() as u32)
+                .collect()
+        })
         .collect()
 }
 
@@ -57,7 +62,12 @@ fn as_ids(v: &JsValue) -> Vec<Vec<u32>> {
 async fn js_reads_a_rust_connection_through_wasm_streams() {
     let engine = StreamEngine::<JsValue>::new();
     let conn = engine
-        .connect("rust->js", ConnectionOptions::new().max_batch_size(2).batch_timeout(0.0))
+        .connect(
+            "rust->js",
+            ConnectionOptions::new()
+                .max_batch_size(2)
+                .batch_timeout(0.0),
+        )
         .unwrap();
     let mut tx = conn.sender();
     let (_, rx) = conn.split();
@@ -107,7 +117,10 @@ async fn a_lossless_connection_holds_js_writes_until_js_reads() {
     let timer = ManualTimer::new();
     let engine = StreamEngine::<JsValue, _>::with_timer(EngineConfig::default(), timer).unwrap();
     let conn = engine
-        .connect("bp", ConnectionOptions::new().buffer_size(2).batch_timeout(0.0))
+        .connect(
+            "bp",
+            ConnectionOptions::new().buffer_size(2).batch_timeout(0.0),
+        )
         .unwrap();
     let (writable, readable) = conn.into_web_streams();
     let got = js(
@@ -130,9 +143,16 @@ async fn a_lossless_connection_holds_js_writes_until_js_reads() {
     )
     .await;
     let a = Array::from(&got);
-    assert_eq!(a.get(0), JsValue::FALSE, "the third write waits while the buffer is full");
     assert_eq!(
-        Array::from(&a.get(1)).iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>(),
+        a.get(0),
+        JsValue::FALSE,
+        "the third write waits while the buffer is full"
+    );
+    assert_eq!(
+        Array::from(&a.get(1))
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect::<Vec<_>>(),
         vec![1.0, 2.0]
     );
     assert_eq!(a.get(2), JsValue::TRUE, "reading let it in");
@@ -160,19 +180,29 @@ async fn cancelling_the_js_reader_dead_letters_the_buffer() {
     let (_, rx) = conn.split();
     tx.send_all(vec![msg(1), msg(2)]).await.unwrap();
     let readable = rx.into_readable_stream();
-    js("rs", "await rs.cancel('gone'); return null;", &[&readable.into()]).await;
+    js(
+        "rs",
+        "await rs.cancel('gone'); return null;",
+        &[&readable.into()],
+    )
+    .await;
     assert_eq!(
         *dropped.borrow(),
         vec![(1, DropReason::DeadLetter), (2, DropReason::DeadLetter)]
     );
-    assert!(tx.try_send(msg(3)).is_err(), "writes fail after the reader went away");
+    assert!(
+        tx.try_send(msg(3)).is_err(),
+        "writes fail after the reader went away"
+    );
 }
 
 #[wasm_bindgen_test]
 async fn the_web_timer_delivers_a_partial_batch() {
     // The platform timer (setTimeout) wires the batch timer; no timing is asserted.
     let engine = StreamEngine::<u32, WebTimer>::new();
-    let conn = engine.connect("t", ConnectionOptions::new().batch_timeout(5.0)).unwrap();
+    let conn = engine
+        .connect("t", ConnectionOptions::new().batch_timeout(5.0))
+        .unwrap();
     let (mut tx, mut rx) = conn.split();
     tx.try_send(7).unwrap();
     assert_eq!(rx.next().await, Some(vec![7]));

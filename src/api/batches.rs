@@ -86,7 +86,10 @@ impl<T, C: Timer> Batches<T, C> {
             if g.slot(self.h, self.gen).is_none() {
                 return (Poll::Ready(None), None);
             }
-            let c = g.engine.get(self.h).expect("slot and core connection live together");
+            let c = g
+                .engine
+                .get(self.h)
+                .expect("slot and core connection live together");
             let closing = c.is_closed();
             if let Some(batch) = c.take_batch(now, force || closing) {
                 let st = c.status();
@@ -164,7 +167,10 @@ impl<T, C: Timer> Drop for Batches<T, C> {
             if g.slot(self.h, self.gen).is_none() {
                 return;
             }
-            let c = g.engine.get(self.h).expect("slot and core connection live together");
+            let c = g
+                .engine
+                .get(self.h)
+                .expect("slot and core connection live together");
             let was_closed = c.is_closed();
             let items = c.cancel(now);
             fx.dropped

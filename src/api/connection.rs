@@ -52,13 +52,7 @@ impl<T, C: Timer> Connection<T, C> {
     /// A new writer for this connection (any number may exist).
     pub fn sender(&self) -> Sender<T, C> {
         let b = &self.batches;
-        Sender::new(
-            b.shared.clone(),
-            b.timer.clone(),
-            b.h,
-            b.gen,
-            b.id.clone(),
-        )
+        Sender::new(b.shared.clone(), b.timer.clone(), b.h, b.gen, b.id.clone())
     }
 
     /// A writer and the batches, for use on different tasks.
@@ -110,7 +104,10 @@ impl<T, C: Timer> Connection<T, C> {
             if g.slot(b.h, b.gen).is_none() {
                 return;
             }
-            let c = g.engine.get(b.h).expect("slot and core connection live together");
+            let c = g
+                .engine
+                .get(b.h)
+                .expect("slot and core connection live together");
             if c.is_paused() == paused {
                 return;
             }
@@ -151,7 +148,10 @@ pub(crate) fn close<T>(shared: &SharedRef<T>, h: Handle, gen: u64, _now: f64) {
         let mut g = lock(shared);
         let Some(slot) = g.slot(h, gen) else { return };
         let id = slot.id.clone();
-        let c = g.engine.get(h).expect("slot and core connection live together");
+        let c = g
+            .engine
+            .get(h)
+            .expect("slot and core connection live together");
         if c.is_closed() {
             return;
         }

@@ -60,7 +60,9 @@ impl<T, C: Timer> Clone for StreamEngine<T, C> {
 
 impl<T, C: Timer> std::fmt::Debug for StreamEngine<T, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamEngine").field("connections", &self.ids()).finish()
+        f.debug_struct("StreamEngine")
+            .field("connections", &self.ids())
+            .finish()
     }
 }
 

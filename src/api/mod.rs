@@ -60,13 +60,12 @@ pub mod web;
 pub use batches::Batches;
 pub use connection::Connection;
 pub use engine::StreamEngine;
-pub use sender::Sender;
 pub use error::{SendError, SinkError, TrySendError};
 pub use events::{ConnectionEventKind, Event, EventStream};
 pub use options::{
-    ConnectionOptions, DropFn, DropPolicy, EngineConfig, Handler, KeyFn, MaybeSendSync,
-    PriorityFn,
+    ConnectionOptions, DropFn, DropPolicy, EngineConfig, Handler, KeyFn, MaybeSendSync, PriorityFn,
 };
+pub use sender::Sender;
 pub use timer::{DefaultTimer, ManualSleep, ManualTimer, Timer};
 #[cfg(not(target_arch = "wasm32"))]
 pub use timer::{NativeSleep, NativeTimer};

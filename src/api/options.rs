@@ -9,7 +9,6 @@ use crate::core::adaptive::AdaptiveConfig;
 use crate::core::config::{self, ConfigError, StreamConfig, StreamConfigPatch};
 use crate::core::connection::{DropReason, DropRule, FlowPolicy};
 
-
 /// Engine-wide options: the per-connection defaults plus the metrics timing.
 ///
 /// ```
@@ -266,13 +265,15 @@ impl<T> ConnectionOptions<T> {
         self.handler = Some(h);
         self
     }
-    /// How to read a message's priority (default: 0.5 for every message).
+    /// How to read a message's priority (default: 0.5 for every message). Called once per
+    /// write with the engine's lock held: it must not use the engine.
     pub fn priority(mut self, f: impl Fn(&T) -> f64 + Send + Sync + 'static) -> Self {
         self.priority = Some(Arc::new(f));
         self
     }
     /// Turns conflation on: a message whose key matches a buffered one replaces it in place
     /// (latest value wins; the replaced one is dropped with reason `conflated`).
+    /// Called once per write with the engine's lock held: it must not use the engine.
     pub fn conflate_by(mut self, f: impl Fn(&T) -> Option<String> + Send + Sync + 'static) -> Self {
         self.key = Some(Arc::new(f));
         self
@@ -300,7 +301,10 @@ impl<T> ConnectionOptions<T> {
                     _ => DropRule::Newest,
                 };
                 policy.drop_threshold = 1.0;
-                policy.max_wait = Some(config::time_ms("maxWaitTime", self.max_wait.unwrap_or(100.0))?);
+                policy.max_wait = Some(config::time_ms(
+                    "maxWaitTime",
+                    self.max_wait.unwrap_or(100.0),
+                )?);
             }
             None => match self.handler.unwrap_or(engine_handler) {
                 Handler::None => {}

@@ -130,7 +130,10 @@ impl<T, C: Timer> Sender<T, C> {
                 return Placed::Closed;
             };
             let (prio, key) = (slot.priority.clone(), slot.key.clone());
-            let c = g.engine.get(self.h).expect("slot and core connection live together");
+            let c = g
+                .engine
+                .get(self.h)
+                .expect("slot and core connection live together");
             if c.is_closed() {
                 return Placed::Closed;
             }
@@ -147,9 +150,7 @@ impl<T, C: Timer> Sender<T, C> {
                 let room = c.config().buffer_size.saturating_sub(c.held());
                 let mut it = items.into_iter();
                 let take: Vec<(T, f64)> = it.by_ref().take(room).map(|m| (m, f64::NAN)).collect();
-                let (accepted, s) = c
-                    .push_many(take, now)
-                    .expect("checked open above");
+                let (accepted, s) = c.push_many(take, now).expect("checked open above");
                 debug_assert_eq!(accepted, room.min(n));
                 st |= s;
                 self.pending = it.collect();
@@ -270,7 +271,10 @@ impl<T, C: Timer> Sender<T, C> {
             if g.slot(self.h, self.gen).is_none() {
                 return Err(());
             }
-            let c = g.engine.get(self.h).expect("slot and core connection live together");
+            let c = g
+                .engine
+                .get(self.h)
+                .expect("slot and core connection live together");
             if c.is_closed() {
                 return Err(());
             }

@@ -80,7 +80,9 @@ fn string(o: &JsValue, k: &str, default: &str) -> Result<String, JsValue> {
 
 fn read_options(o: &JsValue) -> Result<Options, JsValue> {
     if !o.is_object() {
-        return Err(js_sys::TypeError::new("options must be an object with at least a rate").into());
+        return Err(
+            js_sys::TypeError::new("options must be an object with at least a rate").into(),
+        );
     }
     let rate = number(o, "rate", None)?;
     if rate <= 0.0 {
@@ -88,7 +90,9 @@ fn read_options(o: &JsValue) -> Result<Options, JsValue> {
     }
     let period = number(o, "period", Some(1000.0))?;
     if period <= 0.0 {
-        return Err(js_sys::RangeError::new(&format!("period must be > 0 (ms), got {period}")).into());
+        return Err(
+            js_sys::RangeError::new(&format!("period must be > 0 (ms), got {period}")).into(),
+        );
     }
     let p = get(o, "priority");
     Ok(Options {
@@ -98,7 +102,14 @@ fn read_options(o: &JsValue) -> Result<Options, JsValue> {
         port: string(o, "port", "out")?,
         amplitude: number(o, "amplitude", Some(100.0))?,
         period,
-        priority: if p.is_undefined() { None } else { Some(p.dyn_into::<Function>().map_err(|_| js_sys::TypeError::new("priority must be a function"))?) },
+        priority: if p.is_undefined() {
+            None
+        } else {
+            Some(
+                p.dyn_into::<Function>()
+                    .map_err(|_| js_sys::TypeError::new("priority must be a function"))?,
+            )
+        },
     })
 }
 
@@ -118,7 +129,11 @@ fn set(o: &Object, k: &str, v: &JsValue) {
 
 fn message(o: &Options, pattern: &str, seq: u64, t: f64) -> JsValue {
     let data = Object::new();
-    set(&data, "value", &pattern_value(pattern, seq, t, o.amplitude, o.period).into());
+    set(
+        &data,
+        "value",
+        &pattern_value(pattern, seq, t, o.amplitude, o.period).into(),
+    );
     set(&data, "seq", &(seq as f64).into());
     set(&data, "producer", &"rust".into());
     let m = Object::new();
@@ -143,8 +158,14 @@ fn message(o: &Options, pattern: &str, seq: u64, t: f64) -> JsValue {
 /// Options: `rate` (required), `sourceNodeId`, `targetNodeId`, `port`, `amplitude` (100),
 /// `period` (1000 ms), `priority` (a function returning a message's priority).
 #[wasm_bindgen(js_name = createRustSource)]
-pub fn create_rust_source(pattern: String, options: JsValue) -> Result<web_sys::ReadableStream, JsValue> {
-    if !matches!(pattern.as_str(), "sequential" | "random" | "sine-wave" | "step") {
+pub fn create_rust_source(
+    pattern: String,
+    options: JsValue,
+) -> Result<web_sys::ReadableStream, JsValue> {
+    if !matches!(
+        pattern.as_str(),
+        "sequential" | "random" | "sine-wave" | "step"
+    ) {
         return Err(js_sys::TypeError::new(&format!(
             "pattern must be one of 'sequential', 'random', 'sine-wave', 'step', got '{pattern}'"
         ))
@@ -160,7 +181,10 @@ pub fn create_rust_source(pattern: String, options: JsValue) -> Result<web_sys::
         .connect(
             &format!("{}#{n}", o.source),
             // Lossless: a slow reader slows the producer; batches of what is there, at once.
-            ConnectionOptions::new().buffer_size(2 * MAX_BATCH).max_batch_size(MAX_BATCH).batch_timeout(0.0),
+            ConnectionOptions::new()
+                .buffer_size(2 * MAX_BATCH)
+                .max_batch_size(MAX_BATCH)
+                .batch_timeout(0.0),
         )
         .map_err(|e| JsValue::from(js_sys::RangeError::new(&e.message)))?;
     let (mut tx, batches) = conn.split();
