@@ -638,3 +638,37 @@ fn the_native_timer_delivers_a_partial_batch_on_a_real_clock() {
     tx.try_send(1).unwrap();
     assert_eq!(futures::executor::block_on(rx.next()), Some(vec![1]));
 }
+
+/// The README's `rust` examples are doctests of `src/api` (so `cargo test --doc` runs them):
+/// every block appears, line for line, in a doc comment there.
+#[test]
+fn every_rust_example_in_the_readme_is_a_doctest() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut cur: Option<Vec<&str>> = None;
+    for line in readme.lines() {
+        match (&mut cur, line.trim_end()) {
+            (None, l) if l.starts_with("```rust") => cur = Some(Vec::new()),
+            (Some(_), "```") => blocks.push(cur.take().unwrap()),
+            (Some(b), l) => b.push(l),
+            _ => {}
+        }
+    }
+    assert!(blocks.len() >= 2, "the Rust API section has examples");
+    let mut docs = String::new();
+    for entry in std::fs::read_dir(format!("{root}/src/api")).unwrap() {
+        let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in src.lines() {
+            let t = line.trim_start();
+            if let Some(rest) = t.strip_prefix("//!").or_else(|| t.strip_prefix("///")) {
+                docs.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+                docs.push('\n');
+            }
+        }
+    }
+    for b in blocks {
+        let text = b.join("\n") + "\n";
+        assert!(docs.contains(&text), "README example not found in src/api docs:\n{text}");
+    }
+}
