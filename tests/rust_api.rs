@@ -669,6 +669,41 @@ fn every_rust_example_in_the_readme_is_a_doctest() {
     }
     for b in blocks {
         let text = b.join("\n") + "\n";
-        assert!(docs.contains(&text), "README example not found in src/api docs:\n{text}");
+        assert!(
+            docs.contains(&text),
+            "README example not found in src/api docs:\n{text}"
+        );
     }
+}
+
+#[test]
+fn a_sender_of_a_forgotten_connection_never_writes_into_a_new_one() {
+    let (engine, _timer) = engine();
+    let old = engine.connect("a", ConnectionOptions::new()).unwrap();
+    let mut stale = old.sender();
+    drop(old); // the reader went away: forgotten, its handle is free
+    let new = engine.connect("b", ConnectionOptions::new()).unwrap();
+    assert_eq!(stale.try_send(m(1)), Err(TrySendError::Closed(m(1))));
+    assert_eq!(new.metrics().unwrap().messages_in, 0);
+}
+
+#[test]
+fn batch_writes_on_the_lossless_path_keep_each_message_priority() {
+    let (engine, _timer) = engine();
+    let mut conn = engine
+        .connect(
+            "a",
+            ConnectionOptions::new()
+                .batch_timeout(0.0)
+                .priority(|m: &Msg| m.prio),
+        )
+        .unwrap();
+    let mut tx = conn.sender();
+    futures::executor::block_on(tx.send_all(vec![mp(1, 1.0), mp(2, 0.25), mp(3, 0.5)])).unwrap();
+    assert_eq!(
+        ids(&conn.next().now_or_never().unwrap().unwrap()),
+        vec![1, 2, 3]
+    );
+    let d = conn.metrics().unwrap().delivered_by_priority;
+    assert_eq!((d.critical, d.high, d.normal, d.low), (1, 0, 1, 1));
 }

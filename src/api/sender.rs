@@ -141,7 +141,6 @@ impl<T, C: Timer> Sender<T, C> {
             let mut placed_all = true;
             let items = std::mem::take(&mut self.pending);
             let fast = key.is_none()
-                && prio.is_none()
                 && c.policy().rule == DropRule::Block
                 && c.policy().adaptive.is_none();
             if fast {
@@ -149,12 +148,22 @@ impl<T, C: Timer> Sender<T, C> {
                 let n = items.len();
                 let room = c.config().buffer_size.saturating_sub(c.held());
                 let mut it = items.into_iter();
-                let take: Vec<(T, f64)> = it.by_ref().take(room).map(|m| (m, f64::NAN)).collect();
+                let take: Vec<(T, f64)> = it
+                    .by_ref()
+                    .take(room)
+                    .map(|m| {
+                        let p = prio.as_ref().map_or(f64::NAN, |f| f(&m));
+                        (m, p)
+                    })
+                    .collect();
                 let (accepted, s) = c.push_many(take, now).expect("checked open above");
                 debug_assert_eq!(accepted, room.min(n));
                 st |= s;
                 self.pending = it.collect();
                 placed_all = self.pending.is_empty();
+                if !placed_all {
+                    st |= status::PENDING;
+                }
             } else {
                 let mut it = items.into_iter();
                 while let Some(m) = it.next() {
@@ -204,9 +213,13 @@ impl<T, C: Timer> Sender<T, C> {
         let mut fx = Effects::new();
         let held = {
             let mut g = lock(&self.shared);
-            let Some(c) = g.engine.get(self.h) else {
+            if g.slot(self.h, self.gen).is_none() {
                 return false;
-            };
+            }
+            let c = g
+                .engine
+                .get(self.h)
+                .expect("slot and core connection live together");
             let st = c.status();
             g.process(self.h, st, &mut fx);
             let held = st & status::HOLD != 0;
@@ -257,6 +270,9 @@ impl<T, C: Timer> Sender<T, C> {
 
     fn max_wait(&self) -> f64 {
         let mut g = lock(&self.shared);
+        if g.slot(self.h, self.gen).is_none() {
+            return 0.0;
+        }
         g.engine
             .get(self.h)
             .and_then(|c| c.max_wait())
@@ -296,8 +312,9 @@ impl<T, C: Timer> Sender<T, C> {
     /// Writes one message, waiting while the connection has no room (lossless rule) or holds
     /// the write (backpressure under a dropping rule, at most `max_wait` ms). `Ok` means the
     /// connection took the message: it is buffered, or it was dropped or conflated and counted
-    /// (and given to `on_drop`). Cancel-safe in the sense that dropping the future before it
-    /// completes may leave the message taken or not; use [`Sender::try_send`] to know.
+    /// (and given to `on_drop`). If the future is dropped before it completes, a message not
+    /// yet taken stays with this sender and goes first on its next write (it was never in the
+    /// connection, so no count changes if the sender is dropped instead).
     ///
     /// ```
     /// use futures::{executor::block_on, StreamExt};
