@@ -8,7 +8,8 @@ quiet=""; [ "${1:-}" = "--quiet" ] && quiet=1
 log() { [ -n "$quiet" ] || echo "[build-rust-producer] $*" >&2; }
 
 bash scripts/setup.sh
-target=$PWD/target/rust-producer
+# The repository's target dir: the wasm32 release builds of shared dependencies are reused.
+target=$PWD/target
 log "cargo build (wasm32, release)"
 (cd examples/rust-producer && cargo build --quiet --release --target wasm32-unknown-unknown --target-dir "$target")
 wasm=$target/wasm32-unknown-unknown/release/rust_producer.wasm
