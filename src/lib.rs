@@ -13,7 +13,7 @@
 
 pub mod core;
 
-/// The Rust API (feature `futures`; on wasm32 it needs `web` for the platform timer).
+// The Rust API (feature `futures`; on wasm32 it needs `web` for the platform timer).
 #[cfg(all(feature = "futures", any(not(target_arch = "wasm32"), feature = "web")))]
 pub mod api;
 

@@ -20,7 +20,7 @@ use super::timer::{lock, Timer};
 /// handlers, conflation, exact accounting, metrics, alerts and an event feed.
 ///
 /// `C` is the platform [`Timer`]; [`StreamEngine::new`] uses the default one
-/// ([`super::NativeTimer`] natively, [`super::WebTimer`] on wasm32 with the `web` feature).
+/// (`NativeTimer` natively, `WebTimer` on wasm32 with the `web` feature).
 /// The engine is a cheap handle: clones share the same connections. It is `Send + Sync` when
 /// `T` is `Send` (natively).
 ///

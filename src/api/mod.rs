@@ -3,7 +3,7 @@
 //! semantics of the JS `StreamEngine` (batching, lossless backpressure, drop policies and
 //! handlers, conflation, accounting, metrics, the event feed). With the `web` feature on wasm32
 //! a connection also converts into a `web_sys::WritableStream` / `ReadableStream` pair
-//! ([`web`]), so a Rust app can hand it to JavaScript.
+//! (module `web`), so a Rust app can hand it to JavaScript.
 //!
 //! Every decision is the core's ([`crate::core`]); this module adds only what an async Rust
 //! API needs: wakers, a timer ([`Timer`]), and handles.
@@ -14,7 +14,7 @@
 //! - [`Event`], [`EventStream`] (`events.rs`).
 //! - [`EngineConfig`], [`ConnectionOptions`], [`Handler`], [`DropPolicy`] (`options.rs`).
 //! - [`SendError`], [`TrySendError`], [`SinkError`] (`error.rs`).
-//! - [`Timer`], [`NativeTimer`], [`ManualTimer`], `WebTimer` (`timer.rs`).
+//! - [`Timer`], `NativeTimer`, [`ManualTimer`], `WebTimer` (`timer.rs`).
 //!
 //! ```
 //! use futures::{executor::block_on, SinkExt, StreamExt};

@@ -36,12 +36,12 @@ pub trait Timer: Clone + 'static {
     fn sleep_until(&self, deadline: f64) -> Self::Sleep;
 }
 
-/// The platform's timer: [`NativeTimer`] natively, [`WebTimer`] on wasm32 with the `web`
+/// The platform's timer: `NativeTimer` natively, `WebTimer` on wasm32 with the `web`
 /// feature.
 #[cfg(not(target_arch = "wasm32"))]
 pub type DefaultTimer = NativeTimer;
 
-/// The platform's timer: [`NativeTimer`] natively, [`WebTimer`] on wasm32 with the `web`
+/// The platform's timer: `NativeTimer` natively, `WebTimer` on wasm32 with the `web`
 /// feature.
 #[cfg(all(target_arch = "wasm32", feature = "web"))]
 pub type DefaultTimer = WebTimer;
