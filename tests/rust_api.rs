@@ -553,10 +553,12 @@ fn every_message_is_delivered_or_dropped_exactly_once() {
             let conn = engine.connect("a", o).unwrap();
             let (mut tx, mut rx) = conn.split();
             let mut delivered = Vec::new();
+            let mut prio_of = Vec::new();
             let n = 2000u32;
             for id in 0..n {
                 let prio = [0.25, 0.5, 0.75, 1.0][(rnd() % 4) as usize];
                 let key = [Some("k1"), Some("k2"), None, None][(rnd() % 4) as usize];
+                prio_of.push(prio);
                 let mut msg = Some(Msg { id, prio, key });
                 while let Some(mm) = msg.take() {
                     match tx.try_send(mm) {
@@ -587,6 +589,14 @@ fn every_message_is_delivered_or_dropped_exactly_once() {
             );
             while let Some(b) = futures::executor::block_on(rx.next()) {
                 delivered.extend(ids(&b));
+            }
+            for (id, why) in log.lock().unwrap().iter() {
+                if *why != DropReason::Conflated {
+                    assert!(
+                        prio_of[*id as usize] < 1.0,
+                        "case {pi}/{conflate}: critical {id} dropped ({why:?})"
+                    );
+                }
             }
             let mut seen = BTreeMap::new();
             for id in &delivered {
@@ -706,4 +716,40 @@ fn batch_writes_on_the_lossless_path_keep_each_message_priority() {
     );
     let d = conn.metrics().unwrap().delivered_by_priority;
     assert_eq!((d.critical, d.high, d.normal, d.low), (1, 0, 1, 1));
+}
+
+#[test]
+fn a_sink_works_with_stream_forward_and_its_close_ends_the_batches() {
+    let (engine, _timer) = engine();
+    let conn = engine
+        .connect(
+            "a",
+            ConnectionOptions::new()
+                .buffer_size(16)
+                .max_batch_size(5)
+                .batch_timeout(0.0),
+        )
+        .unwrap();
+    let (tx, rx) = conn.split();
+    let source = futures::stream::iter((0..1000).map(|i| Ok(m(i))));
+    let reader = rx.map(|b| ids(&b)).collect::<Vec<_>>();
+    let (sent, batches) =
+        futures::executor::block_on(futures::future::join(source.forward(tx), reader));
+    sent.unwrap();
+    assert_eq!(batches.concat(), (0..1000).collect::<Vec<_>>());
+    assert!(batches.iter().all(|b| b.len() <= 5));
+}
+
+#[test]
+fn a_waiting_feed_reader_is_woken_by_a_new_event() {
+    let (engine, _timer) = engine();
+    let mut feed = engine.events();
+    let (wakes, w) = counting();
+    assert!(poll_next(&mut feed, &w).is_pending());
+    let _conn = engine.connect("a", ConnectionOptions::new()).unwrap();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        poll_next(&mut feed, &w),
+        Poll::Ready(Some(Event::Connection { .. }))
+    ));
 }
