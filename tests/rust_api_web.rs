@@ -234,3 +234,29 @@ async fn a_dropping_rule_drops_with_a_reason_under_js_writes() {
     assert_eq!(ids, vec![3, 4]);
     assert_eq!(rx.next().await, None);
 }
+
+#[wasm_bindgen_test]
+async fn a_js_write_after_close_rejects_with_an_error_and_the_engine_keeps_working() {
+    let engine = StreamEngine::<JsValue>::new();
+    let conn = engine.connect("closed", ConnectionOptions::new()).unwrap();
+    let (writable, _readable) = conn.into_web_streams();
+    engine.close("closed");
+    let got = js(
+        "ws",
+        "
+        const w = ws.getWriter();
+        try { await w.write({ id: 1 }); return 'written'; }
+        catch (e) { return e instanceof Error ? e.message : 'not an Error'; }
+        ",
+        &[&writable.into()],
+    )
+    .await;
+    assert_eq!(got.as_string().as_deref(), Some("connection closed"));
+    // The engine is fine: a new connection with the same id works.
+    let conn = engine
+        .connect("closed", ConnectionOptions::new().batch_timeout(0.0))
+        .unwrap();
+    let (mut tx, mut rx) = conn.split();
+    tx.send(msg(2)).await.unwrap();
+    assert_eq!(rx.next().await.map(|b| b.len()), Some(1));
+}
