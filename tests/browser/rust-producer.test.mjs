@@ -67,4 +67,26 @@ describe('demo page: the Rust producer control', () => {
     );
     assert.deepEqual(problems, []);
   });
+
+  test('bad input to the Rust producer is a TypeError or RangeError naming the field', { skip }, async () => {
+    const errors = await page.evaluate(async () => {
+      const m = await import('/pkg/rust-producer/rust_producer.js');
+      const attempt = (...args) => {
+        try {
+          m.createRustSource(...args);
+          return 'no error';
+        } catch (e) {
+          return `${e.constructor.name}: ${e.message}`;
+        }
+      };
+      return [attempt('zigzag', { rate: 1 }), attempt('random', { rate: 0 }), attempt('random', {}), attempt('step', { rate: 1, period: 'x' })];
+    });
+    assert.deepEqual(errors, [
+      "TypeError: pattern must be one of 'sequential', 'random', 'sine-wave', 'step', got 'zigzag'",
+      'RangeError: rate must be > 0, got 0',
+      'TypeError: rate is required',
+      'TypeError: period must be a number',
+    ]);
+    assert.deepEqual(problems, []);
+  });
 });
