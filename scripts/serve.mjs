@@ -60,14 +60,25 @@ function send(res, status, text) {
   res.end(text);
 }
 
-function handler(root, log) {
+/**
+ * With `wasmCore` (a directory, e.g. wasm-pack's `pkg/`), `/pkg/web/<file>` is served from
+ * `<wasmCore>/<file>`: the page then runs on that build of the WebAssembly core.
+ */
+function resolveCore(wasmCore, urlPath) {
+  if (wasmCore === null || !urlPath.startsWith('/pkg/web/')) return null;
+  const name = urlPath.slice('/pkg/web/'.length);
+  if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.startsWith('.')) return { status: 404 };
+  return { file: join(wasmCore, name) };
+}
+
+function handler(root, log, wasmCore = null) {
   return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return send(res, 405, 'method not allowed\n');
     }
     const url = new URL(req.url, 'http://localhost');
-    const { file, status } = resolvePath(root, url.pathname);
+    const { file, status } = resolveCore(wasmCore, url.pathname) ?? resolvePath(root, url.pathname);
     if (status !== undefined) {
       log?.(`${status} ${req.url}`);
       return send(res, status, `${status === 403 ? 'forbidden' : status === 400 ? 'bad request' : 'not found'}\n`);
@@ -97,11 +108,12 @@ function handler(root, log) {
 }
 
 /**
- * Starts the server. `port: 0` picks a free port. Resolves to
+ * Starts the server. `port: 0` picks a free port. `wasmCore`: serve `/pkg/web/*` from that
+ * directory (relative to `root`), e.g. wasm-pack's output. Resolves to
  * `{ server, port, host, url, close() }` once listening.
  */
-export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, log = null } = {}) {
-  const server = createServer(handler(resolve(root), log));
+export function startServer({ port = 8080, host = '127.0.0.1', root = ROOT, log = null, wasmCore = null } = {}) {
+  const server = createServer(handler(resolve(root), log, wasmCore === null ? null : resolve(root, wasmCore)));
   return new Promise((resolveP, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -131,7 +143,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   }
   const host = process.env.HOST || '127.0.0.1';
   try {
-    const s = await startServer({ port, host });
+    // WASM_CORE_DIR=pkg: the page's WebAssembly core comes from `wasm-pack build --target web`.
+    const s = await startServer({ port, host, wasmCore: process.env.WASM_CORE_DIR || null });
     console.log(`nodeflow stream-engine demo: ${s.url}`);
     console.log(`browser benchmark page:      ${s.url}www/bench.html`);
     console.log('press Ctrl+C to stop');

@@ -2,9 +2,18 @@
 # Installs what the build and the tests need, only when it is missing. Idempotent.
 #   scripts/setup.sh            toolchain + npm packages
 #   scripts/setup.sh --browser  also Debian's chromium and chromium-driver
+#   scripts/setup.sh --wasm-pack  also wasm-pack (from crates.io, ~4 min the first time)
+#   (the flags combine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "[setup] $*" >&2; }
+browser=""; wasm_pack=""
+for arg in "$@"; do
+  case "$arg" in
+    --browser) browser=1 ;;
+    --wasm-pack) wasm_pack=1 ;;
+  esac
+done
 
 # 1. The wasm target.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
@@ -29,11 +38,19 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 # 4. Browser tests: Debian's Chromium and its driver (never a downloaded browser).
-if [ "${1:-}" = "--browser" ]; then
+if [ -n "$browser" ]; then
   if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     log "installing Debian chromium and chromium-driver"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq >&2
     $SUDO apt-get install -y -qq chromium chromium-driver >&2
   fi
+fi
+
+# 5. wasm-pack, for `wasm-pack build --target web` (the WebAssembly core as its own package).
+# Built from crates.io; wasm-opt stays off in Cargo.toml because wasm-pack's own download of it
+# fails here, and wasm-pack uses the wasm-bindgen CLI installed above (same version).
+if [ -n "$wasm_pack" ] && ! command -v wasm-pack >/dev/null 2>&1; then
+  log "installing wasm-pack from crates.io (a few minutes)"
+  cargo install wasm-pack --locked >&2
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Second test level: the wasm-bindgen tests of the binding layer (tests/wasm_bindings.rs and
 # tests/wasm/), built for wasm32 and run by wasm-bindgen-test-runner, first in Node, then in
-# headless Chromium.
+# headless Chromium. Then the same two runs of the Rust API's wasm tests (tests/rust_api_web.rs,
+# feature `web`: Web Streams through wasm-streams, read and written from JS).
 #
 #   scripts/test-wasm.sh                  both runs
 #   scripts/test-wasm.sh --node           Node only
@@ -52,6 +53,12 @@ if ! "${cargo_test[@]}" --no-run >test-output/wasm-build.log 2>&1; then
   cat test-output/wasm-build.log >&2
   die "build failed"
 fi
+cargo_test_api=(cargo test --target wasm32-unknown-unknown --features web --test rust_api_web)
+log "building tests/rust_api_web.rs for wasm32 (feature web)"
+if ! "${cargo_test_api[@]}" --no-run >test-output/wasm-rust-api-build.log 2>&1; then
+  cat test-output/wasm-rust-api-build.log >&2
+  die "build failed"
+fi
 
 failed=()
 
@@ -83,9 +90,18 @@ run() {
   fi
 }
 
+# run_api NAME [ENV=VALUE...]: `run` on the Rust API's suite.
+run_api() {
+  local saved=("${cargo_test[@]}")
+  cargo_test=("${cargo_test_api[@]}")
+  run "$@"
+  cargo_test=("${saved[@]}")
+}
+
 if [ -n "$run_node" ]; then
   command -v node >/dev/null 2>&1 || die "node not found"
   run node
+  run_api rust-api-node
 fi
 
 if [ -n "$run_browser" ]; then
@@ -94,6 +110,10 @@ if [ -n "$run_browser" ]; then
     || die "chromedriver not found; run scripts/setup.sh --browser (Debian chromium + chromium-driver)"
   [ -f "$root/webdriver.json" ] || die "missing $root/webdriver.json (headless Chromium options)"
   run chromium \
+    WASM_BINDGEN_USE_BROWSER=1 \
+    CHROMEDRIVER="$driver" \
+    WASM_BINDGEN_TEST_WEBDRIVER_JSON="$root/webdriver.json"
+  run_api rust-api-chromium \
     WASM_BINDGEN_USE_BROWSER=1 \
     CHROMEDRIVER="$driver" \
     WASM_BINDGEN_TEST_WEBDRIVER_JSON="$root/webdriver.json"

@@ -5,11 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-}"
 
-bash scripts/setup.sh --browser
+bash scripts/setup.sh --browser --wasm-pack
 bash scripts/build.sh
 
 echo "== 1/4 core (cargo test, native, fake clock)"
 cargo test --quiet
+# The Rust API (src/api, tests/rust_api.rs and its doctests) is behind the `futures` feature.
+cargo test --quiet --features futures --test rust_api
+cargo test --quiet --features futures --doc api
 
 echo "== 2/4 wasm bindings (wasm-bindgen-test in Node and headless Chromium)"
 bash scripts/test-wasm.sh
@@ -18,4 +21,5 @@ echo "== 3/4 package in Node (node --test)"
 node --test --test-concurrency=1 tests/js/
 
 echo "== 4/4 browser (playwright-core + Debian Chromium)"
+bash scripts/build-rust-producer.sh --quiet # the demo's Rust producer (examples/rust-producer)
 node --test --test-concurrency=1 tests/browser/

@@ -13,5 +13,9 @@
 
 pub mod core;
 
+// The Rust API (feature `futures`; on wasm32 it needs `web` for the platform timer).
+#[cfg(all(feature = "futures", any(not(target_arch = "wasm32"), feature = "web")))]
+pub mod api;
+
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -10,6 +10,7 @@ import init, {
   version,
 } from '/dist/web.mjs';
 import { TimeChart, newSince, formatNumber } from '/www/chart.js';
+import { loadRustProducer } from '/www/rust-producer.js';
 
 // ---- settings ---------------------------------------------------------------------------------
 
@@ -48,7 +49,10 @@ const HANDLER_HINTS = {
   adaptive: 'sheds low priorities to keep p95 ≤ 100 ms',
 };
 
-const settings = { rate: 1000, mix: 'balanced', handler: 'default', dropPolicy: '', slow: false };
+const settings = { rate: 1000, mix: 'balanced', handler: 'default', dropPolicy: '', slow: false, producer: 'js' };
+// The Rust wasm producer's module, once the Producer control first selects it.
+let rustProducer = null;
+const PRODUCER_HINTS = { js: 'createDataSource in JS', rust: 'examples/rust-producer: Rust API → ReadableStream' };
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -144,7 +148,9 @@ async function openStream(s) {
 
 function startPipe(s) {
   const conn = s.conn;
-  const source = createDataSource(s.pattern, {
+  // The Rust producer (examples/rust-producer) takes the same options and yields the same arrays.
+  const make = settings.producer === 'rust' && rustProducer !== null ? rustProducer.createRustSource : createDataSource;
+  const source = make(s.pattern, {
     rate: settings.rate,
     sourceNodeId: s.source,
     targetNodeId: s.target,
@@ -211,6 +217,9 @@ function enqueue(task) {
 function render(s, update) {
   const now = performance.now();
   const d = newSince(s.seen, update.data);
+  // Which producer made what the widget shows (the Rust one marks its messages).
+  const lastMsg = update.data[update.data.length - 1];
+  if (lastMsg !== undefined) s.el.card.dataset.producer = lastMsg.data?.producer ?? 'js';
   if (d) {
     s.chart.push(now, d.min, d.max, d.last);
     s.last = d.last;
@@ -522,6 +531,26 @@ function setupControls() {
     $('#handler-hint').textContent = HANDLER_HINTS[settings.handler];
     reconfigure(`backpressure handler ${settings.handler}`);
   });
+  $('#producer').addEventListener('change', (e) =>
+    enqueue(async () => {
+      const want = e.target.value === 'rust' ? 'rust' : 'js';
+      if (want === 'rust' && rustProducer === null) {
+        try {
+          rustProducer = await loadRustProducer();
+        } catch (err) {
+          e.target.value = settings.producer;
+          $('#producer-hint').textContent = 'not built: run bash scripts/build-rust-producer.sh';
+          logLocal('error', null, `Rust producer unavailable: ${err?.message ?? err}`);
+          return;
+        }
+      }
+      settings.producer = want;
+      document.documentElement.dataset.producer = want;
+      $('#producer-hint').textContent = PRODUCER_HINTS[want];
+      for (const s of byKey.values()) if (!s.closing) restartPipe(s);
+      logLocal('control', null, `producer set to ${want === 'rust' ? 'Rust (wasm)' : 'JS sources'}`);
+    }),
+  );
   $('#drop-policy').addEventListener('change', (e) => {
     settings.dropPolicy = e.target.value;
     reconfigure(`drop policy ${settings.dropPolicy || "handler's rule"}`);

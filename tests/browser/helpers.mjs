@@ -27,10 +27,10 @@ export function skipReason() {
   return false;
 }
 
-/** Launches Chromium and starts the static server. `close()` stops both. */
-export async function openBrowser() {
+/** Launches Chromium and starts the static server (`serverOptions` go to startServer). `close()` stops both. */
+export async function openBrowser(serverOptions = {}) {
   const { chromium } = await import('playwright-core');
-  const server = await startServer({ port: 0 });
+  const server = await startServer({ ...serverOptions, port: 0 });
   let browser;
   try {
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
