@@ -223,6 +223,9 @@ async function runChild(scenario, seconds, sampleSeconds) {
 
   const start = performance.now();
   const sample = (final = false) => {
+    // A full GC first (the parent starts children with --expose-gc): the figures are what is
+    // retained, not how far the heap happened to grow since the last collection.
+    globalThis.gc?.();
     const mu = process.memoryUsage();
     const sys = engine.getMetrics().system;
     emit({
@@ -235,6 +238,10 @@ async function runChild(scenario, seconds, sampleSeconds) {
       written: conns.reduce((s, k) => s + k.oracle.written, 0),
       delivered,
       criticalDrops,
+      // Writes not yet completed (queued in the WritableStreams or held): bounded if the engine
+      // keeps up with the producer.
+      pendingWrites: conns.reduce((s, k) => s + k.inflight, 0),
+      oracleChunks: conns.reduce((s, k) => s + k.oracle.chunks.size, 0),
     });
   };
 
@@ -298,7 +305,7 @@ async function runChild(scenario, seconds, sampleSeconds) {
 
 function runScenario(scenario, seconds, sampleSeconds) {
   return new Promise((done) => {
-    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', scenario, '--seconds', String(seconds), '--sample-seconds', String(sampleSeconds)], {
+    const child = spawn(process.execPath, ['--expose-gc', ...process.execArgv, fileURLToPath(import.meta.url), '--child', scenario, '--seconds', String(seconds), '--sample-seconds', String(sampleSeconds)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const samples = [];
@@ -315,7 +322,7 @@ function runScenario(scenario, seconds, sampleSeconds) {
           const o = JSON.parse(line);
           if (o.type === 'sample') {
             samples.push(o);
-            process.stderr.write(`[${scenario}] t=${o.t}s rss ${o.rssMB} MB heap ${o.heapMB} MB wasm ${o.wasmMB} MB written ${o.written} critical drops ${o.criticalDrops}\n`);
+            process.stderr.write(`[${scenario}] t=${o.t}s rss ${o.rssMB} MB heap ${o.heapMB} MB wasm ${o.wasmMB} MB written ${o.written} pending writes ${o.pendingWrites} critical drops ${o.criticalDrops}\n`);
           } else if (o.type === 'result') result = o;
         } catch {
           process.stderr.write(`[${scenario}] ${line}\n`);
