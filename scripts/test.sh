@@ -20,6 +20,10 @@ bash scripts/test-wasm.sh
 echo "== 3/4 package in Node (node --test)"
 node --test --test-concurrency=1 tests/js/
 
+echo "== 3/4 again on Node 18 (Debian's, beside the system Node; the package promises Node 18+)"
+bash scripts/node18.sh >/dev/null
+scripts/node18 --test --test-concurrency=1 tests/js/
+
 echo "== 4/4 browser (playwright-core + Debian Chromium)"
 bash scripts/build-rust-producer.sh --quiet # the demo's Rust producer (examples/rust-producer)
 node --test --test-concurrency=1 tests/browser/

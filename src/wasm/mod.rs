@@ -38,6 +38,21 @@ pub const EMPTY: u32 = 1 << 16;
 /// A message's slot in its connection's JS-side store.
 pub type Slot = u32;
 
+/// The return type of every export that hands JS an object (always `Ok`).
+///
+/// Why not a plain `JsValue`: an export returning one `externref` is inlined into optimized JS by
+/// V8's TurboFan (`--turbo-inline-js-wasm-calls`, on by default). If that JS code is invalidated
+/// while the call runs (these exports create objects through JS imports, which can change the
+/// maps the caller's code depends on), V8 lazily deoptimizes it on return, and Node 20's V8
+/// (11.3) cannot rebuild the frame for an `externref` result: the process aborts with "unreachable
+/// code" in `Deoptimizer::DoComputeBuiltinContinuation` (SIGTRAP; issue 8, seen after 15-150 s of
+/// overload with drop summaries). A `Result` is returned as several wasm values, and V8 never
+/// inlines multi-value exports, so these calls go through the regular, deopt-safe wrapper.
+/// Numeric exports (`u32`, `f64`, ...) are inlined and deoptimize safely; keep the per-message
+/// path on those. `tests/js/crash-pattern.test.mjs` checks the built module for single
+/// `externref` results.
+pub type NotInlined<T = JsValue> = Result<T, JsValue>;
+
 /// Reason codes of [`EngineCore::take_dropped`], in the order of the JS `DROP_REASONS` table.
 fn reason_code(r: DropReason) -> u32 {
     match r {
@@ -107,11 +122,11 @@ impl EngineCore {
     }
 
     /// The engine's full config as a plain object.
-    pub fn config(&self) -> JsValue {
+    pub fn config(&self) -> NotInlined {
         let o = stream_config_to_js(self.engine.defaults());
         let _ = Reflect::set(&o, &"metricsInterval".into(), &self.metrics_interval.into());
         let _ = Reflect::set(&o, &"metricsWindow".into(), &self.engine.window_ms().into());
-        o.into()
+        Ok(o.into())
     }
 
     /// Validates a connection's config against the engine defaults and returns the full
@@ -344,11 +359,11 @@ impl EngineCore {
     }
 
     /// Forgets a connection; returns the resolutions of its active alerts (an array).
-    pub fn remove(&mut self, h: Handle, now: f64) -> JsValue {
-        match self.engine.remove(h, now) {
+    pub fn remove(&mut self, h: Handle, now: f64) -> NotInlined {
+        Ok(match self.engine.remove(h, now) {
             Some((_, resolved)) => to_js(&resolved),
             None => Array::new().into(),
-        }
+        })
     }
 
     /// Messages held (buffered plus in flight).
@@ -368,7 +383,7 @@ impl EngineCore {
     /// Connection events since the last call, as
     /// `[{ type: 'backpressure', state, bufferUtilization } | { type: 'circuit', open }]`.
     #[wasm_bindgen(js_name = takeEvents)]
-    pub fn take_events(&mut self, h: Handle) -> Array {
+    pub fn take_events(&mut self, h: Handle) -> NotInlined<Array> {
         let out = Array::new();
         if let Some(c) = self.engine.get(h) {
             for e in c.take_events() {
@@ -387,16 +402,16 @@ impl EngineCore {
                 out.push(&o);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Drops since the last summary as `{ count, reasons, byPriority }`, or `undefined`.
     #[wasm_bindgen(js_name = takeDropSummary)]
-    pub fn take_drop_summary(&mut self, h: Handle) -> JsValue {
-        match self.engine.get(h).and_then(|c| c.take_drop_summary()) {
+    pub fn take_drop_summary(&mut self, h: Handle) -> NotInlined {
+        Ok(match self.engine.get(h).and_then(|c| c.take_drop_summary()) {
             Some(s) => to_js(&s),
             None => JsValue::UNDEFINED,
-        }
+        })
     }
 
     /// Slots the core dropped since the last call, with reason codes, as a flat
@@ -415,11 +430,11 @@ impl EngineCore {
     }
 
     /// One connection's metrics.
-    pub fn metrics(&mut self, h: Handle, now: f64) -> JsValue {
-        match self.engine.get(h) {
+    pub fn metrics(&mut self, h: Handle, now: f64) -> NotInlined {
+        Ok(match self.engine.get(h) {
             Some(c) => to_js(&c.metrics(now)),
             None => JsValue::UNDEFINED,
-        }
+        })
     }
 
     /// Restarts one connection's counters from what it holds now.
@@ -431,13 +446,13 @@ impl EngineCore {
     }
 
     /// Snapshots all connections and evaluates alerts: `{ totals, connections, alerts }`.
-    pub fn tick(&mut self, now: f64, memory_fraction: f64) -> JsValue {
-        to_js(&self.engine.tick(now, memory_fraction))
+    pub fn tick(&mut self, now: f64, memory_fraction: f64) -> NotInlined {
+        Ok(to_js(&self.engine.tick(now, memory_fraction)))
     }
 
     /// Snapshots all connections without evaluating alerts: `{ totals, connections, alerts: [] }`.
-    pub fn snapshot(&mut self, now: f64) -> JsValue {
-        to_js(&self.engine.snapshot(now))
+    pub fn snapshot(&mut self, now: f64) -> NotInlined {
+        Ok(to_js(&self.engine.snapshot(now)))
     }
 
     /// Replaces the alert thresholds from a partial object in the old shape.
@@ -449,8 +464,8 @@ impl EngineCore {
     }
 
     /// The alert thresholds in the old shape.
-    pub fn thresholds(&self) -> JsValue {
-        thresholds_to_js(self.engine.thresholds())
+    pub fn thresholds(&self) -> NotInlined {
+        Ok(thresholds_to_js(self.engine.thresholds()))
     }
 }
 
@@ -497,8 +512,8 @@ pub fn priority_class(p: f64) -> String {
 
 /// This instance's `WebAssembly.Memory`, for views on the exchange area.
 #[wasm_bindgen(js_name = wasmMemory)]
-pub fn wasm_memory() -> JsValue {
-    wasm_bindgen::memory()
+pub fn wasm_memory() -> NotInlined {
+    Ok(wasm_bindgen::memory())
 }
 
 /// Bytes of WebAssembly linear memory in use by this instance.

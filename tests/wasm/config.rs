@@ -12,7 +12,7 @@ use crate::common::*;
 fn defaults_without_a_config() {
     for cfg in [JsValue::UNDEFINED, JsValue::NULL, obj(&[])] {
         let e = EngineCore::new(&cfg).expect("empty config is valid");
-        let c = e.config();
+        let c = e.config().unwrap();
         assert_eq!(
             keys(&c),
             sorted(&[
@@ -45,7 +45,7 @@ fn engine_config_is_applied_and_inherited_by_connections() {
         ("metricsInterval", 250.into()),
         ("metricsWindow", 2000.into()),
     ]);
-    let c = e.config();
+    let c = e.config().unwrap();
     assert_eq!(num(&c, "bufferSize"), 20.0);
     assert_eq!(num(&c, "maxBatchSize"), 5.0);
     assert_eq!(num(&c, "metricsInterval"), 250.0);
@@ -62,7 +62,7 @@ fn engine_config_is_applied_and_inherited_by_connections() {
     let h = e
         .create("a", &JsValue::UNDEFINED, &JsValue::UNDEFINED)
         .unwrap();
-    let m = e.metrics(h, 0.0);
+    let m = e.metrics(h, 0.0).unwrap();
     assert_eq!(num(&m, "bufferCapacity"), 20.0);
 }
 
@@ -316,7 +316,7 @@ fn duplicate_ids_are_a_plain_error() {
     let err = expect_err(e.create("a->b", &JsValue::UNDEFINED, &block()));
     assert_err(&err, Kind::Plain, "connection a->b already exists");
     // After removal the id (and the handle slot) can be reused.
-    e.remove(h, 0.0);
+    e.remove(h, 0.0).unwrap();
     let h2 = e.create("a->b", &JsValue::UNDEFINED, &block()).unwrap();
     assert_eq!(h2, h);
 }
@@ -448,7 +448,7 @@ fn assert_level(t: &JsValue, name: &str, w: f64, c: f64) {
 #[wasm_bindgen_test]
 fn thresholds_round_trip() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
-    let t = e.thresholds();
+    let t = e.thresholds().unwrap();
     assert_eq!(
         keys(&t),
         sorted(&["latency", "errorRate", "backpressure", "memory", "dropRate"])
@@ -462,7 +462,7 @@ fn thresholds_round_trip() {
     // A partial update changes only what it names.
     e.set_thresholds(&obj(&[("latency", obj(&[("warning", 50.into())]))]))
         .unwrap();
-    let t = e.thresholds();
+    let t = e.thresholds().unwrap();
     assert_level(&t, "latency", 50.0, 500.0);
     assert_level(&t, "backpressure", 0.7, 0.9);
 
@@ -475,22 +475,22 @@ fn thresholds_round_trip() {
         ("dropRate", obj(&[("warning", 0.25.into())])),
     ]);
     e.set_thresholds(&full).unwrap();
-    assert_eq!(json(&e.thresholds()), json(&full));
+    assert_eq!(json(&e.thresholds().unwrap()), json(&full));
     // Feeding the output back in is a no-op.
-    let out = e.thresholds();
+    let out = e.thresholds().unwrap();
     e.set_thresholds(&out).unwrap();
-    assert_eq!(json(&e.thresholds()), json(&full));
+    assert_eq!(json(&e.thresholds().unwrap()), json(&full));
     // undefined / null / {} change nothing.
     for v in [JsValue::UNDEFINED, JsValue::NULL, obj(&[])] {
         e.set_thresholds(&v).unwrap();
-        assert_eq!(json(&e.thresholds()), json(&full));
+        assert_eq!(json(&e.thresholds().unwrap()), json(&full));
     }
 }
 
 #[wasm_bindgen_test]
 fn bad_thresholds_throw_and_change_nothing() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
-    let before = json(&e.thresholds());
+    let before = json(&e.thresholds().unwrap());
     let cases: [(JsValue, Kind, &str); 9] = [
         (
             obj(&[("latency", level(600.0, 500.0))]),
@@ -541,7 +541,7 @@ fn bad_thresholds_throw_and_change_nothing() {
     for (t, kind, message) in &cases {
         assert_err(&expect_err(e.set_thresholds(t)), *kind, message);
         assert_eq!(
-            json(&e.thresholds()),
+            json(&e.thresholds().unwrap()),
             before,
             "a failed setThresholds changed state"
         );
@@ -549,7 +549,7 @@ fn bad_thresholds_throw_and_change_nothing() {
     // A valid field followed by an invalid one: all or nothing.
     let mixed = obj(&[("latency", level(1.0, 2.0)), ("memory", level(0.9, 0.5))]);
     assert!(e.set_thresholds(&mixed).is_err());
-    assert_eq!(json(&e.thresholds()), before);
+    assert_eq!(json(&e.thresholds().unwrap()), before);
 }
 
 #[wasm_bindgen_test]

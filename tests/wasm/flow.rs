@@ -162,7 +162,7 @@ fn push_many_reports_accepted_and_stops_at_pending() {
     e.push_many(h, &slots(2), &[0.5, 0.5], 300.0);
     let (n, st) = split_many(e.push_many(h, &slots(4), &[0.5; 4], 300.0));
     assert_eq!((n, st & PENDING), (0, PENDING));
-    let m = e.metrics(h, 300.0);
+    let m = e.metrics(h, 300.0).unwrap();
     assert_eq!(num(&m, "messagesIn"), 13.0);
     assert_accounting(&m);
 }
@@ -180,7 +180,7 @@ fn a_full_block_buffer_refuses_single_pushes_too() {
     );
     assert_eq!(e.push_keyed(h, slot(), 0.5, "k", 0.0), PENDING);
     assert_eq!(
-        num(&e.metrics(h, 0.0), "messagesIn"),
+        num(&e.metrics(h, 0.0).unwrap(), "messagesIn"),
         2.0,
         "a refused write is not counted"
     );
@@ -196,11 +196,11 @@ fn paused_connections_deliver_nothing_until_resumed() {
     e.push(h, slot(), 0.5, 0.0);
     assert!(e.take(h, 1000.0, true).is_none());
     assert!(e.consume_take(h, 1000.0, true).is_none());
-    assert!(boolean(&e.metrics(h, 0.0), "paused"));
+    assert!(boolean(&e.metrics(h, 0.0).unwrap(), "paused"));
     e.resume(h);
     assert_ne!(e.status(h) & BATCH_READY, 0);
     assert_eq!(e.take(h, 1000.0, false).map(|b| b.len()), Some(2));
-    assert!(!boolean(&e.metrics(h, 0.0), "paused"));
+    assert!(!boolean(&e.metrics(h, 0.0).unwrap(), "paused"));
 }
 
 #[wasm_bindgen_test]
@@ -217,7 +217,7 @@ fn a_closed_connection_refuses_writes_but_stays_readable() {
     assert_eq!(e.push_many(h, &slots(2), &[0.5, 0.5], 1.0), CLOSED as f64);
     assert_eq!(e.drop_incoming(h, slot(), 0.5, 1.0), CLOSED);
     assert_same(&e.take(h, 1.0, true).unwrap(), &ms);
-    let m = e.metrics(h, 1.0);
+    let m = e.metrics(h, 1.0).unwrap();
     assert_eq!((num(&m, "messagesIn"), num(&m, "messagesOut")), (3.0, 3.0));
     assert_eq!(num(&m, "dropped"), 0.0, "refused writes are not drops");
     assert_eq!(e.take_dropped(h).len(), 0);
@@ -241,11 +241,11 @@ fn cancel_returns_the_buffered_messages_as_dead_letters() {
     assert_eq!(e.push(h, slot(), 0.5, 6.0), CLOSED);
     assert!(e.take(h, 6.0, true).is_none());
     assert_eq!(e.held(h), 0);
-    let m = e.metrics(h, 6.0);
+    let m = e.metrics(h, 6.0).unwrap();
     assert_eq!(num(&m, "dropped"), 3.0);
     assert_eq!(num(&get(&m, "drops"), "dead-letter"), 3.0);
     assert_accounting(&m);
-    let s = e.take_drop_summary(h);
+    let s = e.take_drop_summary(h).unwrap();
     assert_eq!(num(&s, "count"), 3.0);
     assert_eq!(num(&get(&s, "reasons"), "dead-letter"), 3.0);
     // The dead letters came back from cancel: they are not reported again as dropped slots.
@@ -260,13 +260,13 @@ fn removed_connections_read_as_closed() {
     let mut e = fresh();
     let h = conn(&mut e, "a", 100, 2, 16.0, &block());
     e.push(h, slot(), 0.5, 0.0);
-    let resolved = e.remove(h, 1.0);
+    let resolved = e.remove(h, 1.0).unwrap();
     assert!(Array::is_array(&resolved), "remove returns an array");
     assert_eq!(e.push(h, slot(), 0.5, 1.0), CLOSED);
-    assert!(e.metrics(h, 1.0).is_undefined());
+    assert!(e.metrics(h, 1.0).unwrap().is_undefined());
     assert!(e.take(h, 1.0, true).is_none());
     // Removing again is harmless and returns an empty array.
-    assert_eq!(items(&e.remove(h, 2.0)).len(), 0);
+    assert_eq!(items(&e.remove(h, 2.0).unwrap()).len(), 0);
 }
 
 #[wasm_bindgen_test]
@@ -291,7 +291,7 @@ fn conflation_keeps_the_latest_value_in_the_oldest_place() {
     let d = slot();
     e.push(h, d, 0.5, 2.0);
     assert_same(&e.take(h, 2.0, true).unwrap(), &[c, b, d]);
-    let m = e.metrics(h, 2.0);
+    let m = e.metrics(h, 2.0).unwrap();
     assert_eq!((num(&m, "messagesIn"), num(&m, "messagesOut")), (4.0, 3.0));
     assert_eq!(num(&get(&m, "drops"), "conflated"), 1.0);
     assert_accounting(&m);
@@ -377,7 +377,7 @@ fn priority_rule_drops_the_lowest_and_never_a_critical_message() {
     assert_eq!(e.take_dropped(h2), vec![normal, R_PRIORITY]);
     assert!(e.take_dropped(h2).is_empty());
     assert_same(&e.take(h2, 0.0, true).unwrap(), &crit);
-    let m = e.metrics(h2, 0.0);
+    let m = e.metrics(h2, 0.0).unwrap();
     assert_eq!(num(&get(&m, "drops"), "priority"), 1.0);
     assert_eq!(num(&get(&m, "dropsByPriority"), "critical"), 0.0);
     assert_eq!(num(&get(&m, "dropsByPriority"), "normal"), 1.0);
@@ -409,9 +409,9 @@ fn negative_zero_priority_is_the_lowest() {
 #[wasm_bindgen_test]
 fn drop_summary_shape() {
     let mut e = fresh();
-    assert!(e.take_drop_summary(0).is_undefined(), "unknown handle");
+    assert!(e.take_drop_summary(0).unwrap().is_undefined(), "unknown handle");
     let h = conn(&mut e, "a", 2, 10, 16.0, &dropping("oldest"));
-    assert!(e.take_drop_summary(h).is_undefined(), "no drops yet");
+    assert!(e.take_drop_summary(h).unwrap().is_undefined(), "no drops yet");
     let ss = slots(5);
     assert_eq!(e.push(h, ss[0], 0.9, 0.0) & DROPPED, 0);
     assert_eq!(e.push(h, ss[1], 0.2, 0.0) & DROPPED, 0);
@@ -425,7 +425,7 @@ fn drop_summary_shape() {
         e.take_dropped(h),
         vec![ss[0], R_OLDEST, ss[1], R_OLDEST, ss[4], R_PRIORITY]
     );
-    let s = e.take_drop_summary(h);
+    let s = e.take_drop_summary(h).unwrap();
     assert_eq!(keys(&s), sorted(&["count", "reasons", "byPriority"]));
     assert_eq!(num(&s, "count"), 3.0);
     let r = get(&s, "reasons");
@@ -455,10 +455,10 @@ fn drop_summary_shape() {
         (1.0, 1.0, 0.0, 1.0)
     );
     assert!(
-        e.take_drop_summary(h).is_undefined(),
+        e.take_drop_summary(h).unwrap().is_undefined(),
         "a summary is taken once"
     );
-    let m = e.metrics(h, 0.0);
+    let m = e.metrics(h, 0.0).unwrap();
     assert_eq!(num(&m, "messagesIn"), 5.0);
     assert_eq!(num(&m, "dropped"), 3.0);
     assert_accounting(&m);
@@ -487,20 +487,20 @@ fn backpressure_events_start_and_end() {
     let st = e.push(h, slot(), 0.5, 0.0);
     assert_ne!(st & EVENTS, 0, "8/10 reaches the 0.8 threshold: {st}");
     assert_eq!(st & HOLD, 0, "block policy does not hold writes");
-    let ev = items(&e.take_events(h).into());
+    let ev = items(&e.take_events(h).unwrap().into());
     assert_eq!(ev.len(), 1);
     assert_eq!(string(&ev[0], "type"), "backpressure");
     assert_eq!(string(&ev[0], "state"), "start");
     assert_eq!(num(&ev[0], "bufferUtilization"), 0.8);
-    assert!(boolean(&e.metrics(h, 0.0), "backpressure"));
+    assert!(boolean(&e.metrics(h, 0.0).unwrap(), "backpressure"));
     e.take(h, 0.0, true);
     assert_ne!(e.status(h) & EVENTS, 0);
-    let ev = items(&e.take_events(h).into());
+    let ev = items(&e.take_events(h).unwrap().into());
     assert_eq!(ev.len(), 1);
     assert_eq!(string(&ev[0], "state"), "end");
     assert_eq!(num(&ev[0], "bufferUtilization"), 0.3);
-    assert_eq!(e.take_events(h).length(), 0);
-    let m = e.metrics(h, 0.0);
+    assert_eq!(e.take_events(h).unwrap().length(), 0);
+    let m = e.metrics(h, 0.0).unwrap();
     assert_eq!(num(&m, "backpressureEvents"), 1.0);
     assert!(!boolean(&m, "backpressure"));
 }
@@ -540,7 +540,7 @@ fn consumer_batches_stay_held_until_resolved() {
         "one batch in flight at a time"
     );
     e.consume_success(h, 11.0);
-    let m = e.metrics(h, 11.0);
+    let m = e.metrics(h, 11.0).unwrap();
     assert_eq!(num(&m, "messagesOut"), 3.0);
     assert_eq!(num(&m, "maxLatency"), 11.0);
     let b = e.consume_take(h, 12.0, false).unwrap();
@@ -555,7 +555,7 @@ fn consumer_batches_stay_held_until_resolved() {
         0,
         "nothing in flight any more"
     );
-    let m = e.metrics(h, 15.0);
+    let m = e.metrics(h, 15.0).unwrap();
     assert_eq!((num(&m, "errors"), num(&m, "retries")), (2.0, 1.0));
     assert_eq!(num(&get(&m, "drops"), "dead-letter"), 2.0);
     assert!(num(&m, "errorRate") > 0.0);
@@ -577,20 +577,20 @@ fn the_circuit_opens_after_repeated_failures() {
     assert_ne!(st & EVENTS, 0);
     assert!(!e.circuit_allow(h, 10.0));
     assert_eq!(e.circuit_next_attempt(h), 1010.0);
-    let ev = items(&e.take_events(h).into());
+    let ev = items(&e.take_events(h).unwrap().into());
     assert_eq!(ev.len(), 1);
     assert_eq!(string(&ev[0], "type"), "circuit");
     assert!(boolean(&ev[0], "open"));
-    assert_eq!(string(&e.metrics(h, 10.0), "circuitState"), "open");
+    assert_eq!(string(&e.metrics(h, 10.0).unwrap(), "circuitState"), "open");
     assert!(
         e.circuit_allow(h, 1010.0),
         "a trial after the reset timeout"
     );
     e.consume_success(h, 1011.0);
-    let ev = items(&e.take_events(h).into());
+    let ev = items(&e.take_events(h).unwrap().into());
     assert_eq!(ev.len(), 1);
     assert!(!boolean(&ev[0], "open"));
-    assert_eq!(string(&e.metrics(h, 1011.0), "circuitState"), "closed");
+    assert_eq!(string(&e.metrics(h, 1011.0).unwrap(), "circuitState"), "closed");
 }
 
 #[wasm_bindgen_test]
@@ -873,7 +873,7 @@ fn every_slot_comes_back_exactly_once() {
         if *name == "block" {
             assert!(refused > 0, "block refuses when full");
         }
-        assert_accounting(&e.metrics(h, t + 1.0));
+        assert_accounting(&e.metrics(h, t + 1.0).unwrap());
     }
 }
 
@@ -902,7 +902,7 @@ fn take_io_writes_slots_then_status_into_the_exchange_area() {
         }
         let k = k as usize;
         // Read the exchange area through a view, as the JS glue does.
-        let mem: js_sys::WebAssembly::Memory = stream_engine::wasm::wasm_memory().unchecked_into();
+        let mem: js_sys::WebAssembly::Memory = stream_engine::wasm::wasm_memory().unwrap().unchecked_into();
         let view = js_sys::Uint32Array::new_with_byte_offset_and_length(
             &mem.buffer(),
             e.io_reserve(k + 1) as u32,

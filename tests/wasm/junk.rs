@@ -64,12 +64,12 @@ fn poke_unknown(e: &mut EngineCore, h: u32) {
     assert!(e.cancel(h, 0.0).is_empty());
     assert_eq!(e.held(h), 0);
     assert!(e.max_wait(h).is_nan());
-    assert_eq!(e.take_events(h).length(), 0);
-    assert!(e.take_drop_summary(h).is_undefined());
+    assert_eq!(e.take_events(h).unwrap().length(), 0);
+    assert!(e.take_drop_summary(h).unwrap().is_undefined());
     assert!(e.take_dropped(h).is_empty());
-    assert!(e.metrics(h, 0.0).is_undefined());
+    assert!(e.metrics(h, 0.0).unwrap().is_undefined());
     e.reset_metrics(h);
-    assert_eq!(items(&e.remove(h, 0.0)).len(), 0);
+    assert_eq!(items(&e.remove(h, 0.0).unwrap()).len(), 0);
 }
 
 #[wasm_bindgen_test]
@@ -82,7 +82,7 @@ fn unknown_handles_never_panic() {
     let a = conn(&mut e, "a", 10, 10, 16.0, &block());
     let b = conn(&mut e, "b", 10, 10, 16.0, &block());
     e.push(a, slot(), 0.5, 0.0);
-    e.remove(b, 0.0);
+    e.remove(b, 0.0).unwrap();
     for h in JUNK_HANDLES.into_iter().filter(|&h| h != a) {
         poke_unknown(&mut e, h);
     }
@@ -130,19 +130,19 @@ fn junk_priorities_and_times_never_panic() {
                 }
                 e.circuit_allow(h, x);
                 e.set_circuit(h, 0, x);
-                let m = e.metrics(h, y);
+                let m = e.metrics(h, y).unwrap();
                 assert!(m.is_object(), "metrics at now={y}: {m:?}");
                 assert_accounting(&m);
             }
             e.push_many(h, &JUNK_SLOTS[..5], &JUNK_NUMBERS, x);
             e.push_many(h, &JUNK_SLOTS[i % 6..], &[x], x);
-            let t = e.tick(x, x);
+            let t = e.tick(x, x).unwrap();
             assert!(t.is_object(), "tick({x}) gave {t:?}");
-            e.take_events(h);
+            e.take_events(h).unwrap();
             e.take_dropped(h);
-            e.take_drop_summary(h);
+            e.take_drop_summary(h).unwrap();
         }
-        let m = e.metrics(h, f64::NAN);
+        let m = e.metrics(h, f64::NAN).unwrap();
         assert_accounting(&m);
         assert!(
             num(&m, "bufferSize") <= 4.0,
@@ -153,8 +153,8 @@ fn junk_priorities_and_times_never_panic() {
         e.reset_metrics(h);
     }
     for x in JUNK_NUMBERS {
-        assert!(e.tick(x, x).is_object());
-        assert!(e.tick(f64::NAN, x).is_object());
+        assert!(e.tick(x, x).unwrap().is_object());
+        assert!(e.tick(f64::NAN, x).unwrap().is_object());
     }
     // Still usable afterwards.
     let h = conn(&mut e, "after", 10, 10, 16.0, &block());
@@ -184,9 +184,9 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
     assert_eq!(e.deadline(h), 1e308);
     let b = e.take(h, 0.0, true).unwrap();
     assert_same(&b, &ms);
-    let m = e.metrics(h, 1e308);
+    let m = e.metrics(h, 1e308).unwrap();
     assert_accounting(&m);
-    assert!(e.tick(f64::MAX, 1.0).is_object());
+    assert!(e.tick(f64::MAX, 1.0).unwrap().is_object());
 
     // A tiny block buffer offered a huge batch takes what fits and stops.
     let h2 = conn(&mut e, "small", 1000, 10_000_000, 16.0, &block());
@@ -319,14 +319,14 @@ fn junk_options_never_panic() {
     .unwrap();
     let _ = EngineCore::new(&proxy);
     // Still usable; thresholds are still valid numbers.
-    let t = e.thresholds();
+    let t = e.thresholds().unwrap();
     for name in ["latency", "errorRate", "backpressure", "memory"] {
         let l = get(&t, name);
         assert!(num(&l, "warning") <= num(&l, "critical"), "{}", json(&t));
     }
     let h = conn(&mut e, "last", 10, 10, 16.0, &block());
     assert_eq!(e.push(h, slot(), 0.5, 0.0) & (PENDING | CLOSED), 0);
-    assert!(e.tick(0.0, f64::NAN).is_object());
+    assert!(e.tick(0.0, f64::NAN).unwrap().is_object());
 }
 
 #[wasm_bindgen_test]
@@ -338,18 +338,18 @@ fn many_connections_and_handle_reuse() {
     for &h in &hs {
         e.push(h, slot(), 0.5, 0.0);
     }
-    let t = e.tick(1.0, f64::NAN);
+    let t = e.tick(1.0, f64::NAN).unwrap();
     assert_eq!(num(&get(&t, "totals"), "connections"), 200.0);
     assert_eq!(num(&get(&t, "totals"), "messagesIn"), 200.0);
     for &h in hs.iter().step_by(2) {
-        e.remove(h, 2.0);
+        e.remove(h, 2.0).unwrap();
     }
-    let t = e.tick(3.0, f64::NAN);
+    let t = e.tick(3.0, f64::NAN).unwrap();
     assert_eq!(num(&get(&t, "totals"), "connections"), 100.0);
     // Freed slots are reused, and a reused handle starts clean.
     let h = conn(&mut e, "new", 4, 2, 16.0, &block());
     assert!(hs.iter().step_by(2).any(|&x| x == h));
-    let m = e.metrics(h, 4.0);
+    let m = e.metrics(h, 4.0).unwrap();
     assert_eq!(string(&m, "connectionId"), "new");
     assert_eq!(num(&m, "messagesIn"), 0.0);
 }
@@ -435,7 +435,7 @@ fn junk_slot_numbers_never_panic() {
         out.sort_unstable();
         assert_eq!(taken, out, "policy {pi}: slots in vs out");
         assert_eq!(e.held(h), 0);
-        assert_accounting(&e.metrics(h, 1e9));
+        assert_accounting(&e.metrics(h, 1e9).unwrap());
     }
     // Still usable afterwards.
     let h = conn(&mut e, "after", 10, 10, 16.0, &block());

@@ -42,7 +42,7 @@ fn fresh() -> EngineCore {
 fn metrics_is_a_plain_object_with_correct_counts() {
     let mut e = fresh();
     let h = conn(&mut e, "src:out->dst:in", 10, 3, 16.0, &block());
-    let m = e.metrics(h, 0.0);
+    let m = e.metrics(h, 0.0).unwrap();
     assert_eq!(keys(&m), sorted(&METRIC_KEYS), "{}", json(&m));
     assert_eq!(string(&m, "connectionId"), "src:out->dst:in");
     assert_eq!(num(&m, "messagesIn"), 0.0);
@@ -58,7 +58,7 @@ fn metrics_is_a_plain_object_with_correct_counts() {
     }
     let b = e.take(h, 40.0, true).unwrap();
     assert_eq!(b.len(), 3);
-    let m = e.metrics(h, 40.0);
+    let m = e.metrics(h, 40.0).unwrap();
     assert_eq!(num(&m, "messagesIn"), 5.0);
     assert_eq!(num(&m, "messagesOut"), 3.0);
     assert_eq!(num(&m, "bufferSize"), 2.0);
@@ -87,7 +87,7 @@ fn adaptive_connections_report_their_state() {
     for i in 0..20 {
         e.push(h, slot(), 0.5, i as f64);
     }
-    let m = e.metrics(h, 20.0);
+    let m = e.metrics(h, 20.0).unwrap();
     let a = get(&m, "adaptive");
     assert_eq!(
         keys(&a),
@@ -110,12 +110,12 @@ fn reset_metrics_restarts_from_what_is_held() {
     assert_same(&e.take(h, 0.0, true).unwrap(), &ss[2..]);
     e.push(h, slot(), 0.5, 0.0);
     e.reset_metrics(h);
-    let m = e.metrics(h, 1.0);
+    let m = e.metrics(h, 1.0).unwrap();
     assert_eq!(num(&m, "messagesIn"), 1.0);
     assert_eq!(num(&m, "messagesOut"), 0.0);
     assert_eq!(num(&m, "dropped"), 0.0);
     assert_accounting(&m);
-    assert!(e.take_drop_summary(h).is_undefined());
+    assert!(e.take_drop_summary(h).unwrap().is_undefined());
     // Resetting the counters does not forget the dropped slots: JS still has to free them.
     assert_ne!(e.status(h) & DROPPED, 0);
     assert_eq!(e.take_dropped(h), vec![ss[0], R_OLDEST, ss[1], R_OLDEST]);
@@ -125,7 +125,7 @@ fn reset_metrics_restarts_from_what_is_held() {
 #[wasm_bindgen_test]
 fn tick_has_totals_connections_and_alerts() {
     let mut e = fresh();
-    let t = e.tick(0.0, f64::NAN);
+    let t = e.tick(0.0, f64::NAN).unwrap();
     assert_eq!(keys(&t), sorted(&["totals", "connections", "alerts"]));
     assert_eq!(num(&get(&t, "totals"), "connections"), 0.0);
     assert!(js_sys::Array::is_array(&get(&t, "alerts")));
@@ -140,7 +140,7 @@ fn tick_has_totals_connections_and_alerts() {
         e.push(b, slot(), 0.5, 0.0);
     }
     e.take(b, 1.0, true);
-    let t = e.tick(1.0, f64::NAN);
+    let t = e.tick(1.0, f64::NAN).unwrap();
     let totals = get(&t, "totals");
     assert_eq!(
         keys(&totals),
@@ -180,12 +180,12 @@ fn backpressure_alert_fires_at_seventy_percent_and_resolves() {
         e.push(h, slot(), 0.5, 0.0);
     }
     assert_eq!(
-        alerts(&e.tick(1.0, f64::NAN)).len(),
+        alerts(&e.tick(1.0, f64::NAN).unwrap()).len(),
         0,
         "0.6 is below the warning level"
     );
     e.push(h, slot(), 0.5, 1.0);
-    let t = e.tick(2.0, f64::NAN);
+    let t = e.tick(2.0, f64::NAN).unwrap();
     let al = alerts(&t);
     assert_eq!(al.len(), 1, "{}", json(&t));
     assert_eq!(string(&al[0], "type"), "alert");
@@ -214,10 +214,10 @@ fn backpressure_alert_fires_at_seventy_percent_and_resolves() {
         string(&a, "message")
     );
     // Staying there fires nothing new; rising to 0.9 escalates to critical.
-    assert_eq!(alerts(&e.tick(3.0, f64::NAN)).len(), 0);
+    assert_eq!(alerts(&e.tick(3.0, f64::NAN).unwrap()).len(), 0);
     e.push(h, slot(), 0.5, 3.0);
     e.push(h, slot(), 0.5, 3.0);
-    let al = alerts(&e.tick(4.0, f64::NAN));
+    let al = alerts(&e.tick(4.0, f64::NAN).unwrap());
     assert_eq!(al.len(), 1);
     assert_eq!(
         path(&al[0], &["alert", "severity"]).as_string().as_deref(),
@@ -226,7 +226,7 @@ fn backpressure_alert_fires_at_seventy_percent_and_resolves() {
     assert_eq!(path(&al[0], &["alert", "threshold"]).as_f64(), Some(0.9));
     // Draining resolves it.
     e.take(h, 5.0, true);
-    let al = alerts(&e.tick(6.0, f64::NAN));
+    let al = alerts(&e.tick(6.0, f64::NAN).unwrap());
     assert_eq!(al.len(), 1, "{:?}", al.iter().map(json).collect::<Vec<_>>());
     assert_eq!(string(&al[0], "type"), "alert-resolved");
     assert_eq!(
@@ -246,7 +246,7 @@ fn custom_thresholds_drive_alerts() {
     let h = conn(&mut e, "a", 10, 10, 16.0, &block());
     e.push(h, slot(), 0.5, 0.0);
     e.push(h, slot(), 0.5, 0.0);
-    let al = alerts(&e.tick(1.0, f64::NAN));
+    let al = alerts(&e.tick(1.0, f64::NAN).unwrap());
     assert_eq!(al.len(), 1);
     assert_eq!(path(&al[0], &["alert", "threshold"]).as_f64(), Some(0.2));
 }
@@ -254,7 +254,7 @@ fn custom_thresholds_drive_alerts() {
 #[wasm_bindgen_test]
 fn memory_alert_is_engine_wide() {
     let mut e = fresh();
-    let al = alerts(&e.tick(0.0, 0.85));
+    let al = alerts(&e.tick(0.0, 0.85).unwrap());
     assert_eq!(al.len(), 1);
     let a = get(&al[0], "alert");
     assert_eq!(string(&a, "type"), "memory");
@@ -262,8 +262,8 @@ fn memory_alert_is_engine_wide() {
     assert_eq!(string(&a, "connectionId"), "");
     assert_eq!(num(&a, "value"), 0.85);
     // Unknown memory (NaN) neither fires nor resolves.
-    assert_eq!(alerts(&e.tick(1.0, f64::NAN)).len(), 0);
-    let al = alerts(&e.tick(2.0, 0.1));
+    assert_eq!(alerts(&e.tick(1.0, f64::NAN).unwrap()).len(), 0);
+    let al = alerts(&e.tick(2.0, 0.1).unwrap());
     assert_eq!(al.len(), 1);
     assert_eq!(string(&al[0], "type"), "alert-resolved");
 }
@@ -275,8 +275,8 @@ fn removing_a_connection_resolves_its_alerts() {
     for _ in 0..8 {
         e.push(h, slot(), 0.5, 0.0);
     }
-    assert_eq!(alerts(&e.tick(1.0, f64::NAN)).len(), 1);
-    let r = items(&e.remove(h, 2.0));
+    assert_eq!(alerts(&e.tick(1.0, f64::NAN).unwrap()).len(), 1);
+    let r = items(&e.remove(h, 2.0).unwrap());
     assert_eq!(r.len(), 1);
     assert_eq!(string(&r[0], "type"), "alert-resolved");
     assert_eq!(
@@ -286,7 +286,7 @@ fn removing_a_connection_resolves_its_alerts() {
         Some("a")
     );
     assert_eq!(path(&r[0], &["alert", "value"]).as_f64(), Some(0.0));
-    let t = e.tick(3.0, f64::NAN);
+    let t = e.tick(3.0, f64::NAN).unwrap();
     assert_eq!(num(&get(&t, "totals"), "connections"), 0.0);
     assert_eq!(alerts(&t).len(), 0);
 }
@@ -300,7 +300,7 @@ fn critical_drops_and_open_circuits_alert() {
     e.push(h, slot(), 0.5, 0.0);
     e.consume_take(h, 0.0, false).unwrap();
     e.consume_failure(h, 0.0, false);
-    let al = alerts(&e.tick(1.0, f64::NAN));
+    let al = alerts(&e.tick(1.0, f64::NAN).unwrap());
     let types: Vec<String> = al
         .iter()
         .map(|a| path(a, &["alert", "type"]).as_string().unwrap())
