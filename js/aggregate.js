@@ -76,6 +76,8 @@ function commonOptions(options, what) {
  * across replays, so a consumer can deduplicate), the input messages whose every window has been
  * emitted, and the inputs refused as late or invalid (also passed to `onDrop(message, reason)`).
  * Every added message comes back exactly once, in `released`, `late` or `invalid`.
+ * With `lineage: true`, each result's `data.inputs` lists the ids (`idOf(message)`, default
+ * `message.id`) of the messages it covers, for auditing exactly-once effects.
  */
 export class WindowAggregator {
   constructor(options) {
@@ -86,6 +88,8 @@ export class WindowAggregator {
     this._keys = new KeyTable();
     this._held = new Map(); // token -> message
     this._next = 0;
+    this._lineage = options.lineage === true;
+    this._idOf = fnOption(options, 'idOf', (m) => m?.id);
   }
 
   /** Adds messages (one or an array); see the class docs for what comes back. */
@@ -143,6 +147,8 @@ export class WindowAggregator {
 
   _collect() {
     const flat = this._core.takeResults();
+    const lineage = this._lineage ? this._core.takeLineage() : null;
+    let li = 0;
     const results = [];
     for (let i = 0; i < flat.length; i += RESULT_STRIDE) {
       const key = this._keys.names[flat[i]];
@@ -157,6 +163,13 @@ export class WindowAggregator {
         },
         metadata: { key },
       });
+      if (lineage) {
+        const n = flat[i + 3];
+        const inputs = new Array(n);
+        for (let j = 0; j < n; j++) inputs[j] = this._idOf(this._held.get(lineage[li + j]));
+        li += n;
+        results[results.length - 1].data.inputs = inputs;
+      }
     }
     const released = [];
     for (const tok of this._core.takeReleased()) {

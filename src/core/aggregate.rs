@@ -149,6 +149,8 @@ pub struct WindowResult<K = String> {
     pub p50: f64,
     /// 95th percentile (same precision as `p50`).
     pub p95: f64,
+    /// Tokens of the events in this window, in arrival order (lineage: which inputs it covers).
+    pub tokens: Vec<u32>,
 }
 
 /// Counters of everything the aggregator has seen.
@@ -248,7 +250,7 @@ impl Group {
         v.clamp(self.min, self.max)
     }
 
-    fn result<K>(&self, key: K, start: f64, end: f64) -> WindowResult<K> {
+    fn into_result<K>(self, key: K, start: f64, end: f64) -> WindowResult<K> {
         WindowResult {
             key,
             start,
@@ -260,6 +262,7 @@ impl Group {
             mean: (self.sum / self.count as f64).clamp(self.min, self.max),
             p50: self.quantile(0.5),
             p95: self.quantile(0.95),
+            tokens: self.tokens,
         }
     }
 }
@@ -438,9 +441,9 @@ impl<K: Ord + Clone> Aggregator<K> {
             let groups = self.windows.remove(&k).unwrap_or_default();
             let (start, end) = (k as f64 * self.opts.slide, self.window_end(k));
             for (key, g) in groups {
-                self.results.push(g.result(key, start, end));
+                let r = g.into_result(key, start, end);
                 self.stats.results += 1;
-                for t in g.tokens {
+                for &t in &r.tokens {
                     if let Some(n) = self.pending.get_mut(&t) {
                         *n -= 1;
                         if *n == 0 {
@@ -450,6 +453,7 @@ impl<K: Ord + Clone> Aggregator<K> {
                         }
                     }
                 }
+                self.results.push(r);
             }
         }
         if below > self.closed_below {
@@ -491,6 +495,10 @@ mod tests {
             (8.0, 3.0, 5.0, 4.0)
         );
         assert_eq!(r[0].end, 1000.0);
+        assert_eq!(
+            (r[0].tokens.clone(), r[1].tokens.clone()),
+            (vec![2, 3], vec![1])
+        );
         assert_eq!(a.take_released(), vec![2, 3, 1]);
         assert_eq!(a.held(), 1);
         a.flush();

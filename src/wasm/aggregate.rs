@@ -43,6 +43,8 @@ fn options_object(options: &JsValue) -> Result<(), JsValue> {
 #[wasm_bindgen]
 pub struct WindowAggregatorCore {
     agg: Aggregator<u32>,
+    /// Tokens of the results of the last `takeResults`, concatenated (each result's `count`).
+    lineage: Vec<u32>,
 }
 
 #[wasm_bindgen]
@@ -63,7 +65,10 @@ impl WindowAggregatorCore {
             allowed_lateness: lateness,
         };
         let agg = Aggregator::new(opts).map_err(|e| to_js_error(&e))?;
-        Ok(WindowAggregatorCore { agg })
+        Ok(WindowAggregatorCore {
+            agg,
+            lineage: Vec::new(),
+        })
     }
 
     /// Adds a batch; returns one code per event: 0 taken, 1 late, 2 invalid. Arrays shorter
@@ -103,7 +108,9 @@ impl WindowAggregatorCore {
     pub fn take_results(&mut self) -> Vec<f64> {
         let rs = self.agg.take_results();
         let mut out = Vec::with_capacity(rs.len() * RESULT_STRIDE);
+        self.lineage.clear();
         for r in rs {
+            self.lineage.extend_from_slice(&r.tokens);
             out.extend_from_slice(&[
                 r.key as f64,
                 r.start,
@@ -118,6 +125,13 @@ impl WindowAggregatorCore {
             ]);
         }
         out
+    }
+
+    /// The tokens of the results returned by the last `takeResults`, concatenated in result
+    /// order (result `i` covers its `count` tokens): which inputs each result covers.
+    #[wasm_bindgen(js_name = takeLineage)]
+    pub fn take_lineage(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.lineage)
     }
 
     /// Tokens released since the last call (every window they were in has been emitted).
