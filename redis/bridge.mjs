@@ -301,12 +301,19 @@ export async function createRedisConsumer(options) {
     }
   };
 
+  let rotate = 0;
   const readNew = async (out) => {
     const room = Math.min(count, maxInFlight - inFlight.size);
-    const keys = streams.filter((k) => !fresh.has(k));
+    let keys = streams.filter((k) => !fresh.has(k));
     if (room <= 0 || keys.length === 0) return;
+    // COUNT applies per stream: split the room so one read never exceeds it.
+    if (room < keys.length) {
+      rotate = (rotate + 1) % keys.length;
+      keys = [...keys.slice(rotate), ...keys.slice(0, rotate)].slice(0, room);
+    }
+    const per = Math.floor(room / keys.length);
     for (const s of keys) await ensureGroup(s);
-    const res = await reader.sendCommand(['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(room), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map(() => '>')]);
+    const res = await reader.sendCommand(['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(per), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map(() => '>')]);
     for (const [stream, entries] of res ?? []) toMessages(String(stream), entries, out);
   };
 
