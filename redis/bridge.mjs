@@ -75,6 +75,15 @@ export async function connectRedis(url, { name, onError } = {}) {
   return client;
 }
 
+/** Destroys a client now, whatever its state (closing twice is not an error here). */
+export function safeDestroy(client) {
+  try {
+    client.destroy();
+  } catch {
+    // already closed
+  }
+}
+
 async function clientFrom(options, what) {
   if (options.client) return { client: options.client, owned: false };
   if (typeof options.url !== 'string') throw new TypeError(`${what}: url must be a string (or pass client), got ${describe(options.url)}`);
@@ -441,14 +450,14 @@ export async function createRedisConsumer(options) {
       closed = true;
       wake?.();
       await ackEntries([]).catch(() => {});
-      reader.destroy(); // a blocked XREADGROUP would hold close() for up to `block` ms
+      safeDestroy(reader); // a blocked XREADGROUP would hold close() for up to `block` ms
       if (owned && client.isOpen) await client.close().catch(() => client.destroy());
     },
     /** Closes without acking anything pending or flushing (a crash, for tests). */
     destroy() {
       closed = true;
-      reader.destroy?.();
-      if (owned) client.destroy?.();
+      safeDestroy(reader);
+      if (owned) safeDestroy(client);
     },
   };
   return api;

@@ -2,7 +2,7 @@
 // feed it broadcasts, both read from Redis Streams. Every gateway reads the same streams with
 // XREAD (no consumer group: each one broadcasts everything), so a client may resume on any
 // gateway: its last seen sequence number is a Redis entry id.
-import { connectRedis, reconnectBackoff } from './bridge.mjs';
+import { connectRedis, reconnectBackoff, safeDestroy } from './bridge.mjs';
 
 const ID = /^\d+-\d+$/;
 
@@ -38,8 +38,9 @@ function decode(fields) {
  * returns `{ history, attach(gateway), close(), stats }`:
  * - `history.since(topic, afterSeq, limit)`: entries after `afterSeq` (exclusive; `null` = from
  *   the oldest retained), at most `limit`, as `{ entries: [{ seq, message }], gap }`; `gap` is
- *   true when an entry after `afterSeq` is no longer in Redis (trimmed by retention, or the stream
- *   is gone), i.e. the client missed something that cannot be replayed.
+ *   true when an entry after `afterSeq` is no longer in Redis (trimmed by retention, deleted, or
+ *   the stream is gone), i.e. the client missed something that cannot be replayed (reported
+ *   conservatively when the client's own last entry has been trimmed).
  * - `history.append(topic, messages)`: XADDs and returns the entry ids (the `seq` to publish).
  * - `attach(gateway)`: XREADs every topic's stream from its current end and calls
  *   `gateway.publish(topic, messages, { seq: ids })` per batch; reconnects with backoff.
@@ -87,8 +88,16 @@ export async function redisGatewaySource(options) {
       if (afterSeq) {
         if (info === null) gap = true; // the stream is gone: history lost
         else {
-          const deleted = String(pairs(info)['max-deleted-entry-id'] ?? '0-0');
-          gap = compareIds(deleted, afterSeq) > 0;
+          const o = pairs(info);
+          // XDEL after the client's position (Redis 7 records the largest deleted id) ...
+          const deleted = String(o['max-deleted-entry-id'] ?? '0-0');
+          // ... or trimming past it: the oldest retained entry is newer than the client's last
+          // one (trimming removes from the head, and Redis 7.0 does not record trimmed ids).
+          // Conservative: if exactly the client's last entry was the last one trimmed, this
+          // still reports a gap.
+          const first = o['first-entry'] ? String(o['first-entry'][0]) : null;
+          const lastGenerated = String(o['last-generated-id'] ?? '0-0');
+          gap = compareIds(deleted, afterSeq) > 0 || (first !== null ? compareIds(afterSeq, first) < 0 : compareIds(lastGenerated, afterSeq) > 0);
         }
       }
       return { entries: rows.map(([seq, fields]) => ({ seq: String(seq), message: decode(fields) })), gap };
@@ -110,11 +119,19 @@ export async function redisGatewaySource(options) {
       await reader.connect();
       // Start from each stream's current end (`$` would miss entries added between reads).
       const last = new Map();
-      for (const k of keys) {
-        const r = await client.sendCommand(['XREVRANGE', k, '+', '-', 'COUNT', '1']);
-        last.set(k, r.length ? String(r[0][0]) : '0-0');
-      }
       let retries = 0;
+      while (running && last.size < keys.length) {
+        try {
+          for (const k of keys) {
+            const r = await client.sendCommand(['XREVRANGE', k, '+', '-', 'COUNT', '1']);
+            last.set(k, r.length ? String(r[0][0]) : '0-0');
+          }
+        } catch {
+          last.clear();
+          stats.errors++;
+          await new Promise((r) => setTimeout(r, reconnectBackoff(retries++)));
+        }
+      }
       while (running) {
         let res;
         try {
@@ -152,7 +169,8 @@ export async function redisGatewaySource(options) {
     stats,
     async close() {
       running = false;
-      reader?.destroy();
+      if (reader) safeDestroy(reader);
+      reader = null;
       if (owned && client.isOpen) await client.close().catch(() => client.destroy());
     },
   };
