@@ -311,6 +311,7 @@ export async function createRedisConsumer(options) {
   };
 
   let rotate = 0;
+  const emptySince = new Map(); // stream -> when a read first found nothing new in it
   const readNew = async (out) => {
     const room = Math.min(count, maxInFlight - inFlight.size);
     let keys = streams.filter((k) => !fresh.has(k));
@@ -323,7 +324,16 @@ export async function createRedisConsumer(options) {
     const per = Math.floor(room / keys.length);
     for (const s of keys) await ensureGroup(s);
     const res = await reader.sendCommand(['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(per), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map(() => '>')]);
-    for (const [stream, entries] of res ?? []) toMessages(String(stream), entries, out);
+    const now = Date.now();
+    const got = new Set();
+    for (const [stream, entries] of res ?? []) {
+      got.add(String(stream));
+      toMessages(String(stream), entries, out);
+    }
+    for (const k of keys) {
+      if (got.has(k)) emptySince.delete(k);
+      else if (!emptySince.has(k)) emptySince.set(k, now);
+    }
   };
 
   let backoff = 0;
@@ -426,6 +436,11 @@ export async function createRedisConsumer(options) {
     },
     setStreams,
     meta: (m) => meta.get(m),
+    /**
+     * Since when (ms timestamp) reads have found nothing new in `stream`, or null if the last
+     * read brought entries: "the partition is idle", as opposed to "this process was busy".
+     */
+    emptySince: (stream) => emptySince.get(stream) ?? null,
     /** Acknowledges messages read here (their effect is done). Resolves when Redis confirmed. */
     ack: (messages) => ackEntries(take(messages)),
     /**

@@ -101,7 +101,10 @@ export async function startWorker(options) {
   const workersKey = `${prefix}:workers:${group}`;
 
   const client = await connectRedis(o.url, { onError: () => {} });
-  const stats = { results: 0, late: 0, written: 0, duplicates: 0, fenced: 0, acked: 0, batches: 0, errors: 0, rebalances: 0, maxHeld: 0 };
+  const stats = { results: 0, late: 0, written: 0, duplicates: 0, fenced: 0, acked: 0, batches: 0, errors: 0, rebalances: 0, maxHeld: 0, forcedFlushes: 0 };
+  // Entries read but not yet in the output: must exceed rate x (window + lateness) per worker, or
+  // windows get flushed early (forcedFlushes) and their stragglers become late records.
+  const maxInFlight = o.maxInFlight ?? 100_000;
   const owned = new Set();
   const aggs = new Map(); // partition -> { agg, last }
   const newAgg = () =>
@@ -114,7 +117,7 @@ export async function startWorker(options) {
     streams: [],
     count: o.count ?? 500,
     block: o.block ?? 200,
-    maxInFlight: o.maxInFlight ?? 20_000,
+    maxInFlight,
     // Entries sit in open windows until emitted: only others' entries idle this long are claimed.
     claimIdle: o.claimIdle ?? Math.max(30_000, 4 * (size + allowedLateness + idleFlush)),
     maxDeliveries: o.maxDeliveries ?? 10,
@@ -215,12 +218,22 @@ export async function startWorker(options) {
       if (held > stats.maxHeld) stats.maxHeld = held;
     }
     if (delay > 0) await sleep(delay);
+    lastBatch = Date.now();
   };
 
+  // A partition's open windows are emitted once reads have found nothing new in its stream for
+  // idleFlush ms (a quiet partition), not merely because this process was busy. If the worker
+  // holds as many entries as it may read (maxInFlight) and nothing moved for idleFlush ms, it
+  // flushes anyway, so it can never stall on its own windows (counted in forcedFlushes).
+  let lastBatch = Date.now();
   const idleCheck = async () => {
     const now = Date.now();
+    const stuck = consumer.stats.inFlight >= maxInFlight && now - lastBatch >= idleFlush;
+    if (stuck) stats.forcedFlushes++;
     for (const [p, a] of aggs) {
-      if (now - a.last >= idleFlush && a.agg.stats.held > 0) await emit(p, a.agg.flush());
+      if (a.agg.stats.held === 0) continue;
+      const empty = consumer.emptySince(streamKey(prefix, p));
+      if (stuck || (empty !== null && now - empty >= idleFlush && now - a.last >= idleFlush)) await emit(p, a.agg.flush());
     }
   };
 
