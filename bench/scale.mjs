@@ -128,6 +128,7 @@ async function runConfig(redis, admin, workers) {
   }
   const tDone = Date.now();
   const cpu1 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)) };
+  const load = readFileSyncSafe('/proc/loadavg')?.split(' ')[0];
   await sleep(300); // last results to the gateway
   await gw.close();
   await prod.close();
@@ -146,6 +147,7 @@ async function runConfig(redis, admin, workers) {
     results: outLen,
     redisCpu: (100 * (cpu1.redis - cpu0.redis)) / wall,
     workerCpu: (100 * cpu1.workers.reduce((s, c, i) => s + (c - cpu0.workers[i]), 0)) / wall,
+    loadavg: Number(load),
   };
 }
 
@@ -164,8 +166,8 @@ try {
   await redis.destroy();
 }
 const base = rows[0]?.throughput;
-console.log('\n| workers | offered msg/s | throughput msg/s | scaling | result latency p50 / p95 (ms) | Redis CPU | workers CPU |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|');
+console.log('\n| workers | offered msg/s | throughput msg/s | scaling | result latency p50 / p95 (ms) | Redis CPU | workers CPU | load avg |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
-  console.log(`| ${r.workers} | ${r.offered.toLocaleString('en-US')} | ${Number.isFinite(r.throughput) ? r.throughput.toLocaleString('en-US') : 'backlog left'} | ${(r.throughput / base).toFixed(2)} | ${r.p50} / ${r.p95} | ${r.redisCpu.toFixed(0)}% | ${r.workerCpu.toFixed(0)}% |`);
+  console.log(`| ${r.workers} | ${r.offered.toLocaleString('en-US')} | ${Number.isFinite(r.throughput) ? r.throughput.toLocaleString('en-US') : 'backlog left'} | ${(r.throughput / base).toFixed(2)} | ${r.p50} / ${r.p95} | ${r.redisCpu.toFixed(0)}% | ${r.workerCpu.toFixed(0)}% | ${r.loadavg} |`);
 }
