@@ -209,14 +209,17 @@ export async function startWorker(options) {
       if (!byPartition.has(p)) byPartition.set(p, []);
       byPartition.get(p).push(m);
     }
+    // Partitions are independent: their output scripts go out together (one round trip).
+    const writes = [];
     for (const [p, msgs] of byPartition) {
       let a = aggs.get(p);
       if (!a) aggs.set(p, (a = { agg: newAgg(), last: 0 }));
       a.last = Date.now();
-      await emit(p, a.agg.add(msgs));
+      writes.push(emit(p, a.agg.add(msgs)));
       const held = a.agg.stats.held;
       if (held > stats.maxHeld) stats.maxHeld = held;
     }
+    await Promise.all(writes);
     if (delay > 0) await sleep(delay);
     lastBatch = Date.now();
   };
