@@ -6,7 +6,9 @@
 //                (event time = the producer's wall clock), p50 / p95
 //   CPU          of redis-server and of the workers (from /proc, % of one core)
 //   scaling      throughput relative to one worker
-// Environment: RATE (default 200000), SECONDS (default 4), WORKERS (default "1,2,4"),
+//   drain        phase 1: inputs per second W workers get through a backlog of DRAIN entries
+//                written before they start (independent of the producer's pace)
+// Environment: RATE (default 200000), SECONDS (default 4), WORKERS (default "1,2,4"), DRAIN (100000),
 // WINDOW (default 1s), KEYS (default 1000 distinct keys).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -19,6 +21,7 @@ const SECONDS = Number(process.env.SECONDS ?? 4);
 const WORKERS = (process.env.WORKERS ?? '1,2,4').split(',').map(Number);
 const WINDOW = process.env.WINDOW ?? '1s';
 const NKEYS = Number(process.env.KEYS ?? 1000);
+const DRAIN = Number(process.env.DRAIN ?? 100_000);
 const PARTITIONS = 8;
 const cli = fileURLToPath(new URL('../bin/nodeflow-stream.mjs', import.meta.url));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -62,8 +65,29 @@ async function groupState(admin) {
   return { lag, pending };
 }
 
+async function entriesRead(admin) {
+  let n = 0;
+  for (const k of streamKeys('b:in', PARTITIONS)) {
+    const g = (await admin.sendCommand(['XINFO', 'GROUPS', k]).catch(() => []))[0];
+    if (g) n += Number(g[g.indexOf('entries-read') + 1] ?? 0);
+  }
+  return n;
+}
+
+const message = (seq, now) => ({ id: `b${seq}`, timestamp: now, sourceNodeId: 'bench', targetNodeId: 'agg', port: 'out', data: seq % 100, metadata: { key: `sensor-${seq % NKEYS}` } });
+
 async function runConfig(redis, admin, workers) {
   await admin.sendCommand(['FLUSHALL']);
+  // Phase 1 (drain): a backlog written before the workers start, so the producer's pace does not
+  // limit what is measured: how fast W workers read, aggregate, write and ack.
+  const pre = await createRedisProducer({ url: redis.url, prefix: 'b:in', partitions: PARTITIONS });
+  const base = Date.now() - 60_000;
+  for (let i = 0; i < DRAIN; i += 1000) {
+    const batch = [];
+    for (let j = i; j < Math.min(DRAIN, i + 1000); j++) batch.push(message(j, base + Math.floor((j / DRAIN) * 10_000)));
+    await pre.write(batch);
+  }
+  await pre.close();
   const procs = [];
   for (let i = 0; i < workers; i++) {
     const child = spawn(process.execPath, [cli, 'worker', '--redis', redis.url, '--group', 'bench', '--partitions', String(PARTITIONS), '--window', WINDOW, '--prefix', 'b:in', '--output', 'b:out', '--lease', '1s', '--idle-flush', '500ms', '--name', `bench-w${i}`], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -81,6 +105,25 @@ async function runConfig(redis, admin, workers) {
     if (Date.now() > deadline) throw new Error('workers did not take the partitions');
     await sleep(100);
   }
+  const drainStart = Date.now();
+  const read0 = await entriesRead(admin);
+  const cpuD0 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)) };
+  for (const end = Date.now() + 120_000; Date.now() < end; await sleep(25)) {
+    const s = await groupState(admin);
+    if (s.lag === 0 && s.pending === 0) break;
+  }
+  const drainWall = (Date.now() - drainStart) / 1000;
+  const drained = DRAIN - read0;
+  const cpuD1 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)) };
+  const drain = {
+    drainThroughput: Math.round(drained / drainWall),
+    drainRedisCpu: (100 * (cpuD1.redis - cpuD0.redis)) / drainWall,
+    drainWorkerCpu: (100 * cpuD1.workers.reduce((s, c, i) => s + (c - cpuD0.workers[i]), 0)) / drainWall,
+  };
+  // Work per CPU second: what a dedicated core would sustain (the figures above depend on how
+  // much CPU this shared machine gave each process).
+  drain.perWorkerCpuSecond = Math.round(drained / (cpuD1.workers.reduce((s, c, i) => s + (c - cpuD0.workers[i]), 0) || NaN));
+  drain.perRedisCpuSecond = Math.round(drained / (cpuD1.redis - cpuD0.redis || NaN));
   await sleep(1500); // let the lease rebalancing settle
 
   const latencies = [];
@@ -107,7 +150,7 @@ async function runConfig(redis, admin, workers) {
       const n = Math.min(perTick, due - sent);
       const now = Date.now();
       const batch = new Array(n);
-      for (let i = 0; i < n; i++, seq++) batch[i] = { id: `b${seq}`, timestamp: now, sourceNodeId: 'bench', targetNodeId: 'agg', port: 'out', data: seq % 100, metadata: { key: `sensor-${seq % NKEYS}` } };
+      for (let i = 0; i < n; i++, seq++) batch[i] = message(DRAIN + seq, now);
       sent += n;
       const p = prod.write(batch).finally(() => inflight.delete(p));
       inflight.add(p);
@@ -138,6 +181,7 @@ async function runConfig(redis, admin, workers) {
   const outLen = Number(await admin.sendCommand(['XLEN', 'b:out']));
   return {
     workers,
+    ...drain,
     offered: Math.round(sent / ((tProduced - t0) / 1000)),
     sent,
     throughput: tRead ? Math.round(sent / ((tRead - t0) / 1000)) : NaN,
@@ -165,9 +209,9 @@ try {
   await admin.close();
   await redis.destroy();
 }
-const base = rows[0]?.throughput;
-console.log('\n| workers | offered msg/s | throughput msg/s | scaling | result latency p50 / p95 (ms) | Redis CPU | workers CPU | load avg |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+const baseDrain = rows[0]?.drainThroughput;
+console.log('\n| workers | drain msg/s | scaling | Redis / workers CPU (drain) | msgs per worker CPU-s | msgs per Redis CPU-s | offered msg/s | live throughput msg/s | result latency p50 / p95 (ms) | Redis / workers CPU (live) | load avg |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
-  console.log(`| ${r.workers} | ${r.offered.toLocaleString('en-US')} | ${Number.isFinite(r.throughput) ? r.throughput.toLocaleString('en-US') : 'backlog left'} | ${(r.throughput / base).toFixed(2)} | ${r.p50} / ${r.p95} | ${r.redisCpu.toFixed(0)}% | ${r.workerCpu.toFixed(0)}% | ${r.loadavg} |`);
+  console.log(`| ${r.workers} | ${r.drainThroughput.toLocaleString('en-US')} | ${(r.drainThroughput / baseDrain).toFixed(2)} | ${r.drainRedisCpu.toFixed(0)}% / ${r.drainWorkerCpu.toFixed(0)}% | ${r.perWorkerCpuSecond.toLocaleString('en-US')} | ${r.perRedisCpuSecond.toLocaleString('en-US')} | ${r.offered.toLocaleString('en-US')} | ${Number.isFinite(r.throughput) ? r.throughput.toLocaleString('en-US') : 'backlog left'} | ${r.p50} / ${r.p95} | ${r.redisCpu.toFixed(0)}% / ${r.workerCpu.toFixed(0)}% | ${r.loadavg} |`);
 }

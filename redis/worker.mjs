@@ -115,7 +115,7 @@ export async function startWorker(options) {
     group,
     consumer: name,
     streams: [],
-    count: o.count ?? 500,
+    count: o.count ?? 2000,
     block: o.block ?? 200,
     maxInFlight,
     // Entries sit in open windows until emitted: only others' entries idle this long are claimed.
@@ -129,7 +129,7 @@ export async function startWorker(options) {
   // One lossless engine connection between Redis and the aggregation: its bounded buffer is the
   // backpressure that stops reading from Redis when the worker falls behind.
   const engine = new StreamEngine({ batchTimeout: 0 });
-  const connId = engine.createConnection('redis', 'worker', 'out', 'in', { bufferSize: o.bufferSize ?? 2000, maxBatchSize: 500 });
+  const connId = engine.createConnection('redis', 'worker', 'out', 'in', { bufferSize: o.bufferSize ?? 10_000, maxBatchSize: 2000 });
   const conn = engine.getConnection(connId);
   const piping = consumer.readable.pipeTo(conn.writable).catch(() => {});
 
