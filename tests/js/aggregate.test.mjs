@@ -108,3 +108,15 @@ test('LTTB returns the requested number of items, keeping the ends and a spike',
   assert.throws(() => downsampleLTTB(items, -1), { name: 'RangeError', message: /^threshold/ });
   assert.throws(() => downsampleLTTB('x', 5), { name: 'TypeError', message: /^items/ });
 });
+
+test('junk input is refused as invalid, never a crash; lineage lists the inputs of each result', () => {
+  const a = new WindowAggregator({ size: 100, lineage: true });
+  const out = a.add([null, 5, 'x', {}, { timestamp: 'soon', data: 1 }, { timestamp: 1, data: { value: 'NaN' } }]);
+  assert.equal(out.invalid.length, 6);
+  assert.equal(a.stats.invalid, 6);
+  a.add([m('a', 10, 1), m('b', 20, 2, 'other'), m('c', 30, 3)]);
+  const { results, released } = a.flush();
+  assert.deepEqual(results.map((r) => [r.id, r.data.inputs]), [['win:cpu:0:100', ['a', 'c']], ['win:other:0:100', ['b']]]);
+  assert.deepEqual(released.map((x) => x.id).sort(), ['a', 'b', 'c']);
+  assert.throws(() => a.advance('later'), { name: 'TypeError', message: /^time/ });
+});

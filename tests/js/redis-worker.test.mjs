@@ -172,3 +172,12 @@ test('slow downstream: the worker stops reading, Redis holds the backlog, buffer
     await w.stop();
   }
 });
+
+test('the worker subcommand refuses bad usage with exit code 2', async () => {
+  for (const [args, re] of [[[], /needs --redis/], [['--redis', 'http://x'], /redis:\/\//], [['--redis', redis.url, '--window', 'soon'], /window/], [['--redis', redis.url, '--partitions', '0'], /partitions/]]) {
+    const child = spawnWorker(args);
+    const code = await child.exited;
+    assert.equal(code, 2, child.log);
+    assert.match(child.log, re);
+  }
+});
