@@ -49,6 +49,13 @@ pub const EXACT_SAMPLES: usize = 256;
 /// Most windows one event may belong to (`size / slide`), so one event costs bounded work.
 pub const MAX_WINDOWS_PER_EVENT: f64 = 1000.0;
 
+/// Largest event time magnitude accepted, ms (about 31,000 years): with `slide >= MIN_SPAN`,
+/// window indices stay far inside `i64`, so no arithmetic on them can overflow.
+pub const MAX_TIME: f64 = 1e15;
+
+/// Smallest window size, slide or bucket, ms.
+pub const MIN_SPAN: f64 = 1e-3;
+
 /// Validated window options.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowOptions {
@@ -87,15 +94,15 @@ impl WindowOptions {
 
     /// Checks the options; errors name the field (`size`, `slide`, `allowedLateness`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.size.is_finite() || self.size <= 0.0 {
+        if !self.size.is_finite() || self.size < MIN_SPAN || self.size > MAX_TIME {
             return Err(ConfigError::range(format!(
-                "size must be a finite number > 0 (ms), got {}",
+                "size must be a finite number in [{MIN_SPAN}, {MAX_TIME}] (ms), got {}",
                 self.size
             )));
         }
-        if !self.slide.is_finite() || self.slide <= 0.0 || self.slide > self.size {
+        if !self.slide.is_finite() || self.slide < MIN_SPAN || self.slide > self.size {
             return Err(ConfigError::range(format!(
-                "slide must be > 0 and <= size (ms), got {}",
+                "slide must be >= {MIN_SPAN} and <= size (ms), got {}",
                 self.slide
             )));
         }
@@ -105,7 +112,10 @@ impl WindowOptions {
                 self.slide
             )));
         }
-        if !self.allowed_lateness.is_finite() || self.allowed_lateness < 0.0 {
+        if !self.allowed_lateness.is_finite()
+            || self.allowed_lateness < 0.0
+            || self.allowed_lateness > MAX_TIME
+        {
             return Err(ConfigError::range(format!(
                 "allowedLateness must be a finite number >= 0 (ms), got {}",
                 self.allowed_lateness
@@ -321,8 +331,9 @@ impl<K: Ord + Clone> Aggregator<K> {
 
     /// Adds an event with token `token`, group `key`, event time `time` (ms) and `value`.
     /// Advances the watermark, which may close windows (see [`Aggregator::take_results`]).
+    /// A time beyond +-[`MAX_TIME`] or a non-finite value is invalid.
     pub fn add(&mut self, token: u32, key: K, time: f64, value: f64) -> Added {
-        if !time.is_finite() || !value.is_finite() {
+        if !(time.abs() <= MAX_TIME) || !value.is_finite() {
             self.stats.invalid += 1;
             return Added::Invalid;
         }
@@ -355,7 +366,7 @@ impl<K: Ord + Clone> Aggregator<K> {
     /// Advances the watermark to `time` without an event (e.g. a heartbeat carrying event time),
     /// closing the windows it passes. A time below the watermark changes nothing.
     pub fn advance(&mut self, time: f64) {
-        if time.is_finite() && time > self.watermark {
+        if time.abs() <= MAX_TIME && time > self.watermark {
             self.watermark = time;
             self.close_until(time);
         }
@@ -365,7 +376,7 @@ impl<K: Ord + Clone> Aggregator<K> {
     /// those windows are late.
     pub fn flush(&mut self) {
         if let Some((&k, _)) = self.windows.iter().next_back() {
-            self.close_windows_below(k + 1);
+            self.close_windows_below(k.saturating_add(1));
         }
     }
 
@@ -418,7 +429,7 @@ impl<K: Ord + Clone> Aggregator<K> {
     fn close_until(&mut self, watermark: f64) {
         // Window k is closed once end(k) + lateness <= watermark.
         let horizon = watermark - self.opts.allowed_lateness - self.opts.size;
-        let mut below = clamp_i64((horizon / self.opts.slide).floor()) + 1;
+        let mut below = clamp_i64((horizon / self.opts.slide).floor()).saturating_add(1);
         // Correct float rounding at the boundary in either direction.
         while below > i64::MIN
             && self.window_end(below - 1) + self.opts.allowed_lateness > watermark
@@ -579,8 +590,36 @@ mod tests {
         let mut a = Aggregator::new(WindowOptions::tumbling(10.0)).unwrap();
         assert_eq!(a.add(1, "k", f64::NAN, 1.0), Added::Invalid);
         assert_eq!(a.add(2, "k", 1.0, f64::INFINITY), Added::Invalid);
-        assert_eq!(a.stats().invalid, 2);
+        assert_eq!(a.add(3, "k", 1e308, 1.0), Added::Invalid);
+        assert_eq!(a.add(4, "k", -1e16, 1.0), Added::Invalid);
+        assert_eq!(a.stats().invalid, 4);
         assert_eq!(a.held(), 0);
+    }
+
+    #[test]
+    fn extreme_but_valid_times_and_spans_never_overflow() {
+        for (size, slide) in [
+            (MIN_SPAN, MIN_SPAN),
+            (MAX_TIME, MAX_TIME),
+            (1.0, MIN_SPAN * 1000.0),
+        ] {
+            let mut a =
+                Aggregator::new(WindowOptions::sliding(size, slide).with_lateness(MAX_TIME))
+                    .unwrap();
+            for (i, t) in [-MAX_TIME, MAX_TIME, 0.0, -MAX_TIME, MAX_TIME]
+                .into_iter()
+                .enumerate()
+            {
+                a.add(i as u32, "k", t, 1.0);
+                a.advance(t);
+            }
+            a.advance(MAX_TIME);
+            a.flush();
+            let s = a.stats();
+            assert_eq!(s.taken + s.late, 5);
+            assert_eq!(s.released, s.taken);
+            assert_eq!(a.held(), 0);
+        }
     }
 
     #[test]

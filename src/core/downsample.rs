@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::aggregate::Added;
+use crate::core::aggregate::{Added, MAX_TIME, MIN_SPAN};
 use crate::core::config::ConfigError;
 
 /// One bucket of one key.
@@ -66,9 +66,9 @@ pub struct MinMaxDownsampler<K = String> {
 impl<K: Ord + Clone> MinMaxDownsampler<K> {
     /// Buckets of `bucket` ms (finite, > 0); the error names `bucketMs`.
     pub fn new(bucket: f64) -> Result<Self, ConfigError> {
-        if !bucket.is_finite() || bucket <= 0.0 {
+        if !bucket.is_finite() || !(MIN_SPAN..=MAX_TIME).contains(&bucket) {
             return Err(ConfigError::range(format!(
-                "bucketMs must be a finite number > 0 (ms), got {bucket}"
+                "bucketMs must be a finite number in [{MIN_SPAN}, {MAX_TIME}] (ms), got {bucket}"
             )));
         }
         Ok(MinMaxDownsampler {
@@ -84,7 +84,7 @@ impl<K: Ord + Clone> MinMaxDownsampler<K> {
 
     /// Adds a point; may emit the buckets before its own.
     pub fn add(&mut self, key: K, time: f64, value: f64) -> Added {
-        if !time.is_finite() || !value.is_finite() {
+        if !(time.abs() <= MAX_TIME) || !value.is_finite() {
             self.invalid += 1;
             return Added::Invalid;
         }
@@ -129,7 +129,7 @@ impl<K: Ord + Clone> MinMaxDownsampler<K> {
     /// Emits every open bucket.
     pub fn flush(&mut self) {
         if let Some((&k, _)) = self.open.iter().next_back() {
-            self.close_below(k + 1);
+            self.close_below(k.saturating_add(1));
         }
     }
 
@@ -263,6 +263,12 @@ mod tests {
             .message
             .starts_with("bucketMs"));
         assert!(MinMaxDownsampler::<u32>::new(f64::INFINITY).is_err());
+        let mut d = MinMaxDownsampler::<u32>::new(MIN_SPAN).unwrap();
+        for t in [MAX_TIME, -MAX_TIME, 1e308, 0.0] {
+            d.add(0, t, 1.0);
+        }
+        d.flush();
+        assert_eq!((d.taken, d.late, d.invalid), (1, 2, 1));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! Nothing here panics on input: unknown handles read as a closed connection, and bad options
 //! become `TypeError` / `RangeError` naming the field.
 
-mod aggregate;
+pub mod aggregate;
 mod options;
 
 use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
