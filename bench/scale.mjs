@@ -25,6 +25,7 @@ const DRAIN = Number(process.env.DRAIN ?? 100_000);
 const PARTITIONS = 8;
 const cli = fileURLToPath(new URL('../bin/nodeflow-stream.mjs', import.meta.url));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const allProcs = [];
 const TICK = 100; // USER_HZ, 100 on Linux
 
 function readFileSyncSafe(p) {
@@ -90,11 +91,12 @@ async function runConfig(redis, admin, workers) {
   await pre.close();
   const procs = [];
   for (let i = 0; i < workers; i++) {
-    const child = spawn(process.execPath, [cli, 'worker', '--redis', redis.url, '--group', 'bench', '--partitions', String(PARTITIONS), '--window', WINDOW, '--prefix', 'b:in', '--output', 'b:out', '--lease', '1s', '--idle-flush', '500ms', '--name', `bench-w${i}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'worker', '--redis', redis.url, '--group', 'bench', '--partitions', String(PARTITIONS), '--window', WINDOW, '--prefix', 'b:in', '--output', 'b:out', '--lease', '5s', '--name', `bench-w${i}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.log = '';
     child.stderr.on('data', (d) => (child.log += d));
     child.exited = new Promise((r) => child.once('exit', r));
     procs.push(child);
+    allProcs.push(child);
   }
   // Wait until every worker owns partitions and all 8 are owned.
   const leases = streamKeys('b:in:lease', PARTITIONS); // the workers' lease keys b:in:lease:{p}
@@ -197,6 +199,12 @@ async function runConfig(redis, admin, workers) {
 
 const redis = await startRedis();
 const admin = await connectRedis(redis.url);
+// Ctrl-C: stop the workers and Redis (the 'exit' hooks kill what is left).
+process.once('SIGINT', () => process.exit(130));
+process.once('SIGTERM', () => process.exit(143));
+process.on('exit', () => {
+  for (const p of allProcs) p.kill('SIGKILL');
+});
 const rows = [];
 try {
   console.log(`scale-out bench: ${PARTITIONS} partitions, window ${WINDOW}, ${NKEYS} keys, offered up to ${RATE} msg/s for ${SECONDS} s per run`);

@@ -156,6 +156,7 @@ export async function startWorker(options) {
         return true;
       } catch (e) {
         stats.errors++;
+        log(`output to partition ${p} failed (attempt ${attempt + 1}): ${e?.message}`);
         if (!owned.has(p)) return false;
         await sleep(Math.min(2000, 50 * 2 ** Math.min(attempt, 6)));
       }
@@ -241,20 +242,29 @@ export async function startWorker(options) {
   };
 
   // ---- leases: each live worker owns about partitions / workers partitions ----
-  const rebalance = async () => {
+  // Renewal runs outside the processing chain, so a long batch cannot make a lease lapse.
+  const lost = new Set();
+  const renew = async () => {
     const now = Date.now();
     await client.sendCommand(['ZADD', workersKey, String(now), name]);
+    await Promise.all([...owned].map(async (p) => {
+      const ok = Number(await client.sendCommand(['EVAL', RENEW_SCRIPT, '1', leaseKey(p), name, String(leaseMs)]));
+      if (!ok) lost.add(p);
+    }));
+  };
+  const rebalance = async () => {
+    const now = Date.now();
     await client.sendCommand(['ZREMRANGEBYSCORE', workersKey, '-inf', String(now - leaseMs)]);
     const live = Math.max(1, Number(await client.sendCommand(['ZCARD', workersKey])));
     const share = Math.ceil(partitions / live);
-    // Renew what we own; what we could not renew is gone.
-    for (const p of [...owned]) {
-      const ok = Number(await client.sendCommand(['EVAL', RENEW_SCRIPT, '1', leaseKey(p), name, String(leaseMs)]));
-      if (!ok) {
+    // What we could not renew is gone.
+    for (const p of lost) {
+      if (owned.has(p)) {
         log(`lost partition ${p}`);
         dropPartition(p);
       }
     }
+    lost.clear();
     // Give back extras (not acked: the next owner recomputes their open windows).
     const extra = [...owned].sort((a, b) => b - a).slice(0, Math.max(0, owned.size - share));
     for (const p of extra) {
@@ -292,6 +302,17 @@ export async function startWorker(options) {
     while (!stopped) {
       try {
         await serial(rebalance);
+      } catch {
+        stats.errors++;
+      }
+      await sleep(Math.max(50, Math.floor(leaseMs / 3)));
+    }
+  })();
+  // Its own loop: never waits behind batch processing or rebalancing.
+  const renewLoop = (async () => {
+    while (!stopped) {
+      try {
+        await renew();
       } catch {
         stats.errors++;
       }
@@ -337,7 +358,7 @@ export async function startWorker(options) {
     await consumer.close().catch(() => {});
     engine.destroy();
     await reader.cancel().catch(() => {});
-    await Promise.allSettled([leaseLoop, idleLoop, mainLoop, piping]);
+    await Promise.allSettled([leaseLoop, renewLoop, idleLoop, mainLoop, piping]);
     if (client.isOpen) await client.close().catch(() => client.destroy());
   };
 

@@ -72,7 +72,13 @@ export async function startRedis({ port } = {}) {
     });
     const child = proc;
     let exited = false;
-    child.once('exit', () => (exited = true));
+    // Never outlive the test process (an error, a timeout, Ctrl-C): kill it on the way out.
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.once('exit', () => {
+      exited = true;
+      process.removeListener('exit', reap);
+    });
     await waitFor(async () => {
       if (exited) throw new Error(`redis-server exited at start (port ${p})`);
       return ping(p);
