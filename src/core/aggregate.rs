@@ -56,6 +56,11 @@ pub const MAX_TIME: f64 = 1e15;
 /// Smallest window size, slide or bucket, ms.
 pub const MIN_SPAN: f64 = 1e-3;
 
+/// A finite event time within +-[`MAX_TIME`] (NaN is not).
+pub fn valid_time(t: f64) -> bool {
+    t.is_finite() && t.abs() <= MAX_TIME
+}
+
 /// Validated window options.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowOptions {
@@ -333,7 +338,7 @@ impl<K: Ord + Clone> Aggregator<K> {
     /// Advances the watermark, which may close windows (see [`Aggregator::take_results`]).
     /// A time beyond +-[`MAX_TIME`] or a non-finite value is invalid.
     pub fn add(&mut self, token: u32, key: K, time: f64, value: f64) -> Added {
-        if !(time.abs() <= MAX_TIME) || !value.is_finite() {
+        if !valid_time(time) || !value.is_finite() {
             self.stats.invalid += 1;
             return Added::Invalid;
         }
@@ -366,7 +371,7 @@ impl<K: Ord + Clone> Aggregator<K> {
     /// Advances the watermark to `time` without an event (e.g. a heartbeat carrying event time),
     /// closing the windows it passes. A time below the watermark changes nothing.
     pub fn advance(&mut self, time: f64) {
-        if time.abs() <= MAX_TIME && time > self.watermark {
+        if valid_time(time) && time > self.watermark {
             self.watermark = time;
             self.close_until(time);
         }

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::aggregate::{Added, MAX_TIME, MIN_SPAN};
+use crate::core::aggregate::{valid_time, Added, MAX_TIME, MIN_SPAN};
 use crate::core::config::ConfigError;
 
 /// One bucket of one key.
@@ -84,7 +84,7 @@ impl<K: Ord + Clone> MinMaxDownsampler<K> {
 
     /// Adds a point; may emit the buckets before its own.
     pub fn add(&mut self, key: K, time: f64, value: f64) -> Added {
-        if !(time.abs() <= MAX_TIME) || !value.is_finite() {
+        if !valid_time(time) || !value.is_finite() {
             self.invalid += 1;
             return Added::Invalid;
         }
