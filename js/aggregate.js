@@ -179,6 +179,11 @@ export class WindowAggregator {
     return { results, released };
   }
 
+  /** The messages held in open windows (added, not yet released). */
+  heldMessages() {
+    return [...this._held.values()];
+  }
+
   /** Frees the core (the object is unusable afterwards). */
   free() {
     this._core.free();

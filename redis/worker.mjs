@@ -190,7 +190,7 @@ export async function startWorker(options) {
     const a = aggs.get(p);
     if (a) {
       // Not acked: the entries stay pending in Redis for the next owner.
-      consumer.release([...a.agg._held.values()]);
+      consumer.release(a.agg.heldMessages());
       a.agg.free();
       aggs.delete(p);
     }

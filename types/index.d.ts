@@ -480,6 +480,8 @@ export class WindowAggregator<T = unknown> {
   advance(time: number): WindowOutput<T>;
   flush(): WindowOutput<T>;
   readonly stats: { taken: number; late: number; invalid: number; lateWindowMisses: number; results: number; released: number; held: number; openWindows: number; watermark: number };
+  /** The messages held in open windows (added, not yet released). */
+  heldMessages(): StreamMessage<T>[];
   free(): void;
 }
 /** A stage for `readable.pipeThrough(stage)`: messages (or arrays) in, arrays of window results out. */

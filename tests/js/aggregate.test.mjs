@@ -115,7 +115,9 @@ test('junk input is refused as invalid, never a crash; lineage lists the inputs 
   assert.equal(out.invalid.length, 6);
   assert.equal(a.stats.invalid, 6);
   a.add([m('a', 10, 1), m('b', 20, 2, 'other'), m('c', 30, 3)]);
+  assert.deepEqual(a.heldMessages().map((x) => x.id), ['a', 'b', 'c']);
   const { results, released } = a.flush();
+  assert.deepEqual(a.heldMessages(), []);
   assert.deepEqual(results.map((r) => [r.id, r.data.inputs]), [['win:cpu:0:100', ['a', 'c']], ['win:other:0:100', ['b']]]);
   assert.deepEqual(released.map((x) => x.id).sort(), ['a', 'b', 'c']);
   assert.throws(() => a.advance('later'), { name: 'TypeError', message: /^time/ });
