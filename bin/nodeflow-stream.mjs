@@ -28,6 +28,20 @@ Commands:
             --all                all five standard scenarios
             --duration-scale X   multiply scenario durations (and burst intervals) by X, e.g. 0.05
             --json FILE          also write the results as JSON to FILE
+  worker  Run one consumer-group member of the Redis Streams scale-out (see README, "Scale-out on
+          Redis Streams"): it owns a share of the partitions, aggregates their messages in
+          event-time windows and XADDs the results, idempotently, to an output stream.
+            --redis URL          redis://host:port (required)
+            --group G            consumer group (default nodeflow)
+            --partitions P       number of input partitions (default 8)
+            --window D           window size, e.g. 1s, 500ms (default 1s); --slide D for sliding
+            --lateness D         allowed lateness (default 0)
+            --prefix K           input streams K:{0}..K:{P-1} (default nodeflow:in)
+            --output K           output stream (default nodeflow:out; {p} = one per partition)
+            --name N             consumer name (default: host-pid based)
+            --lease D            partition lease (default 5s); --idle-flush D (default: window)
+            --lineage            results list the ids of the inputs they cover
+            --duration SECONDS   stop after this long (default: until SIGINT/SIGTERM)
 
 Options:
   -h, --help      show this help
@@ -44,13 +58,18 @@ class UsageError extends Error {}
 const FLAGS = {
   demo: { '--duration': 'value', '--rate': 'value' },
   perf: { '--scenario': 'value', '--all': 'bool', '--duration-scale': 'value', '--json': 'value' },
+  worker: {
+    '--redis': 'value', '--group': 'value', '--partitions': 'value', '--window': 'value', '--slide': 'value',
+    '--lateness': 'value', '--prefix': 'value', '--output': 'value', '--name': 'value', '--lease': 'value',
+    '--idle-flush': 'value', '--lineage': 'bool', '--delay': 'value', '--duration': 'value',
+  },
 };
 
 function parseArgs(argv) {
   if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') return { command: 'help' };
   if (argv.includes('--version') || argv.includes('-v')) return { command: 'version' };
   const [command, ...rest] = argv;
-  if (command === undefined) throw new UsageError('a command is required (demo or perf)');
+  if (command === undefined) throw new UsageError('a command is required (demo, perf or worker)');
   const spec = FLAGS[command];
   if (!spec) throw new UsageError(`unknown command '${command}'`);
   const flags = {};
@@ -460,6 +479,7 @@ async function main(argv) {
       return 0;
     }
     if (parsed.command === 'demo') return await demo(parsed.flags);
+    if (parsed.command === 'worker') return await (await import('../redis/cli-worker.mjs')).worker(parsed.flags, UsageError);
     return await perf(parsed.flags);
   } catch (e) {
     if (e instanceof UsageError) {

@@ -54,3 +54,12 @@ if [ -n "$wasm_pack" ] && ! command -v wasm-pack >/dev/null 2>&1; then
   log "installing wasm-pack from crates.io (a few minutes)"
   cargo install wasm-pack --locked >&2
 fi
+
+# 6. Redis tests and benchmarks: Debian's redis-server (started by the tests on a free loopback
+#    port in a temporary folder; never a system service).
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing Debian redis-server"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >&2
+fi

@@ -437,6 +437,70 @@ export interface WidgetUpdate<T = unknown> {
 /** Framework-neutral widget helper: keeps the last `bufferSize` messages, calls `onUpdate` at most once per `updateInterval` ms (or per animation frame). Returns an unsubscribe function. */
 export function subscribeWidget<T = unknown>(readable: ReadableStream<StreamMessage<T>[]>, options: WidgetOptions, onUpdate: (update: WidgetUpdate<T>) => void): () => void;
 
+/** Windowed aggregation options (times in ms of event time). */
+export interface WindowOptions<T = unknown> {
+  /** Window length (> 0). */
+  size: number;
+  /** Distance between window starts (0 < slide <= size, at most size / 1000); default `size` (tumbling). */
+  slide?: number;
+  /** How long after its end a window stays open for late events (>= 0, default 0). */
+  allowedLateness?: number;
+  /** The group key (default `metadata.key`, else `sourceNodeId`). */
+  key?: (message: StreamMessage<T>) => unknown;
+  /** The event time (default `timestamp`). */
+  time?: (message: StreamMessage<T>) => number;
+  /** The value (default `data` if a number, else `data.value`); non-numbers are invalid events. */
+  value?: (message: StreamMessage<T>) => number;
+  /** Called for each message refused as `'late'` (all its windows closed) or `'invalid'`. */
+  onDrop?: (message: StreamMessage<T>, reason: 'late' | 'invalid') => void;
+  /** Results list the ids of the messages they cover in `data.inputs`. */
+  lineage?: boolean;
+  idOf?: (message: StreamMessage<T>) => string;
+  sourceNodeId?: string;
+  targetNodeId?: string;
+  port?: string;
+}
+/** One window's statistics for one key. */
+export interface WindowStats {
+  key: string; start: number; end: number; count: number; sum: number; min: number; max: number; mean: number; p50: number; p95: number;
+  inputs?: string[];
+}
+export type WindowResult = StreamMessage<WindowStats>;
+export interface WindowOutput<T = unknown> {
+  results: WindowResult[];
+  /** Inputs whose every window has been emitted. */
+  released: StreamMessage<T>[];
+  late: StreamMessage<T>[];
+  invalid: StreamMessage<T>[];
+}
+/** Event-time windows grouped by key; every added message comes back once (released, late or invalid). */
+export class WindowAggregator<T = unknown> {
+  constructor(options: WindowOptions<T>);
+  add(messages: StreamMessage<T> | StreamMessage<T>[]): WindowOutput<T>;
+  advance(time: number): WindowOutput<T>;
+  flush(): WindowOutput<T>;
+  readonly stats: { taken: number; late: number; invalid: number; lateWindowMisses: number; results: number; released: number; held: number; openWindows: number; watermark: number };
+  /** The messages held in open windows (added, not yet released). */
+  heldMessages(): StreamMessage<T>[];
+  free(): void;
+}
+/** A stage for `readable.pipeThrough(stage)`: messages (or arrays) in, arrays of window results out. */
+export function createWindowStage<T = unknown>(options: WindowOptions<T> & { idleTimeout?: number }): {
+  readable: ReadableStream<WindowResult[]>;
+  writable: WritableStream<StreamMessage<T> | StreamMessage<T>[]>;
+  aggregator: WindowAggregator<T>;
+  readonly stats: WindowAggregator<T>['stats'];
+};
+export interface BucketStats { key: string; start: number; end: number; count: number; min: number; minTime: number; max: number; maxTime: number; last: number }
+/** Min/max per time bucket and key, for charts. */
+export function createDownsampleStage<T = unknown>(options: Omit<WindowOptions<T>, 'size' | 'slide' | 'allowedLateness' | 'lineage' | 'idOf'> & { bucketMs: number }): {
+  readable: ReadableStream<StreamMessage<BucketStats>[]>;
+  writable: WritableStream<StreamMessage<T> | StreamMessage<T>[]>;
+  readonly stats: { taken: number; late: number; invalid: number };
+};
+/** Largest-Triangle-Three-Buckets: at most `threshold` of `items`, in order, keeping the shape. */
+export function downsampleLTTB<I>(items: I[], threshold: number, options?: { x?: (item: I) => number; y?: (item: I) => number }): I[];
+
 /** The engine's version. */
 export const version: string;
 

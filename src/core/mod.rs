@@ -11,12 +11,15 @@
 //! - [`alerts`]: thresholds and alert hysteresis.
 //! - [`recovery`]: retry delays and the circuit breaker.
 //! - [`engine`]: the set of connections, metrics ticks and alerts.
+//! - [`aggregate`], [`downsample`]: event-time windowed aggregation and chart downsampling.
 
 pub mod adaptive;
+pub mod aggregate;
 pub mod alerts;
 pub mod buffer;
 pub mod config;
 pub mod connection;
+pub mod downsample;
 pub mod engine;
 pub mod histogram;
 pub mod priority;

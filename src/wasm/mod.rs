@@ -17,6 +17,7 @@
 //! Nothing here panics on input: unknown handles read as a closed connection, and bad options
 //! become `TypeError` / `RangeError` naming the field.
 
+pub mod aggregate;
 mod options;
 
 use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
