@@ -207,6 +207,7 @@ export class StreamEngine {
     this._flushConnection(c);
     const resolved = this._core.finish(c._h, now());
     for (const ev of resolved) this._emitAlert(ev.type, ev.alert);
+    c._reportedClosed = true;
     this._connectionEvent(c, 'closed');
     if (this._conns.get(c.id) !== c) this._release(c);
   }
@@ -220,6 +221,11 @@ export class StreamEngine {
     this._dropsPending.delete(c);
     const resolved = this._core.remove(c._h, now());
     for (const ev of resolved) this._emitAlert(ev.type, ev.alert);
+    // Released before the engine heard of its end (a consumer's batch was still in flight).
+    if (!c._reportedClosed) {
+      c._reportedClosed = true;
+      this._connectionEvent(c, 'closed');
+    }
   }
 
   /** Delivers to every connection whose source node and output port match. */
