@@ -275,7 +275,8 @@ export class StreamEngine {
   }
 
   getThresholds() {
-    this._checkAlive();
+    // Configuration stays readable after destroy() (like `config`), e.g. for a debugger's export.
+    if (this._destroyed) return structuredClone(this._finalThresholds);
     return this._core.thresholds();
   }
 
@@ -553,6 +554,7 @@ export class StreamEngine {
     this._dirty.clear();
     this._dropsPending.clear();
     this._destroyed = true;
+    this._finalThresholds = this._core.thresholds();
     const core = this._core;
     this._core = GONE_CORE;
     this._io = null;

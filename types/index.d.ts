@@ -355,7 +355,7 @@ export class StreamEngine {
   readonly metrics$: InteropObservable<Map<string, ConnectionMetrics>>;
   readonly debug$: InteropObservable<DebugEvent>;
   createBatchedStream<T = unknown>(id: string, config?: { maxBatchSize?: number; batchTimeout?: number }): InteropObservable<BatchedStreamValue<T>>;
-  /** Ends every connection at once (buffered messages become dead letters), stops every timer and frees the WebAssembly core; later calls throw or are inert. */
+  /** Ends every connection at once (buffered messages become dead letters), stops every timer and frees the WebAssembly core; `config` and `getThresholds()` still read; other methods throw; connections stay inert. */
   destroy(): void;
   readonly destroyed: boolean;
 }

@@ -316,6 +316,8 @@ test('item 13: destroy() frees the wasm core at once; every later call is safe; 
   const w = c.writer;
   await w.write(m(1));
   const consumer = c.consume(() => {});
+  E.setThresholds({ memory: { warning: 0.5 } });
+  const thresholdsBefore = E.getThresholds();
   E.destroy();
   E.destroy(); // twice is fine
   await consumer.done;
@@ -326,7 +328,8 @@ test('item 13: destroy() frees the wasm core at once; every later call is safe; 
   assert.throws(() => E.createConnection('x', 'y', 'out', 'in'), /destroyed/);
   assert.throws(() => E.route(m(3)), /destroyed/);
   assert.throws(() => E.setThresholds({}), /destroyed/);
-  assert.throws(() => E.getThresholds(), /destroyed/);
+  assert.deepEqual(E.getThresholds(), thresholdsBefore, 'configuration stays readable');
+  assert.equal(E.config.bufferSize, 1000);
   assert.throws(() => E.closeConnection(id), /destroyed/);
   assert.deepEqual(E.listConnections(), []);
   assert.equal(E.getConnection(id), undefined);
