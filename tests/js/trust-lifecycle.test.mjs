@@ -344,3 +344,40 @@ test('item 13: destroy() frees the wasm core at once; every later call is safe; 
   await late.done;
   probe.destroy();
 });
+
+test('item 13: the stand-in for a freed core answers exactly what the core answers for a stale handle', async () => {
+  const { readFileSync, readdirSync } = await import('node:fs');
+  const { createRequire } = await import('node:module');
+  const { GONE_CORE } = await import('../../js/connection.js');
+  const root = new URL('../../', import.meta.url);
+  const { EngineCore } = createRequire(import.meta.url)(new URL('pkg/node/stream_engine.js', root).pathname);
+  // Methods called on the core once the engine is destroyed must all have a stand-in; the rest are
+  // engine-level calls behind the "destroyed" check.
+  const guarded = new Set(['config', 'create', 'resolveConfig', 'ioReserve', 'ioLength', 'tick', 'snapshot', 'setThresholds', 'thresholds', 'metricsById', 'free']);
+  const called = new Set();
+  for (const f of readdirSync(new URL('js/', root))) {
+    const src = readFileSync(new URL(`js/${f}`, root), 'utf8');
+    for (const [, name] of src.matchAll(/(?:\b|_)core\.([A-Za-z]+)\(/g)) called.add(name);
+  }
+  for (const name of called) assert.ok(name in GONE_CORE || guarded.has(name), `GONE_CORE lacks ${name}`);
+  // Same answers as the real core for a removed connection's handle (whose slot is reused).
+  const core = new EngineCore({});
+  const stale = core.create('a', {}, { rule: 'block' });
+  core.remove(stale, 0);
+  const live = core.create('b', {}, { rule: 'block' });
+  const args = {
+    push: [1, 0.5, 0], pushKeyed: [1, 0.5, 'k', 0], pushMany: [[1, 2], [0.5, 0.5], 0], dropIncoming: [1, 0.5, 0],
+    take: [0, true], takeIo: [0, true], takeWithStatus: [0, true], consumeTake: [0, true], consumeSuccess: [0],
+    consumeFailure: [0, true], consumeDeadLetter: [0], setCircuit: [5, 100], circuitAllow: [0], cancel: [0],
+    finish: [0], remove: [0], metrics: [0],
+  };
+  const plain = (v) => (ArrayBuffer.isView(v) ? [...v] : v);
+  for (const name of Object.keys(GONE_CORE)) {
+    assert.equal(typeof core[name], 'function', `EngineCore has no ${name}`);
+    const a = args[name] ?? [];
+    assert.deepEqual(plain(GONE_CORE[name](stale, ...a)), plain(core[name](stale, ...a)), name);
+  }
+  assert.equal(core.held(live), 0);
+  assert.equal(core.metrics(live, 0).state, 'open', 'the live connection was not touched');
+  core.free();
+});
