@@ -121,6 +121,7 @@ export class Connection {
     this._shut = false; // closed by closeConnection/destroy: pauses are released and ignored
     this._finished = false; // readable closed, errored or cancelled
     this._finishDeferred = false; // finished while a consumer's batch was in flight: tell the engine once it settles
+    this._reportedClosed = false; // the engine emitted this connection's 'closed' event
     this._consumer = null;
     this._deadLetters = [];
     this._store = []; // slot -> message; the core holds only slot numbers

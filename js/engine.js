@@ -33,6 +33,7 @@ export class StreamEngine {
     this._handler = null;
     this._recovery = null;
     this._destroyed = false;
+    this._finalThresholds = null; // set by destroy(): thresholds stay readable afterwards
     this._dirty = new Set(); // connections with core events to drain
     this._drainScheduled = false;
     this._dropTimer = null;

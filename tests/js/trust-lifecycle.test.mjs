@@ -302,12 +302,15 @@ test('item 13: destroy() frees the wasm core at once; every later call is safe; 
     E.route(m(i));
     E.destroy();
   };
-  for (let i = 0; i < 300; i++) cycle(i);
+  for (let i = 0; i < 20; i++) cycle(i);
   const before = pages();
   // Synchronous: garbage collection cannot finalize anything in between, only destroy() frees.
-  for (let i = 0; i < 2000; i++) cycle(i);
+  // Before destroy() freed the core, each cycle held about 1.4 pages (90 KB) until collected.
+  // Few cycles on purpose: a long hot loop of this runs into Node 20's JS->wasm inlining crash
+  // (issue 8 item 2), which is tracked and tested separately.
+  for (let i = 0; i < 200; i++) cycle(i);
   const grown = pages() - before;
-  assert.ok(grown <= 4, `wasm memory grew by ${grown} pages over 2000 create/destroy cycles`);
+  assert.ok(grown <= 4, `wasm memory grew by ${grown} pages over 200 create/destroy cycles`);
 
   // Every call after destroy() is safe: clear errors or inert answers, never "null pointer".
   const E = new StreamEngine({ batchTimeout: 0 });
