@@ -29,6 +29,67 @@ function closedError(id) {
   return new TypeError(`connection ${id} is closed: write refused`);
 }
 
+/**
+ * What the core answers for a connection it no longer holds (src/wasm/mod.rs: an unknown or stale
+ * handle reads as closed everywhere). Connections switch to it when the engine frees its core
+ * (`destroy()`), so that a writer, reader or consumer that outlives the engine stays inert instead
+ * of calling into freed WebAssembly memory.
+ */
+export const GONE_CORE = Object.freeze({
+  push: () => CLOSED,
+  pushKeyed: () => CLOSED,
+  pushMany: () => CLOSED,
+  dropIncoming: () => CLOSED,
+  status: () => CLOSED,
+  deadline: () => NaN,
+  take: () => undefined,
+  takeIo: () => -1,
+  takeWithStatus: () => undefined,
+  consumeTake: () => undefined,
+  consumeSuccess: () => CLOSED,
+  consumeFailure: () => CLOSED,
+  consumeDeadLetter: () => 0,
+  setCircuit() {},
+  circuitAllow: () => false,
+  circuitNextAttempt: () => NaN,
+  pause() {},
+  resume() {},
+  close() {},
+  shut() {},
+  finish: () => [],
+  cancel: () => new Uint32Array(0),
+  remove: () => [],
+  held: () => 0,
+  maxWait: () => NaN,
+  takeEvents: () => [],
+  takeDropSummary: () => undefined,
+  takeDropped: () => new Uint32Array(0),
+  metrics: () => undefined,
+  resetMetrics() {},
+});
+
+/**
+ * `{ name, message }` of anything a handler threw, as strings, without trusting it: a thrown
+ * `Object.create(null)`, a Proxy or an object whose `toString` throws must not break the loop.
+ */
+export function describeError(error) {
+  const str = (read, fallback) => {
+    try {
+      const v = read();
+      if (v === undefined || v === null) return fallback;
+      return typeof v === 'string' ? v : String(v);
+    } catch {
+      return fallback;
+    }
+  };
+  const isObject = error !== null && (typeof error === 'object' || typeof error === 'function');
+  const name = isObject ? str(() => error.name, 'Error') : 'Error';
+  let message = isObject ? str(() => error.message, undefined) : undefined;
+  if (message === undefined) message = str(() => String(error), undefined);
+  if (message === undefined) message = str(() => Object.prototype.toString.call(error), 'unprintable value');
+  return { name, message };
+}
+
 export class Connection {
   constructor(engine, handle, ids, config, extras) {
     this._engine = engine;
@@ -57,7 +118,10 @@ export class Connection {
     this._heldTimer = null;
     this._paused = false;
     this._closing = false; // no more writes; readable ends once drained
+    this._shut = false; // closed by closeConnection/destroy: pauses are released and ignored
     this._finished = false; // readable closed, errored or cancelled
+    this._finishDeferred = false; // finished while a consumer's batch was in flight: tell the engine once it settles
+    this._reportedClosed = false; // the engine emitted this connection's 'closed' event
     this._consumer = null;
     this._deadLetters = [];
     this._store = []; // slot -> message; the core holds only slot numbers
@@ -94,6 +158,12 @@ export class Connection {
     this._writer = null;
     this.writable = new WritableStream(
       {
+        start: (controller) => {
+          // writer.abort() waits for the write in progress, which may wait for room that never
+          // comes (a full lossless buffer with no reader): end the connection at the abort call.
+          const signal = controller.signal;
+          if (signal) signal.addEventListener('abort', () => this._fail(signal.reason ?? new Error('writer aborted')), { once: true });
+        },
         write: (chunk) => this._write(chunk),
         close: () => this._writerClose(),
         abort: (reason) => this._writerAbort(reason),
@@ -112,9 +182,16 @@ export class Connection {
     return this._paused;
   }
 
+  /** `'open'`, `'closing'` (writes refused, still delivering what it holds) or `'finished'`. */
+  get state() {
+    return this._finished ? 'finished' : this._closing ? 'closing' : 'open';
+  }
+
   _write(chunk) {
     const t = this._callTimes === null ? now() : (this._callTimes.shift() ?? now());
     try {
+      // A writer that outlives its connection is inert: nothing reaches the core.
+      if (this._closing) throw closedError(this.id);
       if (Array.isArray(chunk)) return this._writeMany(chunk, t, true);
       checkMessage(chunk);
       const s = this._pushOne(chunk, this._custom === null ? priorityOf(chunk) : NaN, t);
@@ -347,7 +424,7 @@ export class Connection {
 
   /** Delivers to the waiter if a batch is due; otherwise arms the batch timer. */
   _serve(force) {
-    if (this._waiter === null) return;
+    if (this._waiter === null || this._finished) return;
     const t = now();
     if (this._consumer === null) {
       const k = this._core.takeIo(this._h, t, force || this._closing);
@@ -423,13 +500,18 @@ export class Connection {
   }
 
   _cancel(reason) {
-    this._fail(reason, true);
+    this._fail(reason, 'cancel');
   }
 
-  /** The reader went away or the writer aborted: dead-letter what is held, refuse writes. */
-  _fail(reason, cancelled = false) {
+  /**
+   * The reader went away (`how` = 'cancel'), the writer aborted ('abort') or the engine is
+   * destroyed ('destroy'): dead-letter what is buffered, refuse writes, end the readable (errored
+   * on abort, closed on destroy). A consumer's batch in flight is settled by its handler.
+   */
+  _fail(reason, how = 'abort') {
     if (this._finished) return;
     this._closing = true;
+    this._shut = this._shut || how === 'destroy';
     const dead = this._fromSlots(this._core.cancel(this._h, now()));
     for (const m of dead) this._deadLetters.push(m);
     if (this._onDrop) for (const m of dead) this._engine._callOnDrop(this, m, 'dead-letter');
@@ -441,32 +523,55 @@ export class Connection {
     }
     this._releaseHold();
     this._finished = true;
+    this._paused = false;
     this._clearTimer();
-    if (!cancelled) {
+    if (how === 'abort') {
       try {
         this._readController.error(reason);
       } catch {
         // already errored
       }
+    } else if (how === 'destroy') {
+      try {
+        this._readController.close();
+      } catch {
+        // already closed
+      }
     }
     const w = this._waiter;
     this._waiter = null;
     if (w && this._consumer !== null) w(null);
-    // Further writes reject: the core answers CLOSED from now on.
-    this._engine._finished(this);
+    // Further writes reject (_closing). The engine hears of the end once nothing is in flight.
+    if (this._consumer !== null && this._consumer.busy) this._finishDeferred = true;
+    else this._engine._finished(this);
   }
 
-  /** Refuses writes; the readable ends after what is buffered. */
-  _beginClose() {
-    if (this._closing) return;
-    this._closing = true;
-    this._core.close(this._h);
-    if (this._pending !== null) {
-      const p = this._pending;
-      this._pending = null;
-      p.reject(closedError(this.id));
+  /**
+   * Refuses writes; the readable ends after what is buffered. `shut` (closeConnection) also
+   * releases a pause for good, so that the rest drains and the readable ends.
+   */
+  _beginClose(shut = false) {
+    if (this._finished) return;
+    let resumed = false;
+    if (shut && !this._shut) {
+      this._shut = true;
+      this._core.shut(this._h);
+      resumed = this._paused;
+      this._paused = false;
+    } else if (this._closing) {
+      return;
     }
-    this._releaseHold();
+    if (!this._closing) {
+      this._closing = true;
+      this._core.close(this._h);
+      if (this._pending !== null) {
+        const p = this._pending;
+        this._pending = null;
+        p.reject(closedError(this.id));
+      }
+      this._releaseHold();
+    }
+    if (resumed) this._engine._connectionEvent(this, 'resumed');
     // A waiting reader gets the rest now (no batch timeout after a close).
     this._serve(true);
     if (this._core.held(this._h) === 0 && this._waiter === null && !this._finished && this._consumer === null) {
@@ -478,7 +583,9 @@ export class Connection {
   // ---- control -------------------------------------------------------------------------------
 
   pause() {
-    if (this._paused) return;
+    // A connection closed by closeConnection (or finished) only drains: pausing it would keep its
+    // reader waiting for a resume nobody may send.
+    if (this._paused || this._shut || this._finished) return;
     this._paused = true;
     this._core.pause(this._h);
     this._clearTimer();
@@ -486,7 +593,7 @@ export class Connection {
   }
 
   resume() {
-    if (!this._paused) return;
+    if (!this._paused || this._finished) return;
     this._paused = false;
     this._core.resume(this._h);
     this._engine._connectionEvent(this, 'resumed');
@@ -503,7 +610,10 @@ export class Connection {
   /**
    * Reads batches and calls `handler(batch)`, retrying failures with the engine's error
    * recovery, dead-lettering a batch when retries run out, and pausing calls while the circuit
-   * is open.
+   * is open. The loop belongs to this connection instance: once it has ended, its batch in flight
+   * is still settled (delivered if the handler succeeds, dead-lettered if it fails, no retries),
+   * and nothing it does reaches another connection. `done` always resolves; the readable is
+   * unlocked when the loop ends.
    */
   consume(handler) {
     if (typeof handler !== 'function') throw new TypeError(`consume handler must be a function, got ${typeof handler}`);
@@ -535,69 +645,96 @@ export class Connection {
       this._engine._notify(this, DROP_SUMMARY);
       this._afterDeliver();
     };
-    const consumer = { stop: null };
+    const consumer = { stop: null, busy: false };
     this._consumer = consumer;
     const next = () =>
-      new Promise((resolve) => {
-        this._waiter = resolve;
-        this._serve(false);
-      });
-    const run = async () => {
-      while (!stopped) {
-        const batch = await next();
-        if (batch === null || stopped) break;
-        let attempt = 0;
-        for (;;) {
-          if (!this._core.circuitAllow(this._h, now())) {
-            const at = this._core.circuitNextAttempt(this._h);
-            await sleep(Number.isNaN(at) ? 10 : at - now());
-            if (this._finished && !this._core.held(this._h)) break;
-            continue;
-          }
+      this._finished
+        ? Promise.resolve(null)
+        : new Promise((resolve) => {
+            this._waiter = resolve;
+            this._serve(false);
+          });
+    /** Calls the handler on `batch` until it succeeds or is given up. */
+    const handle = async (batch) => {
+      let attempt = 0;
+      for (;;) {
+        if (stopped) return deadLetter(batch); // stopping gives the batch up, counted and retrievable
+        if (!this._core.circuitAllow(this._h, now())) {
+          // An ended connection does not wait for its circuit: nothing else will come.
+          if (this._finished) return deadLetter(batch);
+          const at = this._core.circuitNextAttempt(this._h);
+          await sleep(Number.isNaN(at) ? 10 : at - now());
+          continue;
+        }
+        let error;
+        let failed = false;
+        try {
+          await handler(batch);
+        } catch (e) {
+          failed = true;
+          error = e;
+        }
+        if (!failed) {
+          const s = this._core.consumeSuccess(this._h, now());
+          if (s & NOTIFY) this._engine._notify(this, s);
+          this._afterDeliver();
+          return undefined;
+        }
+        let willRetry = false;
+        if (!this._finished && !stopped) {
           try {
-            await handler(batch);
-            const s = this._core.consumeSuccess(this._h, now());
-            if (s & NOTIFY) this._engine._notify(this, s);
-            this._afterDeliver();
-            break;
-          } catch (error) {
-            let willRetry = false;
-            try {
-              willRetry = !!recovery.shouldRetry(error, attempt);
-            } catch {
-              willRetry = false;
-            }
-            const s = this._core.consumeFailure(this._h, now(), willRetry);
-            if (s & NOTIFY) this._engine._notify(this, s);
-            this._engine._consumerError(this, error, attempt, willRetry);
-            if (!willRetry) {
-              deadLetter(batch);
-              break;
-            }
-            let delay = 0;
-            try {
-              delay = Number(recovery.getRetryDelay(attempt)) || 0;
-            } catch {
-              delay = 0;
-            }
-            attempt++;
-            await sleep(delay);
-            if (stopped) {
-              // Stopping mid-retry gives the batch up, counted and retrievable, not lost.
-              deadLetter(batch);
-              break;
-            }
+            willRetry = !!recovery.shouldRetry(error, attempt);
+          } catch {
+            willRetry = false;
           }
         }
-        if (this._closing && this._core.held(this._h) === 0) {
-          this._finish();
-          break;
+        const s = this._core.consumeFailure(this._h, now(), willRetry);
+        if (s & NOTIFY) this._engine._notify(this, s);
+        this._engine._consumerError(this, error, attempt, willRetry);
+        if (!willRetry) return deadLetter(batch);
+        let delay = 0;
+        try {
+          delay = Number(recovery.getRetryDelay(attempt)) || 0;
+        } catch {
+          delay = 0;
         }
+        attempt++;
+        await sleep(delay);
+        if (this._finished) return deadLetter(batch);
       }
-      this._consumer = null;
-      lock.releaseLock();
     };
-    const done = run();
+    const run = async () => {
+      try {
+        while (!stopped) {
+          const batch = await next();
+          if (batch === null) break;
+          consumer.busy = true;
+          try {
+            await handle(batch);
+          } finally {
+            consumer.busy = false;
+          }
+          if (this._finishDeferred) {
+            this._finishDeferred = false;
+            this._engine._finished(this);
+          }
+          if (this._closing && !this._finished && this._core.held(this._h) === 0) {
+            this._finish();
+            break;
+          }
+        }
+      } finally {
+        if (this._consumer === consumer) this._consumer = null;
+        if (this._finishDeferred) {
+          this._finishDeferred = false;
+          this._engine._finished(this);
+        }
+        lock.releaseLock();
+      }
+    };
+    // Every user callback above is guarded; an internal error still must not become an
+    // unhandled rejection of `done`.
+    const done = run().catch((e) => this._engine._internalError(this, e));
     consumer.stop = () => {
       stopped = true;
       if (wake) wake();

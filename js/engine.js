@@ -1,6 +1,6 @@
 // StreamEngine: connections, routing, the metrics timer and the event feed around the Rust core.
 import { EngineCore, wasmMemory, wasmMemoryBytes } from '#wasm';
-import { Connection, DROP_SUMMARY, EVENTS } from './connection.js';
+import { Connection, DROP_SUMMARY, EVENTS, GONE_CORE, describeError } from './connection.js';
 import { EventHub } from './events.js';
 import { checkHandler, resolvePolicy } from './handlers.js';
 import { Observable, Subject } from './observable.js';
@@ -27,12 +27,13 @@ export class StreamEngine {
     if (!runtime.ready) throw new Error('the WebAssembly module is not loaded yet: call `await init()` first');
     this._core = new EngineCore(config);
     this.config = Object.freeze(this._core.config());
-    this._conns = new Map(); // id -> Connection (open ones)
-    this._routes = new Map(); // `${source}\0${port}` -> Connection[]
-    this._all = new Set(); // connections still draining after close, too
+    this._conns = new Map(); // id -> Connection, until closeConnection, destroy or a new one with the id (finished ones too)
+    this._routes = new Map(); // `${source}\0${port}` -> Connection[] (open ones)
+    this._all = new Set(); // every connection whose state the core holds (also forgotten ones still draining)
     this._handler = null;
     this._recovery = null;
     this._destroyed = false;
+    this._finalThresholds = null; // set by destroy(): thresholds stay readable afterwards
     this._dirty = new Set(); // connections with core events to drain
     this._drainScheduled = false;
     this._dropTimer = null;
@@ -105,7 +106,9 @@ export class StreamEngine {
       if (!CONNECTION_OPTIONS.has(k)) throw new TypeError(`config has an unknown option ${JSON.stringify(k)}`);
     }
     const id = `${sourceNodeId}:${outputPort}->${targetNodeId}:${inputPort}`;
-    if (this._conns.has(id)) throw new Error(`connection ${id} already exists`);
+    // A finished connection keeps its id (and final figures) only until a new one takes it.
+    const previous = this._conns.get(id);
+    if (previous !== undefined && !previous._finished) throw new Error(`connection ${id} already exists`);
     if (cfg.onDrop !== undefined && typeof cfg.onDrop !== 'function') throw new TypeError(`onDrop must be a function, got ${describe(cfg.onDrop)}`);
     if (cfg.signal !== undefined && (typeof cfg.signal !== 'object' || cfg.signal === null || typeof cfg.signal.addEventListener !== 'function')) {
       throw new TypeError(`signal must be an AbortSignal, got ${describe(cfg.signal)}`);
@@ -115,6 +118,7 @@ export class StreamEngine {
     const { policy, custom } = resolvePolicy(handler, cfg);
     const resolved = this._core.resolveConfig(cfg);
     const h = this._core.create(id, cfg, policy);
+    if (previous !== undefined) this._release(previous);
     this._ioView(resolved.maxBatchSize + 1);
     const full = Object.freeze({
       ...resolved,
@@ -158,23 +162,32 @@ export class StreamEngine {
   }
 
   _lookup(id) {
+    this._checkAlive();
     if (typeof id !== 'string') throw new TypeError(`connection id must be a string, got ${describe(id)}`);
     const c = this._conns.get(id);
     if (!c) throw new Error(`unknown connection ${id}`);
     return c;
   }
 
-  /** Forgets the connection, refuses writes, and ends its readable after what is buffered. */
+  /**
+   * Forgets the connection, refuses writes, releases a pause, and ends its readable after what is
+   * buffered. A finished connection's final figures are dropped.
+   */
   closeConnection(id) {
     const c = this._lookup(id);
     this._forget(c);
-    c._beginClose();
+    if (c._finished) this._release(c);
+    else c._beginClose(true);
     return Promise.resolve();
   }
 
   _forget(c) {
     // A new connection may already have taken this id (after closeConnection): keep it.
     if (this._conns.get(c.id) === c) this._conns.delete(c.id);
+    this._unroute(c);
+  }
+
+  _unroute(c) {
     const key = `${c.sourceNodeId}\u0000${c.sourcePort}`;
     const list = this._routes.get(key);
     if (list) {
@@ -184,17 +197,36 @@ export class StreamEngine {
     }
   }
 
-  /** Called by a connection once its readable has ended: free its core state. */
+  /**
+   * Called by a connection once its readable has ended (and no consumer batch is in flight). It
+   * stays under its id, with its final figures, until closeConnection, destroy or a new
+   * connection with the id; one already forgotten is freed now.
+   */
   _finished(c) {
     if (!this._all.has(c)) return;
-    this._forget(c);
+    this._unroute(c);
+    this._flushConnection(c);
+    const resolved = this._core.finish(c._h, now());
+    for (const ev of resolved) this._emitAlert(ev.type, ev.alert);
+    c._reportedClosed = true;
+    this._connectionEvent(c, 'closed');
+    if (this._conns.get(c.id) !== c) this._release(c);
+  }
+
+  /** Frees a connection's core state; its handle is dead from now on (the core checks). */
+  _release(c) {
+    if (!this._all.has(c)) return;
     this._flushConnection(c);
     this._all.delete(c);
     this._dirty.delete(c);
     this._dropsPending.delete(c);
     const resolved = this._core.remove(c._h, now());
     for (const ev of resolved) this._emitAlert(ev.type, ev.alert);
-    this._connectionEvent(c, 'closed');
+    // Released before the engine heard of its end (a consumer's batch was still in flight).
+    if (!c._reportedClosed) {
+      c._reportedClosed = true;
+      this._connectionEvent(c, 'closed');
+    }
   }
 
   /** Delivers to every connection whose source node and output port match. */
@@ -239,19 +271,25 @@ export class StreamEngine {
   }
 
   setThresholds(thresholds) {
+    this._checkAlive();
     this._core.setThresholds(thresholds);
   }
 
   getThresholds() {
+    // Configuration stays readable after destroy() (like `config`), e.g. for a debugger's export.
+    if (this._destroyed) return structuredClone(this._finalThresholds);
     return this._core.thresholds();
   }
 
   getMetrics(id) {
+    this._checkAlive();
     // Without an id: a snapshot only. Alerts are evaluated on the metrics timer, so that each
     // transition is seen (and emitted) exactly once.
     if (id === undefined) return this._engineMetrics(now(), false).metrics;
-    const c = this._lookup(id);
-    const m = this._core.metrics(c._h, now());
+    if (typeof id !== 'string') throw new TypeError(`connection id must be a string, got ${describe(id)}`);
+    // The newest connection the core holds under the id: exactly what getMetrics().connections shows.
+    const m = this._core.metricsById(id, now());
+    if (m === undefined) throw new Error(`unknown connection ${id}`);
     m.lastUpdated = Date.now();
     return m;
   }
@@ -316,8 +354,14 @@ export class StreamEngine {
     }
   }
 
+  /** A bug in the consume loop itself: reported, never an unhandled rejection. */
+  _internalError(c, error) {
+    console.error(error);
+    this._consumerError(c, error, 0, false);
+  }
+
   _consumerError(c, error, attempt, willRetry) {
-    const err = { name: String(error?.name ?? 'Error'), message: String(error?.message ?? error) };
+    const err = describeError(error);
     this._emit({ type: 'error', timestamp: Date.now(), connectionId: c.id, error: err, attempt, willRetry });
     this._debug(willRetry ? 'retry' : 'error', c.id, { error: err, attempt, willRetry });
   }
@@ -332,6 +376,7 @@ export class StreamEngine {
 
   /** The core reported events, drops or drop summaries on `c`: drain them after this call. */
   _notify(c, s) {
+    if (this._destroyed) return;
     if (s & EVENTS) {
       this._dirty.add(c);
       if (!this._drainScheduled) {
@@ -490,16 +535,31 @@ export class StreamEngine {
     });
   }
 
-  /** Closes every connection (buffered messages stay readable) and stops every timer. */
+  /**
+   * Ends every connection at once (buffered messages become dead letters, readers end, pending
+   * writes reject), stops every timer and frees the WebAssembly core. Every later call is safe:
+   * the engine's methods throw "StreamEngine has been destroyed", connections stay inert.
+   */
   destroy() {
     if (this._destroyed) return;
-    for (const id of [...this._conns.keys()]) this.closeConnection(id);
-    this._destroyed = true;
+    for (const c of [...this._all]) c._fail(undefined, 'destroy');
     if (this._metricsTimer !== null) clearInterval(this._metricsTimer);
     this._metricsTimer = null;
     if (this._dropTimer !== null) clearTimeout(this._dropTimer);
     this._dropTimer = null;
     this._flushDrops();
+    for (const c of this._all) c._core = GONE_CORE;
+    this._all.clear();
+    this._conns.clear();
+    this._routes.clear();
+    this._dirty.clear();
+    this._dropsPending.clear();
+    this._destroyed = true;
+    this._finalThresholds = this._core.thresholds();
+    const core = this._core;
+    this._core = GONE_CORE;
+    this._io = null;
+    core.free();
     this._hub.closeAll();
     this._metricsSubject.complete();
     this._debugSubject.complete();

@@ -346,7 +346,8 @@ export class PerformanceTestSuite {
     for (const c of conns) {
       c.closed = true;
       if (aborted) c.reader?.cancel().catch(() => {});
-      else if (engine.getConnection(c.id) !== undefined) await engine.closeConnection(c.id);
+      // A cancelled (finished) connection stays listed with its final figures until closed.
+      if (engine.getConnection(c.id) === c.conn) await engine.closeConnection(c.id);
     }
     await Promise.all(readers);
     const duration = now() - start;

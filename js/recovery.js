@@ -25,7 +25,15 @@ export class DefaultErrorRecovery {
   }
   /** False for errors retrying cannot fix; true for others while attempts remain. */
   shouldRetry(error, attempt) {
-    if (error && (error.retryable === false || NOT_RETRYABLE.has(error.name))) return false;
+    let retryable;
+    let name;
+    try {
+      retryable = error?.retryable;
+      name = error?.name;
+    } catch {
+      // A thrown value that cannot be read (a Proxy, ...): judge it by the attempts alone.
+    }
+    if (retryable === false || NOT_RETRYABLE.has(name)) return false;
     return attempt < this.options.retryAttempts;
   }
   /** `min(maxRetryDelay, retryDelay * 2^attempt * (1 + jitter * random))`. */

@@ -19,7 +19,7 @@ use stream_engine::core::adaptive::AdaptiveConfig;
 use stream_engine::core::buffer::{Buffer, Entry};
 use stream_engine::core::config::{ErrorKind, StreamConfig};
 use stream_engine::core::connection::{
-    status, ConnError, ConnEvent, Connection, DropReason, DropRule, FlowPolicy, Push,
+    status, ConnError, ConnEvent, Connection, DropReason, DropRule, FlowPolicy, Lifecycle, Push,
 };
 use stream_engine::core::engine::{AlertEventOut, Engine, Tick};
 use stream_engine::core::recovery::CircuitState;
@@ -2207,11 +2207,14 @@ fn engine_create_duplicate_remove_reuse() {
     assert!(e.get(a).is_none());
     assert!(e.remove(a, 0.0).is_none(), "removing twice is a no-op");
     assert!(e.get(999).is_none());
-    // The handle is reused, and the id is free again.
+    // The slot is reused under a new generation (the old handle stays dead), and the id is
+    // free again.
     let c = e
         .create("c", StreamConfig::default(), FlowPolicy::block(), false)
         .unwrap();
-    assert_eq!(c, a);
+    assert_ne!(c, a);
+    assert_eq!(c & 0xFFFF, a & 0xFFFF, "same slot");
+    assert!(e.get(a).is_none());
     assert_eq!(e.get(c).unwrap().id(), "c");
     let a2 = e
         .create("a", StreamConfig::default(), FlowPolicy::block(), false)
@@ -2694,4 +2697,179 @@ fn push_many_matches_pushing_one_by_one() {
             assert_eq!(da, db);
         }
     }
+}
+
+// ---- lifecycle and handle safety (issue 8) -------------------------------------------------
+
+#[test]
+fn stale_handles_never_address_the_connection_that_reuses_their_slot() {
+    let mut e = engine();
+    let a = e
+        .create("a", cfg(4, 0.0, 10, 0.8), FlowPolicy::block(), false)
+        .unwrap();
+    assert!(matches!(
+        e.get(a).unwrap().push(1, 0.5, None, 0.0),
+        Ok(Push::Done(_))
+    ));
+    e.remove(a, 0.0).unwrap();
+    let b = e
+        .create("b", cfg(4, 0.0, 10, 0.8), FlowPolicy::block(), false)
+        .unwrap();
+    assert_eq!(b & 0xFFFF, a & 0xFFFF, "the slot is reused");
+    // Every way in through the old handle finds nothing: no write lands in b, no removal or
+    // finish touches it.
+    assert!(e.get(a).is_none());
+    assert!(e.remove(a, 0.0).is_none());
+    assert!(e.finish(a, 0.0).is_empty());
+    assert_eq!(e.get(b).unwrap().lifecycle(), Lifecycle::Open);
+    assert_eq!(e.get(b).unwrap().messages_in(), 0);
+    // A consumer of `a` acknowledging late finds nothing either, while b's batch stays in flight.
+    assert!(matches!(
+        e.get(b).unwrap().push(7, 0.5, None, 0.0),
+        Ok(Push::Done(_))
+    ));
+    assert_eq!(e.get(b).unwrap().consume_take(0.0, true), Some(vec![7]));
+    assert!(e.get(a).map(|c| c.consume_success(1.0)).is_none());
+    assert_eq!(e.get(b).unwrap().inflight(), 1);
+    assert_eq!(e.get(b).unwrap().messages_out(), 0);
+}
+
+#[test]
+fn a_slot_is_retired_before_its_generation_wraps() {
+    let mut e = engine();
+    let first = e
+        .create("x", StreamConfig::default(), FlowPolicy::block(), false)
+        .unwrap();
+    let mut h = first;
+    let mut seen = std::collections::HashSet::new();
+    // Recreate in the same slot until it is retired; no handle value is ever issued twice.
+    loop {
+        assert!(seen.insert(h), "handle {h:#x} issued twice");
+        e.remove(h, 0.0).unwrap();
+        h = e
+            .create("x", StreamConfig::default(), FlowPolicy::block(), false)
+            .unwrap();
+        if h & 0xFFFF != first & 0xFFFF {
+            break;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        0xFFFF,
+        "every generation of the slot was used once"
+    );
+    assert!(e.get(first).is_none());
+    assert_eq!(e.get(h).unwrap().id(), "x");
+}
+
+#[test]
+fn finished_connections_keep_final_figures_until_removed() {
+    let mut e = engine();
+    let a = e
+        .create("a", cfg(10, 0.0, 10, 0.8), FlowPolicy::block(), false)
+        .unwrap();
+    let c = e.get(a).unwrap();
+    c.push(1, 0.5, None, 0.0).unwrap();
+    c.push(2, 0.5, None, 0.0).unwrap();
+    assert_eq!(c.metrics(0.0).state, "open");
+    c.close();
+    assert_eq!(c.metrics(0.0).state, "closing");
+    assert_eq!(c.take_batch(1.0, true), Some(vec![1, 2]));
+    e.finish(a, 2.0);
+    let t = e.snapshot(3.0);
+    let m = &t.connections["a"];
+    assert_eq!(m.state, "finished");
+    assert_eq!((m.messages_in, m.messages_out, m.buffer_size), (2, 2, 0));
+    assert_eq!(e.find("a").unwrap().lifecycle(), Lifecycle::Finished);
+    // Finished refuses writes and pauses.
+    let c = e.get(a).unwrap();
+    assert_eq!(c.push(3, 0.5, None, 4.0), Err(ConnError::Closed));
+    c.pause();
+    assert!(!c.is_paused());
+    e.remove(a, 5.0).unwrap();
+    assert!(e.find("a").is_none());
+    assert!(e.snapshot(6.0).connections.is_empty());
+}
+
+#[test]
+fn finishing_resolves_alerts_and_a_finished_connection_raises_none() {
+    let mut e = engine();
+    let a = e
+        .create("a", cfg(10, 60_000.0, 10, 0.5), FlowPolicy::block(), false)
+        .unwrap();
+    for i in 0..8 {
+        e.get(a).unwrap().push(i, 0.5, None, 0.0).unwrap();
+    }
+    let t = e.tick(1.0, f64::NAN);
+    assert_eq!(alerts_of(&t, "backpressure").len(), 1);
+    let c = e.get(a).unwrap();
+    c.close();
+    while c.take_batch(2.0, true).is_some() {}
+    let resolved = e.finish(a, 3.0);
+    assert!(resolved
+        .iter()
+        .any(|r| r.kind == "alert-resolved" && r.alert.alert_type == "backpressure"));
+    assert!(
+        e.finish(a, 3.0).is_empty(),
+        "finishing twice resolves nothing more"
+    );
+    assert!(e.tick(4.0, f64::NAN).alerts.is_empty());
+    let (_, resolved) = e.remove(a, 5.0).unwrap();
+    assert!(resolved.is_empty(), "resolved once, at finish");
+}
+
+#[test]
+fn totals_sum_exactly_the_connections_listed_one_per_id() {
+    let mut e = engine();
+    let old = e
+        .create("a", cfg(10, 60_000.0, 10, 0.8), FlowPolicy::block(), false)
+        .unwrap();
+    e.get(old).unwrap().push(1, 0.5, None, 0.0).unwrap();
+    e.get(old).unwrap().push(2, 0.5, None, 0.0).unwrap();
+    e.get(old).unwrap().shut(); // closeConnection: still draining
+    let new = e
+        .create("a", cfg(10, 60_000.0, 10, 0.8), FlowPolicy::block(), false)
+        .unwrap();
+    e.get(new).unwrap().push(3, 0.5, None, 0.0).unwrap();
+    let b = e
+        .create("b", cfg(10, 60_000.0, 10, 0.8), FlowPolicy::block(), false)
+        .unwrap();
+    e.get(b).unwrap().push(4, 0.5, None, 0.0).unwrap();
+    for t in [e.snapshot(1.0), e.tick(1.0, f64::NAN)] {
+        assert_eq!(t.connections.len(), 2);
+        assert_eq!(t.totals.connections, 2);
+        assert_eq!(t.connections["a"].messages_in, 1, "the newest holds the id");
+        assert_eq!(t.totals.messages_in, 2);
+        assert_eq!(t.totals.buffer_size, 2);
+    }
+    assert_eq!(e.find("a").unwrap().messages_in(), 1);
+    // Once the newer one is removed, the id shows the one still draining.
+    e.remove(new, 2.0).unwrap();
+    assert_eq!(e.snapshot(3.0).connections["a"].messages_in, 2);
+}
+
+#[test]
+fn shutting_releases_a_pause_and_ignores_later_ones() {
+    let mut c: Connection<u64> = Connection::new(
+        "a",
+        cfg(10, 0.0, 10, 0.8),
+        FlowPolicy::block(),
+        5000.0,
+        false,
+    );
+    c.push(1, 0.5, None, 0.0).unwrap();
+    c.pause();
+    assert_eq!(c.take_batch(1.0, true), None, "paused");
+    c.close();
+    assert_eq!(
+        c.take_batch(1.0, true),
+        None,
+        "writer.close() keeps the pause"
+    );
+    c.shut();
+    assert!(!c.is_paused());
+    c.pause();
+    assert!(!c.is_paused(), "a shut connection only drains");
+    assert_eq!(c.take_batch(2.0, true), Some(vec![1]));
+    assert_eq!(c.lifecycle(), Lifecycle::Closing);
 }

@@ -126,9 +126,19 @@ export interface ConnectionMetrics {
   retries: number;
   circuitState: CircuitState;
   paused: boolean;
+  /** Where the connection is in its life; `'finished'` figures are final. */
+  state: ConnectionState;
   adaptive?: AdaptiveState;
   lastUpdated: number;
 }
+
+/**
+ * `'open'`: accepting writes. `'closing'`: writes refused, still delivering what it holds.
+ * `'finished'`: the readable has ended (drained after a close, cancelled, aborted); the connection
+ * and its final metrics stay under its id until `closeConnection(id)`, `destroy()` or a new
+ * connection with the id.
+ */
+export type ConnectionState = 'open' | 'closing' | 'finished';
 
 export interface SystemMetrics {
   /** Timer drift of the metrics timer (ms). */
@@ -265,6 +275,8 @@ export interface StreamConnection<T = unknown> {
   /** The default writer of `writable`, taken on first access. */
   readonly writer: WritableStreamDefaultWriter<StreamMessage<T> | StreamMessage<T>[]>;
   readonly paused: boolean;
+  /** `'open'`, `'closing'` or `'finished'` (see ConnectionState). */
+  readonly state: ConnectionState;
   pause(): void;
   resume(): void;
   /** Reads batches and calls `handler(batch)` with retries, dead letters and a circuit breaker. */
@@ -325,7 +337,7 @@ export class StreamEngine {
   /** Returns `${sourceNodeId}:${outputPort}->${targetNodeId}:${inputPort}`. Throws if it exists. */
   createConnection(sourceNodeId: string, targetNodeId: string, outputPort: string, inputPort: string, config?: ConnectionConfig): string;
   getConnection<T = unknown>(id: string): StreamConnection<T> | undefined;
-  /** Forgets the connection at once, refuses writes, closes the readable after buffered messages. */
+  /** Forgets the connection at once, refuses writes, releases a pause, closes the readable after buffered messages. */
   closeConnection(id: string): Promise<void>;
   listConnections(): string[];
   /** Delivers to every connection whose source node and output port match; returns how many took it. */
@@ -343,7 +355,7 @@ export class StreamEngine {
   readonly metrics$: InteropObservable<Map<string, ConnectionMetrics>>;
   readonly debug$: InteropObservable<DebugEvent>;
   createBatchedStream<T = unknown>(id: string, config?: { maxBatchSize?: number; batchTimeout?: number }): InteropObservable<BatchedStreamValue<T>>;
-  /** Closes every connection and stops every timer. */
+  /** Ends every connection at once (buffered messages become dead letters), stops every timer and frees the WebAssembly core; `config` and `getThresholds()` still read; other methods throw; connections stay inert. */
   destroy(): void;
   readonly destroyed: boolean;
 }

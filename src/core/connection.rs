@@ -175,6 +175,40 @@ pub struct DropSummary {
     pub by_priority: ClassCounts,
 }
 
+/// Where a connection is in its life.
+///
+/// ```
+/// use stream_engine::core::config::StreamConfig;
+/// use stream_engine::core::connection::{Connection, FlowPolicy, Lifecycle};
+///
+/// let mut c: Connection<u32> = Connection::new("a", StreamConfig::default(), FlowPolicy::block(), 5000.0, false);
+/// assert_eq!(c.lifecycle(), Lifecycle::Open);
+/// c.close();
+/// assert_eq!(c.lifecycle(), Lifecycle::Closing);
+/// c.finish();
+/// assert_eq!(c.lifecycle().as_str(), "finished");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Accepting writes.
+    Open,
+    /// Writes refused; what is held is still delivered.
+    Closing,
+    /// The readable side has ended; the figures are final.
+    Finished,
+}
+
+impl Lifecycle {
+    /// `open`, `closing` or `finished`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Open => "open",
+            Lifecycle::Closing => "closing",
+            Lifecycle::Finished => "finished",
+        }
+    }
+}
+
 /// The outcome of a push.
 #[derive(Debug, PartialEq)]
 pub enum Push<T> {
@@ -257,6 +291,9 @@ pub struct ConnectionMetrics {
     pub circuit_state: &'static str,
     /// Whether delivery is paused.
     pub paused: bool,
+    /// `open`, `closing` (writes refused, messages still held or being delivered) or
+    /// `finished` (the readable has ended; these are the final figures).
+    pub state: &'static str,
     /// The adaptive controller's state, with the adaptive handler.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveState>,
@@ -295,6 +332,10 @@ pub struct Connection<T> {
     /// (priority, accepted_at) of the batch handed to a consumer and not yet resolved.
     inflight: Vec<(f64, f64)>,
     closed: bool,
+    /// The readable side has ended (drained, cancelled or aborted): see [`Lifecycle::Finished`].
+    finished: bool,
+    /// Closed by its owner: pauses are released and ignored.
+    shut: bool,
     paused: bool,
     bp_active: bool,
     messages_in: u64,
@@ -345,6 +386,8 @@ impl<T> Connection<T> {
             buf: Buffer::new(needs_index, policy.conflate),
             inflight: Vec::new(),
             closed: false,
+            finished: false,
+            shut: false,
             paused: false,
             bp_active: false,
             messages_in: 0,
@@ -398,6 +441,16 @@ impl<T> Connection<T> {
     /// Whether writes are refused.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+    /// Where the connection is in its life.
+    pub fn lifecycle(&self) -> Lifecycle {
+        if self.finished {
+            Lifecycle::Finished
+        } else if self.closed {
+            Lifecycle::Closing
+        } else {
+            Lifecycle::Open
+        }
     }
     /// Whether delivery is paused.
     pub fn is_paused(&self) -> bool {
@@ -896,9 +949,12 @@ impl<T> Connection<T> {
         n
     }
 
-    /// Pauses delivery; messages keep buffering (and flow control applies upstream).
+    /// Pauses delivery; messages keep buffering (and flow control applies upstream). Ignored
+    /// once the connection is shut ([`Connection::shut`]) or finished: it only drains from then on.
     pub fn pause(&mut self) {
-        self.paused = true;
+        if !self.shut && !self.finished {
+            self.paused = true;
+        }
     }
 
     /// Resumes delivery.
@@ -906,9 +962,27 @@ impl<T> Connection<T> {
         self.paused = false;
     }
 
-    /// Refuses further writes; buffered messages stay deliverable.
+    /// Refuses further writes; buffered messages stay deliverable (a pause still holds them).
     pub fn close(&mut self) {
         self.closed = true;
+    }
+
+    /// The connection's owner closed it (`closeConnection`): refuses writes and releases a
+    /// pause, ignoring later ones, so that what is held drains and the readable ends. A paused
+    /// connection that nobody may resume any more would otherwise never end.
+    pub fn shut(&mut self) {
+        self.closed = true;
+        self.paused = false;
+        self.shut = true;
+    }
+
+    /// The readable side has ended: refuses writes from now on; the figures stay readable
+    /// ([`Lifecycle::Finished`]). Messages still held (a consumer's batch in flight) are still
+    /// settled by [`Connection::consume_success`] or [`Connection::consume_dead_letter`].
+    pub fn finish(&mut self) {
+        self.closed = true;
+        self.paused = false;
+        self.finished = true;
     }
 
     /// The reader went away (cancel or abort): refuses writes and dead-letters everything
@@ -1020,6 +1094,7 @@ impl<T> Connection<T> {
             retries: self.retries,
             circuit_state: self.breaker.state(now).as_str(),
             paused: self.paused,
+            state: self.lifecycle().as_str(),
             adaptive: self.adaptive.as_ref().map(|a| AdaptiveState {
                 effective_threshold: a.threshold,
                 drop_rate,

@@ -6,11 +6,38 @@ use serde::Serialize;
 
 use super::alerts::{Alert, AlertTracker, AlertTransition, AlertType, Severity, Thresholds};
 use super::config::{ConfigError, StreamConfig};
-use super::connection::{Connection, ConnectionMetrics, FlowPolicy};
+use super::connection::{Connection, ConnectionMetrics, FlowPolicy, Lifecycle};
 use super::recovery::CircuitState;
 
-/// Handle of a connection inside an [`Engine`]; stable while the connection lives.
+/// Handle of a connection inside an [`Engine`]: the slot's index in the low [`INDEX_BITS`] bits
+/// and the slot's generation above them. A slot's generation changes whenever its connection is
+/// removed, so a handle kept after [`Engine::remove`] (by a writer, a reader or a consumer that
+/// outlives its connection) never addresses the connection that reuses the slot:
+/// [`Engine::get`] refuses it.
+///
+/// ```
+/// use stream_engine::core::config::StreamConfig;
+/// use stream_engine::core::connection::FlowPolicy;
+/// use stream_engine::core::engine::Engine;
+///
+/// let mut e: Engine<u32> = Engine::new(StreamConfig::default(), 5000.0);
+/// let a = e.create("a", StreamConfig::default(), FlowPolicy::block(), false).unwrap();
+/// e.remove(a, 0.0);
+/// let b = e.create("b", StreamConfig::default(), FlowPolicy::block(), false).unwrap();
+/// assert_ne!(a, b); // same slot, new generation
+/// assert!(e.get(a).is_none()); // the stale handle addresses nothing
+/// assert_eq!(e.get(b).unwrap().id(), "b");
+/// ```
 pub type Handle = u32;
+
+/// Bits of a [`Handle`] that index the slot; the rest is the slot's generation.
+pub const INDEX_BITS: u32 = 16;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// Most connections an engine holds at once (open, closing and finished ones).
+pub const MAX_CONNECTIONS: usize = 1 << INDEX_BITS;
+/// A slot whose generation reaches this is retired rather than reused, so a generation never
+/// wraps around to an old handle's value.
+const MAX_GENERATION: u32 = u32::MAX >> INDEX_BITS;
 
 /// An alert as JS sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -57,11 +84,12 @@ pub struct AlertEventOut {
     pub alert: AlertOut,
 }
 
-/// Engine totals (`EngineMetrics.totals`).
+/// Engine totals (`EngineMetrics.totals`): sums over exactly the connections that
+/// [`Tick::connections`] lists.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
-    /// Connections in the engine (including closed ones still draining).
+    /// Connections listed (one per id: see [`Tick::connections`]).
     pub connections: usize,
     /// Sum of `messages_in`.
     pub messages_in: u64,
@@ -86,18 +114,30 @@ pub struct Totals {
 pub struct Tick {
     /// Engine totals.
     pub totals: Totals,
-    /// Per connection, by id.
+    /// Per connection, by id. When a connection closed with `closeConnection` still drains
+    /// while a newer one has taken its id, the id shows the newer one.
     pub connections: BTreeMap<String, ConnectionMetrics>,
     /// Alerts that fired or resolved on this tick.
     pub alerts: Vec<AlertEventOut>,
+}
+
+/// One place for a connection.
+#[derive(Debug)]
+struct Slot<T> {
+    generation: u32,
+    /// The connection and its creation number.
+    conn: Option<(Connection<T>, u64)>,
 }
 
 /// The engine core, generic over the message type so that tests use plain values and the
 /// bindings use `JsValue`.
 #[derive(Debug)]
 pub struct Engine<T> {
-    conns: Vec<Option<Connection<T>>>,
-    free: Vec<Handle>,
+    slots: Vec<Slot<T>>,
+    /// Indexes of empty slots.
+    free: Vec<u32>,
+    /// Creation counter: tells which of two connections with one id is newer.
+    created: u64,
     defaults: StreamConfig,
     window_ms: f64,
     thresholds: Thresholds,
@@ -110,8 +150,9 @@ impl<T> Engine<T> {
     /// An engine with the given per-connection defaults and metrics window (ms).
     pub fn new(defaults: StreamConfig, window_ms: f64) -> Self {
         Engine {
-            conns: Vec::new(),
+            slots: Vec::new(),
             free: Vec::new(),
+            created: 0,
             defaults,
             window_ms,
             thresholds: Thresholds::default(),
@@ -150,68 +191,141 @@ impl<T> Engine<T> {
     ) -> Result<Handle, ConfigError> {
         // A closed connection still draining its buffer does not hold its id: closing forgets
         // the connection at once, so the id may be used again right away.
-        if self
-            .conns
-            .iter()
-            .flatten()
-            .any(|c| c.id() == id && !c.is_closed())
-        {
+        if self.conns().any(|c| c.id() == id && !c.is_closed()) {
             return Err(ConfigError::state(format!(
                 "connection {id} already exists"
             )));
         }
-        let c = Connection::new(id, cfg, policy, self.window_ms, keep_dropped);
-        Ok(match self.free.pop() {
-            Some(h) => {
-                self.conns[h as usize] = Some(c);
-                h
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None if self.slots.len() < MAX_CONNECTIONS => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                (self.slots.len() - 1) as u32
             }
             None => {
-                self.conns.push(Some(c));
-                (self.conns.len() - 1) as Handle
+                return Err(ConfigError::state(format!(
+                    "too many connections: an engine holds at most {MAX_CONNECTIONS}"
+                )))
             }
+        };
+        let c = Connection::new(id, cfg, policy, self.window_ms, keep_dropped);
+        self.created += 1;
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some((c, self.created));
+        Ok(slot.generation << INDEX_BITS | index)
+    }
+
+    fn conns(&self) -> impl Iterator<Item = &Connection<T>> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref().map(|(c, _)| c))
+    }
+
+    fn slot(&mut self, h: Handle) -> Option<&mut Slot<T>> {
+        let s = self.slots.get_mut((h & INDEX_MASK) as usize)?;
+        (s.generation == h >> INDEX_BITS && s.conn.is_some()).then_some(s)
+    }
+
+    /// The connection behind a handle, or `None` for a handle whose connection was removed
+    /// (even if its slot now holds another connection) or that was never issued.
+    #[inline]
+    pub fn get(&mut self, h: Handle) -> Option<&mut Connection<T>> {
+        self.slot(h)?.conn.as_mut().map(|(c, _)| c)
+    }
+
+    /// The newest connection with this id that the engine holds (open, closing or finished).
+    pub fn find(&mut self, id: &str) -> Option<&mut Connection<T>> {
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.conn.as_mut())
+            .filter(|(c, _)| c.id() == id)
+            .max_by_key(|(_, n)| *n)
+            .map(|(c, _)| c)
+    }
+
+    /// Whether `h`'s connection is the newest with its id (the one metrics show for the id).
+    fn is_newest(&self, h: Handle) -> bool {
+        let Some(Some((c, n))) = self
+            .slots
+            .get((h & INDEX_MASK) as usize)
+            .map(|s| s.conn.as_ref())
+        else {
+            return false;
+        };
+        !self.slots.iter().any(|s| {
+            s.conn
+                .as_ref()
+                .is_some_and(|(o, m)| m > n && o.id() == c.id())
         })
     }
 
-    /// The connection behind a handle.
-    #[inline]
-    pub fn get(&mut self, h: Handle) -> Option<&mut Connection<T>> {
-        self.conns.get_mut(h as usize).and_then(Option::as_mut)
+    /// The connection's readable side has ended ([`Connection::finish`]): its figures stay
+    /// readable (state `finished`) until [`Engine::remove`]; its alerts resolve now, unless a
+    /// newer connection holds the id. Returns those resolutions (none for a stale handle).
+    pub fn finish(&mut self, h: Handle, now: f64) -> Vec<AlertEventOut> {
+        let newest = self.is_newest(h);
+        let Some(c) = self.get(h) else {
+            return Vec::new();
+        };
+        if c.lifecycle() == Lifecycle::Finished {
+            return Vec::new();
+        }
+        c.finish();
+        if !newest {
+            return Vec::new();
+        }
+        let id = c.id().to_string();
+        self.resolve_alerts(&id, now)
     }
 
-    /// Forgets a connection, returning it and resolutions of its active alerts.
-    pub fn remove(&mut self, h: Handle, now: f64) -> Option<(Connection<T>, Vec<AlertEventOut>)> {
-        let c = self.conns.get_mut(h as usize)?.take()?;
-        self.free.push(h);
-        // Alert state is keyed by id; a newer connection may have taken the id, and keeps it.
-        if self.conns.iter().flatten().any(|o| o.id() == c.id()) {
-            return Some((c, Vec::new()));
-        }
-        self.critical_drops_seen.remove(c.id());
-        let resolved = self
-            .tracker
-            .remove_key(c.id())
+    fn resolve_alerts(&mut self, id: &str, now: f64) -> Vec<AlertEventOut> {
+        self.critical_drops_seen.remove(id);
+        self.tracker
+            .remove_key(id)
             .into_iter()
             .map(|(ty, sev)| {
                 resolved_event(
                     ty,
                     sev,
-                    c.id(),
+                    id,
                     f64::NAN,
                     self.thresholds.level_for(ty).warning,
                     now,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// Forgets a connection, returning it and resolutions of its active alerts. The handle (and
+    /// every copy of it) is dead from now on; the slot is reused under a new generation.
+    pub fn remove(&mut self, h: Handle, now: f64) -> Option<(Connection<T>, Vec<AlertEventOut>)> {
+        let newest = self.is_newest(h);
+        let slot = self.slot(h)?;
+        let (c, _) = slot.conn.take()?;
+        slot.generation += 1;
+        if slot.generation < MAX_GENERATION {
+            self.free.push(h & INDEX_MASK);
+        }
+        // Alert state is keyed by id; a newer connection may have taken the id, and keeps it. A
+        // finished connection's alerts were resolved when it finished.
+        if !newest || c.lifecycle() == Lifecycle::Finished {
+            return Some((c, Vec::new()));
+        }
+        let resolved = self.resolve_alerts(c.id(), now);
         Some((c, resolved))
     }
 
-    /// Live connections.
+    /// Every connection the engine holds, with its handle.
     pub fn connections(&mut self) -> impl Iterator<Item = (Handle, &mut Connection<T>)> {
-        self.conns
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_mut().map(|c| (i as Handle, c)))
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
+            let g = s.generation;
+            s.conn
+                .as_mut()
+                .map(|(c, _)| (g << INDEX_BITS | i as u32, c))
+        })
     }
 
     /// Snapshots every connection without touching alert state (for on-demand reads, which must
@@ -228,7 +342,22 @@ impl<T> Engine<T> {
     fn collect(&mut self, now: f64) -> (Totals, BTreeMap<String, ConnectionMetrics>) {
         let mut totals = Totals::default();
         let mut connections = BTreeMap::new();
-        for c in self.conns.iter_mut().flatten() {
+        // One connection per id, the newest, and the totals over exactly those.
+        let mut newest: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some((c, n)) = &s.conn {
+                let e = newest.entry(c.id()).or_insert((*n, i));
+                if *n > e.0 {
+                    *e = (*n, i);
+                }
+            }
+        }
+        let mut shown: Vec<usize> = newest.into_values().map(|(_, i)| i).collect();
+        shown.sort_unstable();
+        for i in shown {
+            let Some((c, _)) = self.slots[i].conn.as_mut() else {
+                continue;
+            };
             let m = c.metrics(now);
             totals.connections += 1;
             totals.messages_in += m.messages_in;
@@ -250,6 +379,11 @@ impl<T> Engine<T> {
         let (totals, connections) = self.collect(now);
         let mut alerts = Vec::new();
         for (id, m) in &connections {
+            // A finished connection's alerts were resolved when it finished; its figures are
+            // final and raise nothing new.
+            if m.state == Lifecycle::Finished.as_str() {
+                continue;
+            }
             self.level(&mut alerts, id, AlertType::HighLatency, m.p95_latency, now);
             self.level(&mut alerts, id, AlertType::HighErrorRate, m.error_rate, now);
             self.level(

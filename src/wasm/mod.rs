@@ -15,7 +15,10 @@
 //! - Everything per-tick (metrics, events, alerts) goes through serde-wasm-bindgen.
 //!
 //! Nothing here panics on input: unknown handles read as a closed connection, and bad options
-//! become `TypeError` / `RangeError` naming the field.
+//! become `TypeError` / `RangeError` naming the field. Handles carry a generation
+//! ([`crate::core::engine::Handle`]): a handle kept by a JS object that outlived its connection
+//! is unknown to the core from the moment the connection is removed, even once its slot holds
+//! another connection.
 
 pub mod aggregate;
 mod options;
@@ -351,6 +354,20 @@ impl EngineCore {
         }
     }
 
+    /// The owner closed the connection (`closeConnection`): refuses writes and releases a pause
+    /// for good, so what is held drains and the readable ends.
+    pub fn shut(&mut self, h: Handle) {
+        if let Some(c) = self.engine.get(h) {
+            c.shut();
+        }
+    }
+
+    /// The readable side has ended: the connection's figures are final (state `finished`) and
+    /// stay readable until [`EngineCore::remove`]. Returns the resolutions of its active alerts.
+    pub fn finish(&mut self, h: Handle, now: f64) -> NotInlined {
+        Ok(to_js(&self.engine.finish(h, now)))
+    }
+
     /// The reader went away: dead-letters what is buffered and returns those slots.
     pub fn cancel(&mut self, h: Handle, now: f64) -> Vec<Slot> {
         self.engine
@@ -433,6 +450,16 @@ impl EngineCore {
     /// One connection's metrics.
     pub fn metrics(&mut self, h: Handle, now: f64) -> NotInlined {
         Ok(match self.engine.get(h) {
+            Some(c) => to_js(&c.metrics(now)),
+            None => JsValue::UNDEFINED,
+        })
+    }
+
+    /// The metrics of the newest connection with this id that the core holds (what
+    /// [`EngineCore::snapshot`] lists under the id), or `undefined`.
+    #[wasm_bindgen(js_name = metricsById)]
+    pub fn metrics_by_id(&mut self, id: &str, now: f64) -> NotInlined {
+        Ok(match self.engine.find(id) {
             Some(c) => to_js(&c.metrics(now)),
             None => JsValue::UNDEFINED,
         })

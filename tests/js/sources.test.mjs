@@ -143,7 +143,8 @@ test('a source piped into a connection arrives complete and in order', async () 
   for await (const batch of c.readable) got.push(...batch);
   await piped;
   assert.deepEqual(got.map((m) => m.data.seq), [...Array(300).keys()]);
-  assert.equal(e.getConnection(id), undefined, 'closing the writable closed the connection');
+  assert.equal(e.getConnection(id).state, 'finished', 'closing the writable finished the connection (listed with its final figures until closeConnection)');
+  assert.equal(e.getMetrics(id).messagesOut, 300);
   e.destroy();
 });
 

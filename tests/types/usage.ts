@@ -33,6 +33,8 @@ async function main(): Promise<void> {
   const { value } = await c.readable.getReader().read();
   const first: number | undefined = value?.[0].data.value;
   const m: ConnectionMetrics = engine.getMetrics(id);
+  const finished: boolean = m.state === 'finished' || c.state === 'finished';
+  if (finished) console.log('final figures', m.messagesOut);
   const total: number = engine.getMetrics().totals.messagesIn + m.p95Latency + (first ?? 0);
   const n: number = engine.route([{ id: '2', timestamp: 0, sourceNodeId: 'a', targetNodeId: 'b', port: 'out', data: null }]);
   const reader = engine.events({ types: ['alert'] }).getReader();

@@ -315,10 +315,47 @@ fn duplicate_ids_are_a_plain_error() {
     let h = e.create("a->b", &JsValue::UNDEFINED, &block()).unwrap();
     let err = expect_err(e.create("a->b", &JsValue::UNDEFINED, &block()));
     assert_err(&err, Kind::Plain, "connection a->b already exists");
-    // After removal the id (and the handle slot) can be reused.
+    // After removal the id (and the handle slot) can be reused; the old handle stays dead.
     e.remove(h, 0.0).unwrap();
     let h2 = e.create("a->b", &JsValue::UNDEFINED, &block()).unwrap();
-    assert_eq!(h2, h);
+    assert_ne!(h2, h);
+    assert_eq!(h2 & 0xFFFF, h & 0xFFFF, "same slot, new generation");
+    assert!(e.metrics(h, 0.0).unwrap().is_undefined());
+    assert!(!e.metrics(h2, 0.0).unwrap().is_undefined());
+}
+
+#[wasm_bindgen_test]
+fn a_stale_handle_reads_as_closed_everywhere() {
+    let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
+    let old = e.create("a", &JsValue::UNDEFINED, &block()).unwrap();
+    e.remove(old, 0.0).unwrap();
+    let h = e.create("b", &JsValue::UNDEFINED, &block()).unwrap();
+    let closed = 128;
+    assert_eq!(e.push(h, 0, 0.5, 0.0) & closed, 0);
+    assert_eq!(e.push(old, 1, 0.5, 0.0), closed);
+    assert_eq!(e.push_keyed(old, 1, 0.5, "k", 0.0), closed);
+    assert_eq!(e.push_many(old, &[1, 2], &[0.5, 0.5], 0.0), closed as f64);
+    assert_eq!(e.drop_incoming(old, 1, 0.5, 0.0), closed);
+    assert_eq!(e.status(old), closed);
+    assert!(e.take(old, 1.0, true).is_none());
+    assert_eq!(e.take_io(old, 1.0, true), -1);
+    assert!(e.consume_take(old, 1.0, true).is_none());
+    assert_eq!(e.consume_success(old, 1.0), closed);
+    assert_eq!(e.consume_failure(old, 1.0, true), closed);
+    assert_eq!(e.consume_dead_letter(old, 1.0), 0);
+    assert!(e.cancel(old, 1.0).is_empty());
+    assert_eq!(e.held(old), 0);
+    e.pause(old);
+    e.shut(old);
+    e.close(old);
+    assert!(e.take_dropped(old).is_empty());
+    assert!(e.take_drop_summary(old).unwrap().is_undefined());
+    assert_eq!(Array::from(&e.finish(old, 1.0).unwrap()).length(), 0);
+    assert_eq!(Array::from(&e.remove(old, 1.0).unwrap()).length(), 0);
+    // The connection in the slot is untouched by all of that.
+    assert_eq!(e.held(h), 1);
+    assert_eq!(get(&e.metrics(h, 1.0).unwrap(), "state"), "open");
+    assert_eq!(get(&e.metrics(h, 1.0).unwrap(), "messagesIn"), 1);
 }
 
 #[wasm_bindgen_test]

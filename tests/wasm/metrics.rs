@@ -6,7 +6,7 @@ use wasm_bindgen_test::*;
 
 use crate::common::*;
 
-const METRIC_KEYS: [&str; 25] = [
+const METRIC_KEYS: [&str; 26] = [
     "connectionId",
     "messagesIn",
     "messagesOut",
@@ -30,6 +30,7 @@ const METRIC_KEYS: [&str; 25] = [
     "retries",
     "circuitState",
     "paused",
+    "state",
     "dropRate",
     "lastUpdated",
 ];
