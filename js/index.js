@@ -7,3 +7,4 @@ export { PerformanceTestSuite, STANDARD_PERFORMANCE_TESTS } from './perf.js';
 export { createDataSource } from './sources.js';
 export { subscribeWidget } from './widget.js';
 export { version } from './version.js';
+export { connectGateway, GatewayClient } from './gateway-client.js';
