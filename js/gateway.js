@@ -441,6 +441,10 @@ class Subscription {
 
   setMode(mode) {
     this.mode = mode;
+    // Paused in the engine: a read already waiting is not served either; the buffer keeps the
+    // latest value per key (with conflate) and sheds by the policy, so it stays bounded.
+    if (mode === 'pause') this.conn.pause();
+    else this.conn.resume();
     this._wake();
   }
 
@@ -686,7 +690,8 @@ class Client {
     const mode = f.mode ?? 'live';
     if (!MODES.includes(mode)) return this.error(ERROR_CODES.BAD_REQUEST, `mode must be one of ${MODES.join(', ')}, got ${describe(mode)}`, { topic: t.name, ...ref });
     const policy = this.gateway._checkPolicy(f.policy ?? {}, 'policy');
-    const sub = new Subscription(this, t, policy, mode);
+    const sub = new Subscription(this, t, policy, 'live');
+    if (mode !== 'live') sub.setMode(mode);
     this.subs.set(t.name, sub);
     t.subs.add(sub);
     this.send({ op: 'subscribed', topic: t.name, ...(t.lastSeq !== undefined ? { seq: t.lastSeq } : {}), ...ref });
