@@ -354,7 +354,10 @@ export class GatewayClient {
       case 'welcome':
         return this._welcome(f);
       case 'data':
-        return this._data(f);
+        this._data(f);
+        // Processed: the gateway may send more (a page too busy to get here is shed at the gateway).
+        this._send({ op: 'ack', frames: 1 });
+        return undefined;
       case 'gap': {
         const st = this.topics.get(f.topic);
         if (st === undefined) return;
@@ -392,6 +395,7 @@ export class GatewayClient {
       });
     }
     this._event('open', { reconnect });
+    this._send({ op: 'ack', frames: 0 }); // this client acknowledges data frames: flow control by the gateway's ack window
     for (const st of this.topics.values()) {
       if (reconnect) st.m.reconnects++;
       this._sendSubscribe(st);

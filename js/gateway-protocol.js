@@ -7,6 +7,8 @@
 //   { op: 'mode', topic?, mode: 'live' | 'conflate' | 'pause' }   (hidden tabs; no topic = all)
 //   { op: 'publish', topic, messages: StreamMessage[] | StreamMessage, ref? }
 //   { op: 'ping', t? }
+//   { op: 'ack', frames }   data frames processed since the last ack; the first ack (frames: 0 is
+//                           fine) switches on the gateway's ack window for this socket
 // gateway -> client
 //   { op: 'welcome', v, heartbeat, maxPayload }
 //   { op: 'subscribed', topic, seq? }          seq: the topic's newest seq at subscription time
@@ -37,7 +39,8 @@ export const ERROR_CODES = Object.freeze({
  * - 1009 message too big: a frame over the hard frame cap (4 x maxPayload); smaller oversized
  *   frames only get an `oversized` error frame.
  * - 1013 try again later: `maxClients` reached.
- * - 4008 too slow: the hard limit: the socket stayed busy longer than `hardLimit.stallMs`, or
+ * - 4008 too slow: the hard limit: the socket stayed busy (or a data frame unacknowledged)
+ *   longer than `hardLimit.stallMs`, or
  *   more than `hardLimit.pendingMessages` messages were waiting for a subscription that could
  *   neither deliver nor drop them (critical messages are never dropped).
  * - 4000 idle: no pong or frame for `idleTimeout` ms (the socket is terminated, so a client

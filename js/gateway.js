@@ -21,7 +21,7 @@ const DEFAULT_POLICY = Object.freeze({ bufferSize: 1000, maxBatchSize: 100, batc
 
 const GATEWAY_OPTIONS = new Set([
   'port', 'host', 'server', 'path', 'history', 'authorize', 'topics', 'policy', 'maxBufferSize', 'maxPayload',
-  'heartbeatInterval', 'idleTimeout', 'hardLimit', 'maxClients', 'hiddenInterval', 'engine', 'onDrop',
+  'heartbeatInterval', 'idleTimeout', 'hardLimit', 'maxClients', 'hiddenInterval', 'engine', 'onDrop', 'ackWindow',
 ]);
 
 function positiveInt(o, name, dflt, max = 2 ** 31) {
@@ -105,6 +105,7 @@ class Gateway {
     this.maxClients = positiveInt(o, 'maxClients', 10000);
     this.maxBufferSize = positiveInt(o, 'maxBufferSize', 10000);
     this.hiddenInterval = positiveInt(o, 'hiddenInterval', 1000);
+    this.ackWindow = positiveInt(o, 'ackWindow', 128 * 1024);
     if (o.hardLimit === false) this.hardLimit = null;
     else {
       const h = o.hardLimit ?? {};
@@ -543,6 +544,13 @@ class Client {
     this.subs = new Map();
     this.inflight = 0;
     this.busySince = 0;
+    // Application-level flow control, for clients that acknowledge data frames (the gateway
+    // client does): the kernel's socket buffers hide a slow page for megabytes, and a browser's
+    // WebSocket reads whatever arrives. Unacknowledged bytes over ackWindow make the socket busy.
+    this.acking = false;
+    this.unacked = []; // [bytes, sentAt] per data frame not yet acknowledged
+    this.unackedHead = 0;
+    this.unackedBytes = 0;
     this.waiters = [];
     this.closed = false;
     this.lastSeen = Date.now();
@@ -561,9 +569,21 @@ class Client {
     this.send({ op: 'welcome', v: PROTOCOL_VERSION, heartbeat: gateway.heartbeatInterval, maxPayload: gateway.maxPayload });
   }
 
-  /** Busy: a frame is still being written (its send callback has not fired). */
+  /** Busy: a frame is still being written (its send callback has not fired), or too much is unacknowledged. */
   busy() {
-    return this.inflight > 0;
+    return this.inflight > 0 || (this.acking && this.unackedBytes >= this.gateway.ackWindow);
+  }
+
+  _ack(f) {
+    const n = f.frames;
+    if (!Number.isInteger(n) || n < 0) return this.error(ERROR_CODES.BAD_REQUEST, `frames must be a non-negative integer, got ${describe(n)}`);
+    this.acking = true;
+    for (let i = 0; i < n && this.unackedHead < this.unacked.length; i++) this.unackedBytes -= this.unacked[this.unackedHead++][0];
+    if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
+      this.unacked = this.unacked.slice(this.unackedHead);
+      this.unackedHead = 0;
+    }
+    if (!this.busy()) this._release();
   }
 
   whenFree() {
@@ -610,7 +630,12 @@ class Client {
     if (this.inflight === 1) this.busySince = Date.now();
     this.gateway.stats.framesSent++;
     this.gateway.stats.messagesSent += batch.length;
-    this.ws.send(`${head},"messages":[${body}]}`, this.onSent);
+    const frame = `${head},"messages":[${body}]}`;
+    if (this.acking) {
+      this.unacked.push([frame.length, Date.now()]);
+      this.unackedBytes += frame.length;
+    }
+    this.ws.send(frame, this.onSent);
   }
 
   tick(t) {
@@ -623,6 +648,10 @@ class Client {
     }
     if (g.hardLimit && this.inflight > 0 && t - this.busySince > g.hardLimit.stallMs) {
       this.close(CLOSE_CODES.TOO_SLOW, 'too slow: socket stalled');
+      return;
+    }
+    if (g.hardLimit && this.unackedHead < this.unacked.length && t - this.unacked[this.unackedHead][1] > g.hardLimit.stallMs) {
+      this.close(CLOSE_CODES.TOO_SLOW, 'too slow: frames not acknowledged');
       return;
     }
     if (t - this.lastHeartbeat >= g.heartbeatInterval) {
@@ -655,6 +684,8 @@ class Client {
           return this._mode(f, ref);
         case 'publish':
           return this._publish(f, ref);
+        case 'ack':
+          return this._ack(f);
         case 'ping':
           return this.send({ op: 'pong', ...(typeof f.t === 'number' ? { t: f.t } : {}) });
         default:
