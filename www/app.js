@@ -10,6 +10,7 @@ import init, {
   version,
 } from '/dist/web.mjs';
 import { TimeChart, newSince, formatNumber } from '/www/chart.js';
+import { gatewaySource, setupGateway } from '/www/gateway.js';
 
 // ---- settings ---------------------------------------------------------------------------------
 
@@ -144,7 +145,8 @@ async function openStream(s) {
 
 function startPipe(s) {
   const conn = s.conn;
-  const source = createDataSource(s.pattern, {
+  // Gateway mode (www/gateway.js): the batches come from the local gateway instead.
+  const source = gatewaySource(s.key) ?? createDataSource(s.pattern, {
     rate: settings.rate,
     sourceNodeId: s.source,
     targetNodeId: s.target,
@@ -680,6 +682,14 @@ async function main() {
     logEvent(ev);
   });
   for (const s of byKey.values()) await openStream(s);
+  setupGateway({
+    container: $('.controls'),
+    keys: [...byKey.keys()],
+    log: (text) => logLocal('control', null, text),
+    onChange: () => {
+      for (const s of byKey.values()) if (!s.closing) restartPipe(s);
+    },
+  });
   requestAnimationFrame(flowLoop);
   addEventListener('pagehide', () => engine.destroy());
   setStatus('running', 'Running');
