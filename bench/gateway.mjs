@@ -275,7 +275,7 @@ function percentile(hist, q) {
 }
 
 async function phase(mode) {
-  const srv = fork(self, ['--role', 'server', '--mode', mode, ...process.argv.slice(2)], { stdio: 'inherit' });
+  const srv = fork(self, ['--role', 'server', '--mode', mode, ...process.argv.slice(2)], { stdio: 'inherit', execArgv: process.env.BENCH_SERVER_FLAGS ? process.env.BENCH_SERVER_FLAGS.split(' ') : [] });
   const { port } = await once(srv, 'port');
   if (args.verbose) console.error('server on', port);
   const per = Math.ceil(cfg.clients / cfg.procs);
