@@ -7,6 +7,10 @@
 //   node bench/gateway.mjs [--duration 60] [--clients 1000] [--rate 20000] [--topics 100]
 //                          [--slow 0.1] [--slow-factor 10] [--pad 100] [--procs 2]
 //                          [--phases gateway,broadcast] [--json file]
+//                          [--target-latency 50 | none] [--ack-window 32768]
+//
+// The gateway's subscriptions use the adaptive handler with a 50 ms latency target (`none`: the
+// 'priority' drop policy) and a 32 KiB ack window.
 //
 // Processes: this one coordinates; a server process per phase (the producer runs inside it, as an
 // in-process publisher would); `procs` client processes. Latency is end to end: the client's
@@ -53,7 +57,7 @@ async function server() {
   if (mode === 'gateway') {
     const { createGateway } = await import('@nodeflow/stream-engine/gateway');
     const topics = Array.from({ length: cfg.topics }, (_, i) => `t${i}`);
-    const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m) => drops[m.metadata.priority]++, policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: 5, dropPolicy: 'priority' } });
+    const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m) => drops[m.metadata.priority]++, ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: 10, ...(args['target-latency'] === 'none' ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
     port = gw.port;
     publish = (topic, batch) => gw.publish(topic, batch);
     stop = () => gw.close();
@@ -162,6 +166,7 @@ async function clients() {
   const stats = [];
   let measuring = false;
   const list = [];
+  let subscribed = 0;
   for (let i = 0; i < count; i++) {
     const idx = first + i;
     const slow = cfg.slow > 0 && Math.floor(idx / cfg.topics) % Math.round(1 / cfg.slow) === 0; // one slow client per topic per 1/slow
@@ -172,7 +177,19 @@ async function clients() {
     list.push(ws);
     const h = slow ? hist.slow : hist.fast;
     let debt = 0;
+    // Acknowledgements as connectGateway sends them: once a quarter of the gateway's window is
+    // processed, or 20 ms after a frame (for a slow client: when it has processed them).
     let acks = 0;
+    let ackBytes = 0;
+    let ackWindow = 128 * 1024;
+    let ackTimer = null;
+    const flushAck = () => {
+      clearTimeout(ackTimer);
+      ackTimer = null;
+      if (acks > 0 && ws.readyState === 1) ws.send(`{"op":"ack","frames":${acks}}`);
+      acks = 0;
+      ackBytes = 0;
+    };
     let pausedNow = false;
     const take = (m) => {
       st.received++;
@@ -191,12 +208,19 @@ async function clients() {
         k = f.messages.length;
         // Acknowledged once processed, as connectGateway does: at once for a fast client, after
         // its (simulated) processing time for a slow one.
-        if (!slow) ws.send('{"op":"ack","frames":1}');
-        else acks++;
+        acks++;
+        ackBytes += d.length;
+        if (!slow) {
+          if (ackBytes >= ackWindow / 4) flushAck();
+          else if (ackTimer === null) ackTimer = setTimeout(flushAck, 20);
+        }
       } else if (f.op === undefined && f.id !== undefined) {
         take(f);
         k = 1;
+      } else if (f.op === 'subscribed') {
+        subscribed++;
       } else if (f.op === 'welcome') {
+        if (f.ackWindow > 0) ackWindow = f.ackWindow;
         ws.send('{"op":"ack","frames":0}');
         ws.send(JSON.stringify({ op: 'subscribe', topic }));
       }
@@ -214,8 +238,7 @@ async function clients() {
               setTimeout(rest, d);
             } else {
               pausedNow = false;
-              if (acks > 0 && ws.readyState === 1) ws.send(`{"op":"ack","frames":${acks}}`);
-              acks = 0;
+              flushAck();
               ws._socket.resume();
             }
           };
@@ -232,6 +255,8 @@ async function clients() {
     ws.on('error', () => {});
     if (i % 50 === 49) await new Promise((r) => setTimeout(r, 10)); // do not stampede the accept queue
   }
+  // Every client subscribed (the server answered) before the load starts.
+  while (subscribed < count) await new Promise((r) => setTimeout(r, 50));
   process.send({ type: 'connected' });
   process.on('message', (m) => {
     if (m.type === 'measure') measuring = true;

@@ -100,6 +100,10 @@ export class GatewayClient {
     this.lastFrame = Date.now();
     this.hidden = false;
     this.attemptStarted = Date.now();
+    this.ackWindow = 128 * 1024;
+    this.unackedFrames = 0;
+    this.unackedBytes = 0;
+    this.ackTimer = null;
     this._openWaiters = [];
     const topics = o.topics ?? [];
     if (!Array.isArray(topics)) throw new TypeError(`topics must be an array, got ${describe(topics)}`);
@@ -208,6 +212,7 @@ export class GatewayClient {
     this.closed = true;
     clearInterval(this.checker);
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.ackTimer);
     if (this.doc && this._onVisibility) {
       this.doc.removeEventListener('visibilitychange', this._onVisibility);
       this.doc.removeEventListener('freeze', this._onFreeze);
@@ -355,8 +360,7 @@ export class GatewayClient {
         return this._welcome(f);
       case 'data':
         this._data(f);
-        // Processed: the gateway may send more (a page too busy to get here is shed at the gateway).
-        this._send({ op: 'ack', frames: 1 });
+        this._processed(data.length);
         return undefined;
       case 'gap': {
         const st = this.topics.get(f.topic);
@@ -373,6 +377,26 @@ export class GatewayClient {
       default:
         return undefined; // hb, pong, subscribed, unsubscribed, published: only liveness
     }
+  }
+
+  /**
+   * A data frame was processed: acknowledge it, so that the gateway sends more. A page too busy to
+   * get here is shed at the gateway by its policy. Acks are batched: once a quarter of the
+   * gateway's window is processed, or 20 ms after the first unacknowledged frame.
+   */
+  _processed(bytes) {
+    this.unackedFrames++;
+    this.unackedBytes += bytes;
+    if (this.unackedBytes >= this.ackWindow / 4) this._flushAck();
+    else if (this.ackTimer === null) this.ackTimer = setTimeout(() => this._flushAck(), 20);
+  }
+
+  _flushAck() {
+    if (this.ackTimer !== null) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    if (this.unackedFrames > 0) this._send({ op: 'ack', frames: this.unackedFrames });
+    this.unackedFrames = 0;
+    this.unackedBytes = 0;
   }
 
   _welcome(f) {
@@ -395,7 +419,11 @@ export class GatewayClient {
       });
     }
     this._event('open', { reconnect });
-    this._send({ op: 'ack', frames: 0 }); // this client acknowledges data frames: flow control by the gateway's ack window
+    // This client acknowledges data frames: flow control by the gateway's ack window.
+    this.ackWindow = typeof f.ackWindow === 'number' && f.ackWindow > 0 ? f.ackWindow : 128 * 1024;
+    this.unackedFrames = 0;
+    this.unackedBytes = 0;
+    this._send({ op: 'ack', frames: 0 });
     for (const st of this.topics.values()) {
       if (reconnect) st.m.reconnects++;
       this._sendSubscribe(st);

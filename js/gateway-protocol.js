@@ -8,9 +8,10 @@
 //   { op: 'publish', topic, messages: StreamMessage[] | StreamMessage, ref? }
 //   { op: 'ping', t? }
 //   { op: 'ack', frames }   data frames processed since the last ack; the first ack (frames: 0 is
-//                           fine) switches on the gateway's ack window for this socket
+//                           fine) switches on the gateway's ack window for this socket. Clients
+//                           ack once a quarter of the window is processed, or 20 ms after a frame.
 // gateway -> client
-//   { op: 'welcome', v, heartbeat, maxPayload }
+//   { op: 'welcome', v, heartbeat, maxPayload, ackWindow }
 //   { op: 'subscribed', topic, seq? }          seq: the topic's newest seq at subscription time
 //   { op: 'unsubscribed', topic }
 //   { op: 'data', topic, seq?, dropped?, messages }   one frame per engine batch; seq of its last message

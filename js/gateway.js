@@ -17,7 +17,7 @@ export { CLOSE_CODES, ERROR_CODES, PROTOCOL_VERSION } from './gateway-protocol.j
 
 /** The flow options a client may ask for, per subscription. */
 const POLICY_OPTIONS = new Set(['bufferSize', 'maxBatchSize', 'batchTimeout', 'dropPolicy', 'conflate', 'targetLatency']);
-const DEFAULT_POLICY = Object.freeze({ bufferSize: 1000, maxBatchSize: 100, batchTimeout: 5, dropPolicy: 'priority' });
+const DEFAULT_POLICY = Object.freeze({ bufferSize: 1000, maxBatchSize: 100, batchTimeout: 10, dropPolicy: 'priority' });
 
 const GATEWAY_OPTIONS = new Set([
   'port', 'host', 'server', 'path', 'history', 'authorize', 'topics', 'policy', 'maxBufferSize', 'maxPayload',
@@ -566,7 +566,7 @@ class Client {
     });
     ws.on('close', () => this._closed());
     ws.on('error', () => this._closed());
-    this.send({ op: 'welcome', v: PROTOCOL_VERSION, heartbeat: gateway.heartbeatInterval, maxPayload: gateway.maxPayload });
+    this.send({ op: 'welcome', v: PROTOCOL_VERSION, heartbeat: gateway.heartbeatInterval, maxPayload: gateway.maxPayload, ackWindow: gateway.ackWindow });
   }
 
   /** Busy: a frame is still being written (its send callback has not fired), or too much is unacknowledged. */
