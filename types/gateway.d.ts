@@ -34,7 +34,7 @@ export interface GatewayOptions {
   authorize?: (req: UpgradeRequest) => boolean | { subscribe?: TopicAccess; publish?: TopicAccess } | Promise<boolean | { subscribe?: TopicAccess; publish?: TopicAccess }>;
   /** Known topics (also any created with topic() or publish()), or a predicate. */
   topics?: string[] | ((topic: string) => boolean);
-  /** Default subscription policy (default `{ bufferSize: 1000, maxBatchSize: 100, batchTimeout: 5, dropPolicy: 'priority' }`). */
+  /** Default subscription policy (default `{ bufferSize: 1000, maxBatchSize: 100, batchTimeout: 10, dropPolicy: 'priority' }`). */
   policy?: GatewayPolicy;
   /** Cap on a client's `bufferSize` (default 10000). */
   maxBufferSize?: number;
@@ -52,6 +52,8 @@ export interface GatewayOptions {
   hiddenInterval?: number;
   /** The engine subscriptions live in (default: its own). */
   engine?: StreamEngine;
+  /** Unacknowledged bytes after which a client that acks (connectGateway does) counts as busy (default 128 KiB). */
+  ackWindow?: number;
   /** Called with each message shed for a client. */
   onDrop?: (message: StreamMessage, reason: string, info: { client: number; topic: string }) => void;
 }

@@ -471,7 +471,7 @@ export interface GatewayPolicy {
   bufferSize?: number;
   /** Messages per data frame at most (default 100). */
   maxBatchSize?: number;
-  /** ms a frame waits to fill up (default 5). */
+  /** ms a frame waits to fill up (default 10). */
   batchTimeout?: number;
   /** How this client is shed when it falls behind (default 'priority'; 'block' is refused). */
   dropPolicy?: 'priority' | 'oldest' | 'newest';
