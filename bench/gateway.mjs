@@ -7,10 +7,11 @@
 //   node bench/gateway.mjs [--duration 60] [--clients 1000] [--rate 20000] [--topics 100]
 //                          [--slow 0.1] [--slow-factor 10] [--pad 100] [--procs 2]
 //                          [--phases gateway,broadcast] [--json file]
-//                          [--target-latency 50 | none] [--ack-window 32768]
+//                          [--target-latency ms] [--batch-timeout 10] [--ack-window 32768]
 //
-// The gateway's subscriptions use the adaptive handler with a 50 ms latency target (`none`: the
-// 'priority' drop policy) and a 32 KiB ack window.
+// The gateway's subscriptions use the 'priority' drop policy (bufferSize 500, batches of at most
+// 100 messages, batchTimeout 10 ms; with --target-latency, the adaptive handler instead) and a
+// 32 KiB ack window.
 //
 // Processes: this one coordinates; a server process per phase (the producer runs inside it, as an
 // in-process publisher would); `procs` client processes. Latency is end to end: the client's
@@ -57,7 +58,7 @@ async function server() {
   if (mode === 'gateway') {
     const { createGateway } = await import('@nodeflow/stream-engine/gateway');
     const topics = Array.from({ length: cfg.topics }, (_, i) => `t${i}`);
-    const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m) => drops[m.metadata.priority]++, ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: 10, ...(args['target-latency'] === 'none' ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
+    const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m) => drops[m.metadata.priority]++, ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: num('batch-timeout', 10), ...(args['target-latency'] === undefined ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
     port = gw.port;
     publish = (topic, batch) => gw.publish(topic, batch);
     stop = () => gw.close();
