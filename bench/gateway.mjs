@@ -53,12 +53,13 @@ async function server() {
   const mode = args.mode;
   let publish;
   let stop;
-  const drops = { critical: 0, high: 0, normal: 0, low: 0 }; // shed by the gateway, by priority
+  const drops = { critical: 0, high: 0, normal: 0, low: 0 }; // shed by the gateway's policy, by priority
+  let deadLetters = 0; // buffered for a client when its socket closed (it would resume by seq)
   let port;
   if (mode === 'gateway') {
     const { createGateway } = await import('@nodeflow/stream-engine/gateway');
     const topics = Array.from({ length: cfg.topics }, (_, i) => `t${i}`);
-    const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m) => drops[m.metadata.priority]++, ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: num('batch-timeout', 10), ...(args['target-latency'] === undefined ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
+    const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m, reason) => (reason === 'dead-letter' ? deadLetters++ : drops[m.metadata.priority]++), ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: num('batch-timeout', 10), ...(args['target-latency'] === undefined ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
     port = gw.port;
     publish = (topic, batch) => gw.publish(topic, batch);
     stop = () => gw.close();
@@ -143,7 +144,7 @@ async function server() {
       }, 5);
     } else if (m.type === 'stop-producing') {
       clearInterval(producing);
-      process.send({ type: 'published', published, drops });
+      process.send({ type: 'published', published, drops, deadLetters });
     } else if (m.type === 'stop') {
       clearInterval(sampler);
       process.send({ type: 'samples', samples });
@@ -321,7 +322,7 @@ async function phase(mode) {
   await new Promise((r) => setTimeout(r, cfg.duration * 1000));
   if (args.verbose) console.error('stop producing');
   srv.send({ type: 'stop-producing' });
-  const { published, drops } = await once(srv, 'published');
+  const { published, drops, deadLetters } = await once(srv, 'published');
   await new Promise((r) => setTimeout(r, 2000)); // in-flight messages arrive
   const reports = await Promise.all(kids.map((k) => {
     const p = once(k, 'report');
@@ -337,14 +338,17 @@ async function phase(mode) {
     for (const k of ['fast', 'slow']) for (const [i, n] of r.hist[k]) hist[k][i] += n;
   }
   const agg = (slow) => {
-    const a = { clients: 0, offered: 0, received: 0, offeredBy: { critical: 0, high: 0, normal: 0, low: 0 }, receivedBy: { critical: 0, high: 0, normal: 0, low: 0 }, closed: 0 };
+    const a = { clients: 0, offered: 0, received: 0, offeredBy: { critical: 0, high: 0, normal: 0, low: 0 }, receivedBy: { critical: 0, high: 0, normal: 0, low: 0 }, closed: 0, closeCodes: {} };
     for (const s of stats) {
       if (s.slow !== slow) continue;
       const p = published[s.topic] ?? { total: 0, critical: 0, high: 0, normal: 0, low: 0 };
       a.clients++;
       a.offered += p.total;
       a.received += s.received;
-      if (s.closed !== null) a.closed++;
+      if (s.closed !== null) {
+        a.closed++;
+        a.closeCodes[s.closed] = (a.closeCodes[s.closed] ?? 0) + 1;
+      }
       for (const n of PRIO_NAMES) {
         a.offeredBy[n] += p[n];
         a.receivedBy[n] += s.byPriority[n];
@@ -361,6 +365,7 @@ async function phase(mode) {
     fast: { ...fast, deliveredRatio: fast.received / fast.offered, p50: percentile(hist.fast, 0.5), p99: percentile(hist.fast, 0.99), max: percentile(hist.fast, 1) },
     slow: { ...slow, deliveredRatio: slow.received / slow.offered, p50: percentile(hist.slow, 0.5), p99: percentile(hist.slow, 0.99), droppedBy: Object.fromEntries(PRIO_NAMES.map((n) => [n, slow.offeredBy[n] - slow.receivedBy[n]])) },
     drops: mode === 'gateway' ? drops : null,
+    deadLetters: mode === 'gateway' ? deadLetters : null,
     rss: samples.map((s) => Math.round(s.rss / 1048576)),
     cpu: cpuAvg,
   };
@@ -376,8 +381,8 @@ async function main() {
     const q = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
     console.log(`   fast clients: p50 ${q(r.fast.p50)} ms, p99 ${q(r.fast.p99)} ms, delivered ${(100 * r.fast.deliveredRatio).toFixed(2)}% (${r.fast.received}/${r.fast.offered})`);
     console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
-    if (r.drops) console.log(`   shed by the gateway (reason given), by priority: ${JSON.stringify(r.drops)}`);
-    console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients ${r.fast.closed + r.slow.closed}`);
+    if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
+    console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients: fast ${JSON.stringify(r.fast.closeCodes)}, slow ${JSON.stringify(r.slow.closeCodes)}`);
   }
   if (results.length > 1) {
     console.log('\n| | ' + results.map((r) => r.mode).join(' | ') + ' |');

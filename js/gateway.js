@@ -21,7 +21,7 @@ const DEFAULT_POLICY = Object.freeze({ bufferSize: 1000, maxBatchSize: 100, batc
 
 const GATEWAY_OPTIONS = new Set([
   'port', 'host', 'server', 'path', 'history', 'authorize', 'topics', 'policy', 'maxBufferSize', 'maxPayload',
-  'heartbeatInterval', 'idleTimeout', 'hardLimit', 'maxClients', 'hiddenInterval', 'engine', 'onDrop', 'ackWindow',
+  'heartbeatInterval', 'idleTimeout', 'hardLimit', 'maxClients', 'hiddenInterval', 'engine', 'onDrop', 'ackWindow', 'maxSubscriptions',
 ]);
 
 function positiveInt(o, name, dflt, max = 2 ** 31) {
@@ -106,6 +106,7 @@ class Gateway {
     this.maxBufferSize = positiveInt(o, 'maxBufferSize', 10000);
     this.hiddenInterval = positiveInt(o, 'hiddenInterval', 1000);
     this.ackWindow = positiveInt(o, 'ackWindow', 128 * 1024);
+    this.maxSubscriptions = positiveInt(o, 'maxSubscriptions', 100);
     if (o.hardLimit === false) this.hardLimit = null;
     else {
       const h = o.hardLimit ?? {};
@@ -597,9 +598,16 @@ class Client {
     for (const r of w) r();
   }
 
-  /** A control frame (small, rare): sent even when the socket is busy. */
+  /**
+   * A control frame (small, rare): sent even when the socket is busy, unless over 1 MiB is queued
+   * already (a client flooding us with requests while not reading cannot grow our memory).
+   */
   send(obj) {
     if (this.closed || this.ws.readyState !== 1) return;
+    if (this.ws.bufferedAmount > 1 << 20) {
+      this.gateway.stats.errorsSuppressed++;
+      return;
+    }
     this.inflight++;
     if (this.inflight === 1) this.busySince = Date.now();
     this.ws.send(JSON.stringify(obj), this.onSent);
@@ -717,6 +725,8 @@ class Client {
     const t = this._topicOf(f, ref, this.access.subscribe);
     if (t === undefined) return;
     if (this.subs.has(t.name)) return this.error(ERROR_CODES.BAD_REQUEST, `already subscribed to ${t.name}`, { topic: t.name, ...ref });
+    // Each subscription is an engine connection: one socket cannot make the gateway hold thousands.
+    if (this.subs.size >= this.gateway.maxSubscriptions) return this.error(ERROR_CODES.BAD_REQUEST, `too many subscriptions (maxSubscriptions ${this.gateway.maxSubscriptions})`, { topic: t.name, ...ref });
     if (f.afterSeq !== undefined && typeof f.afterSeq !== 'string') return this.error(ERROR_CODES.BAD_REQUEST, `afterSeq must be a string, got ${describe(f.afterSeq)}`, { topic: t.name, ...ref });
     const mode = f.mode ?? 'live';
     if (!MODES.includes(mode)) return this.error(ERROR_CODES.BAD_REQUEST, `mode must be one of ${MODES.join(', ')}, got ${describe(mode)}`, { topic: t.name, ...ref });

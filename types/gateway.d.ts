@@ -46,6 +46,8 @@ export interface GatewayOptions {
   idleTimeout?: number;
   /** Close code 4008 when a socket stays busy over stallMs (default 60000) or pendingMessages (default 10000) undeliverable, undroppable messages pile up; false: never. */
   hardLimit?: false | { stallMs?: number; pendingMessages?: number };
+  /** Subscriptions per socket at most (default 100); more get a `bad-request` error frame. */
+  maxSubscriptions?: number;
   /** More clients are closed with 1013 (default 10000). */
   maxClients?: number;
   /** ms between frames of a topic in 'conflate' mode (hidden tab; default 1000). */

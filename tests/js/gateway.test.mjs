@@ -393,6 +393,22 @@ test('server side: a client that answers no pings is terminated after idleTimeou
   await gw.close();
 });
 
+test('one socket cannot hold more than maxSubscriptions engine connections', async () => {
+  const gw = await createGateway({ port: 0, topics: ['a', 'b', 'c'], maxSubscriptions: 2 });
+  const c = await rawClient(gw.url);
+  for (const topic of ['a', 'b', 'c']) c.send({ op: 'subscribe', topic });
+  await until(() => c.of('subscribed').length === 2 && c.of('error').length === 1, 'answers');
+  assert.equal(c.of('error')[0].topic, 'c');
+  assert.match(c.of('error')[0].message, /maxSubscriptions/);
+  assert.equal(gw.engine.listConnections().length, 2);
+  c.send({ op: 'unsubscribe', topic: 'a' });
+  c.send({ op: 'subscribe', topic: 'c' });
+  await until(() => c.of('subscribed').length === 3, 'room again');
+  await until(() => gw.engine.listConnections().length === 2, 'a closed');
+  await c.close();
+  await gw.close();
+});
+
 test('bad options are TypeErrors or RangeErrors naming the field', async () => {
   await assert.rejects(createGateway({ port: -1 }), /port/);
   await assert.rejects(createGateway({ bogus: 1 }), /bogus/);
@@ -404,4 +420,71 @@ test('bad options are TypeErrors or RangeErrors naming the field', async () => {
   assert.throws(() => connectGateway('ws://127.0.0.1:1/', { WebSocket, staleTimeout: -5 }), /staleTimeout/);
   assert.throws(() => connectGateway('ws://127.0.0.1:1/', { WebSocket, wat: 1 }), /wat/);
   assert.throws(() => connectGateway('ws://127.0.0.1:1/', { WebSocket, dedupeWindow: 0 }), /dedupeWindow/);
+});
+
+test('a client that acknowledges frames is paced by its acks: unacknowledged bytes stay within ackWindow, the rest is shed by its policy', async () => {
+  const WINDOW = 20000;
+  const gw = await createGateway({ port: 0, topics: ['t'], ackWindow: WINDOW });
+  const c = await rawClient(gw.url);
+  c.send({ op: 'ack', frames: 0 });
+  c.send({ op: 'subscribe', topic: 't', policy: { bufferSize: 40, maxBatchSize: 10, dropPolicy: 'oldest' } });
+  await until(() => c.of('subscribed').length === 1, 'subscribed');
+  const sub = [...gw.clients][0].subs.get('t');
+  const pad = 'p'.repeat(500);
+  const all = range(1, 400);
+  let maxHeld = 0;
+  for (let i = 0; i < all.length; i += 20) {
+    gw.publish('t', all.slice(i, i + 20).map((id) => msg(id, { data: pad })));
+    await new Promise((r) => setTimeout(r, 1));
+    maxHeld = Math.max(maxHeld, sub.buffered());
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  const bytes = (frames) => frames.reduce((n, f) => n + JSON.stringify(f).length, 0);
+  const sent = c.of('data');
+  // Without acks, no more than the window (plus the frame that crossed it) went out.
+  assert.ok(bytes(sent) <= WINDOW + 10 * 700, `${bytes(sent)} bytes unacknowledged`);
+  assert.ok(maxHeld <= 40, `held ${maxHeld} <= 40`);
+  assert.ok(gw.engine.getMetrics(sub.id).dropped > 0);
+  // Acknowledging lets the rest through: everything is delivered or was dropped, once.
+  let acked = 0;
+  await until(() => {
+    const n = c.of('data').length;
+    if (n > acked) {
+      c.send({ op: 'ack', frames: n - acked });
+      acked = n;
+    }
+    const m = gw.engine.getMetrics(sub.id);
+    return m.bufferSize === 0 && c.ids('t').length === m.messagesOut;
+  }, 'drained after acks');
+  const m = gw.engine.getMetrics(sub.id);
+  assert.equal(c.ids('t').length + m.dropped, all.length);
+  assert.equal(new Set(c.ids('t')).size, c.ids('t').length);
+  c.send({ op: 'ack', frames: -1 });
+  await until(() => c.of('error').length === 1, 'bad ack');
+  assert.match(c.of('error')[0].message, /frames/);
+  await c.close();
+  await gw.close();
+});
+
+test("hidden 'conflate' mode: one frame per hiddenInterval with the latest value per key; live again at once", async () => {
+  const gw = await createGateway({ port: 0, topics: ['t'], hiddenInterval: 60000 });
+  const c = connectGateway(gw.url, { topics: [{ topic: 't', policy: { conflate: true } }], WebSocket, document: null });
+  await c.ready();
+  const got = [];
+  const stop = collect(c.readable('t'), got);
+  c.setHidden(true); // the client's default hidden mode is 'conflate'
+  const sub = [...gw.clients][0].subs.get('t');
+  await until(() => sub.mode === 'conflate', 'conflate mode');
+  gw.publish('t', msg('first', { metadata: { key: 'a' } }));
+  await until(() => got.length === 1, 'one frame at once');
+  for (let i = 0; i < 300; i++) gw.publish('t', msg(`v${i}`, { metadata: { key: `k${i % 3}` } }));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(got, ['first'], 'nothing more within the interval');
+  assert.ok(sub.buffered() <= 3);
+  c.setHidden(false);
+  await until(() => got.length === 4, 'latest per key');
+  assert.deepEqual(got.slice(1).sort(), ['v297', 'v298', 'v299']);
+  stop();
+  c.close();
+  await gw.close();
 });
