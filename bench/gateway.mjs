@@ -168,12 +168,11 @@ async function clients() {
   const stats = [];
   let measuring = false;
   const list = [];
-  let subscribed = 0;
   for (let i = 0; i < count; i++) {
     const idx = first + i;
     const slow = cfg.slow > 0 && Math.floor(idx / cfg.topics) % Math.round(1 / cfg.slow) === 0; // one slow client per topic per 1/slow
     const topic = `t${idx % cfg.topics}`;
-    const st = { idx, topic, slow, received: 0, byPriority: { critical: 0, high: 0, normal: 0, low: 0 }, reconnects: 0, closed: null };
+    const st = { idx, topic, slow, subscribed: false, excluded: false, received: 0, byPriority: { critical: 0, high: 0, normal: 0, low: 0 }, reconnects: 0, closed: null };
     stats.push(st);
     const ws = new WebSocket(url, { perMessageDeflate: false });
     list.push(ws);
@@ -220,7 +219,7 @@ async function clients() {
         take(f);
         k = 1;
       } else if (f.op === 'subscribed') {
-        subscribed++;
+        st.subscribed = true;
       } else if (f.op === 'welcome') {
         if (f.ackWindow > 0) ackWindow = f.ackWindow;
         ws.send('{"op":"ack","frames":0}');
@@ -254,11 +253,16 @@ async function clients() {
     ws.on('close', (code) => {
       st.closed = code;
     });
-    ws.on('error', () => {});
+    ws.on('error', () => {
+      if (st.closed === null) st.closed = 'error';
+    });
     if (i % 50 === 49) await new Promise((r) => setTimeout(r, 10)); // do not stampede the accept queue
   }
-  // Every client subscribed (the server answered) before the load starts.
-  while (subscribed < count) await new Promise((r) => setTimeout(r, 50));
+  // Every client subscribed (the server answered) before the load starts; one that could not
+  // connect or subscribe within 60 s is left out of the figures (and counted).
+  const deadline = Date.now() + 60000;
+  while (stats.some((st) => !st.subscribed && st.closed === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const st of stats) if (!st.subscribed) st.excluded = true;
   process.send({ type: 'connected' });
   process.on('message', (m) => {
     if (m.type === 'measure') measuring = true;
@@ -338,9 +342,13 @@ async function phase(mode) {
     for (const k of ['fast', 'slow']) for (const [i, n] of r.hist[k]) hist[k][i] += n;
   }
   const agg = (slow) => {
-    const a = { clients: 0, offered: 0, received: 0, offeredBy: { critical: 0, high: 0, normal: 0, low: 0 }, receivedBy: { critical: 0, high: 0, normal: 0, low: 0 }, closed: 0, closeCodes: {} };
+    const a = { clients: 0, offered: 0, received: 0, offeredBy: { critical: 0, high: 0, normal: 0, low: 0 }, receivedBy: { critical: 0, high: 0, normal: 0, low: 0 }, closed: 0, closeCodes: {}, excluded: 0 };
     for (const s of stats) {
       if (s.slow !== slow) continue;
+      if (s.excluded) {
+        a.excluded++;
+        continue;
+      }
       const p = published[s.topic] ?? { total: 0, critical: 0, high: 0, normal: 0, low: 0 };
       a.clients++;
       a.offered += p.total;
@@ -382,7 +390,7 @@ async function main() {
     console.log(`   fast clients: p50 ${q(r.fast.p50)} ms, p99 ${q(r.fast.p99)} ms, delivered ${(100 * r.fast.deliveredRatio).toFixed(2)}% (${r.fast.received}/${r.fast.offered})`);
     console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
     if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
-    console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients: fast ${JSON.stringify(r.fast.closeCodes)}, slow ${JSON.stringify(r.slow.closeCodes)}`);
+    console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients: fast ${JSON.stringify(r.fast.closeCodes)}, slow ${JSON.stringify(r.slow.closeCodes)}; never subscribed (left out): ${r.fast.excluded + r.slow.excluded}`);
   }
   if (results.length > 1) {
     console.log('\n| | ' + results.map((r) => r.mode).join(' | ') + ' |');
