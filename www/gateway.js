@@ -126,8 +126,17 @@ export function setupGateway({ container, keys, log, onChange }) {
   const box = document.createElement('div');
   box.className = 'control gateway-control';
   box.innerHTML = `
-    <label class="switch"><input type="checkbox" id="gateway-mode"> <span>Data from the local gateway</span></label>
-    <label class="switch"><input type="checkbox" id="gateway-slow" disabled> <span>Slow connection (${SLOW_FRAMES_PER_SECOND} frames/s)</span></label>
+    <span class="label" id="gateway-label">Data from the local gateway</span>
+    <label class="switch">
+      <input type="checkbox" id="gateway-mode" role="switch" aria-labelledby="gateway-label">
+      <span class="track"><span class="thumb"></span></span>
+      <span class="state">ws://…/gateway</span>
+    </label>
+    <label class="switch">
+      <input type="checkbox" id="gateway-slow" role="switch" disabled>
+      <span class="track"><span class="thumb"></span></span>
+      <span class="state">Slow connection (${SLOW_FRAMES_PER_SECOND} frames/s)</span>
+    </label>
     <div class="gateway-buttons">
       <button type="button" id="gateway-drop" disabled title="close the socket; back within a second: resumes from the history">Drop connection</button>
       <button type="button" id="gateway-outage" disabled title="offline for 8 s: longer than the history (5 s at 200 msg/s) reaches">Outage 8 s</button>

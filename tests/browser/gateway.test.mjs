@@ -141,7 +141,7 @@ describe('gateway client in Chromium', () => {
     try {
       await page.goto(env.url);
       await page.waitForFunction(() => document.documentElement.dataset.ready === 'true', null, { timeout: 20000 });
-      await page.click('#gateway-mode');
+      await page.check('#gateway-mode', { force: true });
       const stats = () => page.evaluate(() => globalThis.demoGateway.stats());
       await until(async () => (await stats())?.received > 20, 'data from the gateway');
       // The page's own connections are fed by the gateway now.
