@@ -488,3 +488,44 @@ test("hidden 'conflate' mode: one frame per hiddenInterval with the latest value
   c.close();
   await gw.close();
 });
+
+test('MemoryHistory: replay after a seq, gap when it no longer reaches back or the seq is not its own, limit', async () => {
+  const h = new MemoryHistory({ size: 3 });
+  const seqs = h.append('t', [msg('a'), msg('b'), msg('c'), msg('d')]);
+  assert.equal(seqs.length, 4);
+  assert.ok(seqs.every((s, i) => i === 0 || Number(s) === Number(seqs[i - 1]) + 1));
+  const ids = (r) => r.entries.map((e) => e.message.id);
+  let r = await h.since('t', seqs[1], 10);
+  assert.deepEqual([ids(r), r.gap], [['c', 'd'], false]);
+  r = await h.since('t', seqs[0], 10); // 'a' fell out, but everything after it is kept
+  assert.deepEqual([ids(r), r.gap], [['b', 'c', 'd'], false]);
+  r = await h.since('t', String(Number(seqs[0]) - 1), 10); // 'a' itself is gone
+  assert.deepEqual([ids(r), r.gap], [['b', 'c', 'd'], true]);
+  r = await h.since('t', seqs[3], 10);
+  assert.deepEqual([ids(r), r.gap], [[], false]);
+  r = await h.since('t', String(Number(seqs[3]) + 5), 10); // ahead of us: another run's seq
+  assert.equal(r.gap, true);
+  r = await h.since('t', 'not-a-seq', 10);
+  assert.deepEqual([ids(r), r.gap], [['b', 'c', 'd'], true]);
+  r = await h.since('t', seqs[0], 2);
+  assert.deepEqual(ids(r), ['b', 'c']);
+  r = await h.since('other', '0', 10); // a topic never published to, from before this history existed
+  assert.deepEqual([ids(r), r.gap], [[], true]);
+  assert.equal(h.lastSeq('t'), seqs[3]);
+  assert.throws(() => new MemoryHistory({ size: 1.5 }), RangeError);
+});
+
+test('the hard limit closes a client with 4008 when undroppable (critical) messages pile up for it', async () => {
+  const gw = await createGateway({ port: 0, topics: ['t'], hardLimit: { stallMs: 60000, pendingMessages: 5 } });
+  const c = await rawClient(gw.url);
+  c.send({ op: 'subscribe', topic: 't', mode: 'pause', policy: { bufferSize: 2 } });
+  await until(() => c.of('subscribed').length === 1, 'subscribed');
+  const crit = (id) => msg(id, { metadata: { priority: 'critical' } });
+  gw.publish('t', [crit('c1'), crit('c2')]); // the buffer is full of messages it may not drop
+  // c3 waits as the engine's pending write, c4..c8 in the bounded queue (5); c9 is one too many.
+  for (let i = 3; i <= 9; i++) gw.publish('t', crit(`c${i}`));
+  assert.equal(await c.closed, CLOSE_CODES.TOO_SLOW);
+  assert.equal(gw.stats.closedSlow, 1);
+  assert.equal(gw.clients.size, 0);
+  await gw.close();
+});
