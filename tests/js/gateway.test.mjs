@@ -529,3 +529,32 @@ test('the hard limit closes a client with 4008 when undroppable (critical) messa
   assert.equal(gw.clients.size, 0);
   await gw.close();
 });
+
+test('connectGateway: publish through the gateway when authorised; visibility from a document drives the mode', async () => {
+  const gw = await createGateway({ port: 0, topics: ['t'], authorize: () => ({ subscribe: true, publish: ['t'] }) });
+  const doc = new EventTarget();
+  doc.visibilityState = 'visible';
+  const c = connectGateway(gw.url, { topics: [{ topic: 't', hidden: 'pause' }], WebSocket, document: doc });
+  await c.ready();
+  const got = [];
+  const stop = collect(c.readable('t'), got);
+  assert.equal(c.publish('t', [msg('s1'), msg('s2')]), true);
+  await until(() => got.length === 2, 'own messages back through the gateway');
+  assert.deepEqual(got, ['s1', 's2']);
+  const sub = [...gw.clients][0].subs.get('t');
+  doc.visibilityState = 'hidden';
+  doc.dispatchEvent(new Event('visibilitychange'));
+  await until(() => sub.mode === 'pause', 'paused when hidden');
+  doc.visibilityState = 'visible';
+  doc.dispatchEvent(new Event('visibilitychange'));
+  await until(() => sub.mode === 'live', 'live when visible');
+  doc.dispatchEvent(new Event('freeze'));
+  await until(() => sub.mode === 'pause', 'paused when frozen');
+  doc.dispatchEvent(new Event('resume'));
+  await until(() => sub.mode === 'live', 'live on resume');
+  stop();
+  c.close();
+  assert.equal(c.state, 'closed');
+  assert.equal(c.publish('t', msg('late')), false);
+  await gw.close();
+});
