@@ -3,7 +3,7 @@
 import { Fifo } from './fifo.js';
 import { describe } from './priority.js';
 
-export const EVENT_TYPES = ['metrics', 'alert', 'alert-resolved', 'backpressure', 'drop', 'connection', 'error'];
+export const EVENT_TYPES = ['metrics', 'alert', 'alert-resolved', 'backpressure', 'drop', 'connection', 'error', 'gap', 'gateway'];
 
 export class EventHub {
   constructor(onChange) {

@@ -8,3 +8,4 @@ export { createDataSource } from './sources.js';
 export { subscribeWidget } from './widget.js';
 export { version } from './version.js';
 export { WindowAggregator, createWindowStage, createDownsampleStage, downsampleLTTB } from './aggregate.js';
+export { connectGateway, GatewayClient } from './gateway-client.js';

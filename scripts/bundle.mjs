@@ -17,9 +17,19 @@ const wasmAlias = (path) => ({
   },
 });
 
+// The gateway entry shares the main Node build's engine: its imports of the engine modules point
+// at dist/node.mjs instead of bundling a second copy. `ws` stays an ordinary dependency.
+const sharedEngine = {
+  name: 'shared-engine',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/(engine|handlers|recovery)\.js$/ }, () => ({ path: './node.mjs', external: true }));
+  },
+};
+
 const common = { bundle: true, logLevel: 'warning', target: 'es2022', legalComments: 'none' };
 await Promise.all([
   build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.mjs', format: 'esm', platform: 'node', plugins: [wasmAlias('../pkg/node/stream_engine.js')] }),
   build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.cjs', format: 'cjs', platform: 'node', plugins: [wasmAlias('../pkg/node/stream_engine.js')] }),
+  build({ ...common, entryPoints: ['js/entry-gateway.js'], outfile: 'dist/gateway.mjs', format: 'esm', platform: 'node', external: ['ws'], plugins: [sharedEngine] }),
   build({ ...common, entryPoints: ['js/entry-web.js'], outfile: 'dist/web.mjs', format: 'esm', platform: 'browser', plugins: [wasmAlias('../pkg/web/stream_engine.js')] }),
 ]);

@@ -145,10 +145,14 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   try {
     // WASM_CORE_DIR=pkg: the page's WebAssembly core comes from `wasm-pack build --target web`.
     const s = await startServer({ port, host, wasmCore: process.env.WASM_CORE_DIR || null });
+    // The demo's local gateway, on the same server (ws://host:port/gateway).
+    const { startDemoGateway } = await import('./demo-gateway.mjs');
+    const demoGateway = await startDemoGateway({ server: s.server });
     console.log(`nodeflow stream-engine demo: ${s.url}`);
+    console.log(`local gateway:               ${s.url.replace(/^http/, 'ws')}gateway`);
     console.log(`browser benchmark page:      ${s.url}www/bench.html`);
     console.log('press Ctrl+C to stop');
-    const stop = () => s.close().then(() => process.exit(0));
+    const stop = () => demoGateway.close().then(() => s.close()).then(() => process.exit(0));
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   } catch (e) {

@@ -168,7 +168,7 @@ export interface EngineMetrics {
   lastUpdated: number;
 }
 
-export type AlertType = 'high_latency' | 'high_error_rate' | 'backpressure' | 'memory' | 'drops' | 'circuit_open';
+export type AlertType = 'high_latency' | 'high_error_rate' | 'backpressure' | 'memory' | 'drops' | 'circuit_open' | 'stale';
 export type Severity = 'warning' | 'critical';
 
 export interface Alert {
@@ -226,8 +226,31 @@ export interface ErrorEvent extends EventBase {
   attempt: number;
   willRetry: boolean;
 }
+/** A gateway client's topic lost messages: the gateway's history no longer reached back to `afterSeq`. */
+export interface GapEvent extends EventBase {
+  type: 'gap';
+  connectionId: string;
+  topic: string;
+  afterSeq?: string;
+}
+/** A gateway client's socket: open (again), closed, reconnecting, an error frame, a visibility change. */
+export interface GatewayEvent extends EventBase {
+  type: 'gateway';
+  connectionId: string;
+  url: string;
+  action: 'open' | 'close' | 'reconnecting' | 'error' | 'visibility';
+  reconnect?: boolean;
+  code?: number | string;
+  reason?: string;
+  message?: string;
+  topic?: string;
+  attempt?: number;
+  delay?: number;
+  hidden?: boolean;
+}
 export type EngineEvent =
-  | MetricsEvent | AlertEvent | AlertResolvedEvent | BackpressureEvent | DropEvent | ConnectionEvent | ErrorEvent;
+  | MetricsEvent | AlertEvent | AlertResolvedEvent | BackpressureEvent | DropEvent | ConnectionEvent | ErrorEvent
+  | GapEvent | GatewayEvent;
 export type EngineEventType = EngineEvent['type'];
 
 export interface EventsOptions {
@@ -512,6 +535,97 @@ export function createDownsampleStage<T = unknown>(options: Omit<WindowOptions<T
 };
 /** Largest-Triangle-Three-Buckets: at most `threshold` of `items`, in order, keeping the shape. */
 export function downsampleLTTB<I>(items: I[], threshold: number, options?: { x?: (item: I) => number; y?: (item: I) => number }): I[];
+// ---- the gateway client (see also '@nodeflow/stream-engine/gateway') ------------------------
+
+/** What the gateway does for a topic while the page is hidden. */
+export type GatewayMode = 'live' | 'conflate' | 'pause';
+
+/** A subscription's flow policy at the gateway (the engine connection serving this client). */
+export interface GatewayPolicy {
+  /** Messages held for this client at most (default 1000, capped by the gateway's maxBufferSize). */
+  bufferSize?: number;
+  /** Messages per data frame at most (default 100). */
+  maxBatchSize?: number;
+  /** ms a frame waits to fill up (default 10). */
+  batchTimeout?: number;
+  /** How this client is shed when it falls behind (default 'priority'; 'block' is refused). */
+  dropPolicy?: 'priority' | 'oldest' | 'newest';
+  /** Keep only the latest message per `metadata.key` while it waits. */
+  conflate?: boolean;
+  /** Use the adaptive handler with this latency target (ms) instead of a drop policy. */
+  targetLatency?: number;
+}
+
+export interface GatewayTopicSpec {
+  topic: string;
+  policy?: GatewayPolicy;
+  /** While the page is hidden (default: the client's `hidden`). */
+  hidden?: GatewayMode;
+  /** Config of the local engine connection the topic is written into. */
+  connection?: ConnectionConfig;
+  /** Resume from this seq on the first connect. */
+  afterSeq?: string;
+}
+
+export interface GatewayClientOptions {
+  topics?: (string | GatewayTopicSpec)[];
+  /** The engine to write into (default: a new one, destroyed by `close()`). */
+  engine?: StreamEngine;
+  /** The WebSocket constructor (default globalThis.WebSocket; pass `ws`'s on Node < 22). */
+  WebSocket?: unknown;
+  protocols?: string | string[];
+  /** Connection ids are `${sourceNodeId}:${topic}->${targetNodeId}:in` (defaults 'gateway', 'client'). */
+  sourceNodeId?: string;
+  targetNodeId?: string;
+  /** Default config of the local connections (default `{ bufferSize: 1000, dropPolicy: 'priority' }`). */
+  connection?: ConnectionConfig;
+  /** Reconnect delays: the engine's retry formula (defaults retryDelay 250, maxRetryDelay 10000, jitter 0.5). */
+  reconnect?: { retryDelay?: number; maxRetryDelay?: number; jitter?: number };
+  /** Or any object with `getRetryDelay(attempt)`. */
+  recovery?: { getRetryDelay(attempt: number): number };
+  /** ms without any frame before the `stale` alert (default 2.5 heartbeats of the gateway). */
+  staleTimeout?: number;
+  /** Message ids remembered per topic for duplicate detection (default 10000). */
+  dedupeWindow?: number;
+  /** While the page is hidden (default 'conflate'). */
+  hidden?: GatewayMode;
+  /** The document whose visibility is watched (default globalThis.document; null: none). */
+  document?: unknown;
+}
+
+export interface GatewayTopicMetrics {
+  received: number;
+  delivered: number;
+  duplicates: number;
+  gaps: number;
+  reconnects: number;
+  /** ms between the last message's timestamp and its arrival. */
+  lag: number;
+  /** Messages the gateway shed for this client (reported in its data frames). */
+  droppedUpstream: number;
+  refused: number;
+  invalid: number;
+  lastSeq?: string;
+}
+
+export class GatewayClient {
+  readonly engine: StreamEngine;
+  readonly url: string;
+  readonly state: 'connecting' | 'open' | 'reconnecting' | 'closed';
+  /** Resolves once connected and every subscription is answered. */
+  ready(): Promise<void>;
+  subscribe(topic: string, spec?: Omit<GatewayTopicSpec, 'topic'>): string;
+  unsubscribe(topic: string): void;
+  connection<T = unknown>(topic: string): StreamConnection<T> | undefined;
+  readable<T = unknown>(topic: string): ReadableStream<StreamMessage<T>[]> | undefined;
+  publish(topic: string, messages: StreamMessage | StreamMessage[], ref?: string | number): boolean;
+  metrics(): { state: string; connects: number; stale: boolean; hidden: boolean; topics: Record<string, GatewayTopicMetrics> };
+  setHidden(hidden: boolean): void;
+  close(): void;
+}
+
+/** Connects to a gateway (browsers and Node) and writes each topic into an engine connection. */
+export function connectGateway(url: string | URL, options?: GatewayClientOptions): GatewayClient;
 
 /** The engine's version. */
 export const version: string;

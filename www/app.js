@@ -11,6 +11,7 @@ import init, {
 } from '/dist/web.mjs';
 import { TimeChart, newSince, formatNumber } from '/www/chart.js';
 import { loadRustProducer } from '/www/rust-producer.js';
+import { gatewaySource, setupGateway } from '/www/gateway.js';
 
 // ---- settings ---------------------------------------------------------------------------------
 
@@ -148,9 +149,10 @@ async function openStream(s) {
 
 function startPipe(s) {
   const conn = s.conn;
-  // The Rust producer (examples/rust-producer) takes the same options and yields the same arrays.
+  // Gateway mode (www/gateway.js): the batches come from the local gateway instead. The Rust
+  // producer (examples/rust-producer) takes the same options and yields the same arrays.
   const make = settings.producer === 'rust' && rustProducer !== null ? rustProducer.createRustSource : createDataSource;
-  const source = make(s.pattern, {
+  const source = gatewaySource(s.key) ?? make(s.pattern, {
     rate: settings.rate,
     sourceNodeId: s.source,
     targetNodeId: s.target,
@@ -709,6 +711,14 @@ async function main() {
     logEvent(ev);
   });
   for (const s of byKey.values()) await openStream(s);
+  setupGateway({
+    container: $('.controls'),
+    keys: [...byKey.keys()],
+    log: (text) => logLocal('control', null, text),
+    onChange: () => {
+      for (const s of byKey.values()) if (!s.closing) restartPipe(s);
+    },
+  });
   requestAnimationFrame(flowLoop);
   addEventListener('pagehide', () => engine.destroy());
   setStatus('running', 'Running');

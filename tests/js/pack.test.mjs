@@ -44,6 +44,16 @@ test('the packed tarball installs and works in a fresh project (ESM and CommonJS
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'a:c->b:d');
     assert.ok(readdirSync(join(app, 'node_modules/.bin')).includes('nodeflow-stream'), 'the CLI is a bin');
+    // The gateway subpath, with its `ws` dependency installed alongside.
+    assert.ok(files.includes('dist/gateway.mjs') && files.includes('types/gateway.d.ts'), 'tarball has the gateway');
+    writeFileSync(join(app, 'gw.mjs'), `
+      import { createGateway } from '@nodeflow/stream-engine/gateway';
+      const gw = await createGateway({ port: 0, topics: ['t'] });
+      console.log(typeof gw.port, gw.topic('t').subscribers);
+      await gw.close();`);
+    r = spawnSync(process.execPath, ['gw.mjs'], { cwd: app, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'number 0');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

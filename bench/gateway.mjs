@@ -1,0 +1,414 @@
+// `npm run bench:gateway`: one server, many WebSocket clients on loopback, a steady offered load
+// across topics, a share of clients reading ten times slower than the rest. Two phases in the same
+// run, on the same load: the gateway (per-client engine connections, socket-paced pump) and the
+// hand-written broadcast loop of the streaming design record (ported from Go to ws: every message
+// sent to every subscriber of its topic as soon as it is published).
+//
+//   node bench/gateway.mjs [--duration 60] [--clients 1000] [--rate 20000] [--topics 100]
+//                          [--slow 0.1] [--slow-factor 10] [--pad 100] [--procs 2]
+//                          [--phases gateway,broadcast] [--json file]
+//                          [--target-latency ms] [--batch-timeout 10] [--ack-window 32768]
+//
+// The gateway's subscriptions use the 'priority' drop policy (bufferSize 500, batches of at most
+// 100 messages, batchTimeout 10 ms; with --target-latency, the adaptive handler instead) and a
+// 32 KiB ack window.
+//
+// Processes: this one coordinates; a server process per phase (the producer runs inside it, as an
+// in-process publisher would); `procs` client processes. Latency is end to end: the client's
+// Date.now() minus the message's timestamp, set when the producer made it (same machine clock).
+import { fork } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => {
+    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] !== undefined && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
+    return acc;
+  }, []),
+);
+const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
+const cfg = {
+  duration: num('duration', 60),
+  clients: num('clients', 1000),
+  rate: num('rate', 20000),
+  topics: num('topics', 100),
+  slow: num('slow', 0.1),
+  slowFactor: num('slow-factor', 10),
+  pad: num('pad', 100),
+  procs: num('procs', 2),
+  phases: (args.phases ?? 'gateway,broadcast').split(','),
+};
+const PRIORITIES = [
+  ['critical', 0.05],
+  ['high', 0.2],
+  ['normal', 0.25],
+  ['low', 0.5],
+];
+const PRIO_NAMES = PRIORITIES.map((p) => p[0]);
+const self = fileURLToPath(import.meta.url);
+
+// ---------------------------------------------------------------------------------------------
+// Server process: the gateway or the broadcast loop, plus the producer.
+async function server() {
+  const mode = args.mode;
+  let publish;
+  let stop;
+  const drops = { critical: 0, high: 0, normal: 0, low: 0 }; // shed by the gateway's policy, by priority
+  let deadLetters = 0; // buffered for a client when its socket closed (it would resume by seq)
+  let port;
+  if (mode === 'gateway') {
+    const { createGateway } = await import('@nodeflow/stream-engine/gateway');
+    const topics = Array.from({ length: cfg.topics }, (_, i) => `t${i}`);
+    const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m, reason) => (reason === 'dead-letter' ? deadLetters++ : drops[m.metadata.priority]++), ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: num('batch-timeout', 10), ...(args['target-latency'] === undefined ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
+    port = gw.port;
+    publish = (topic, batch) => gw.publish(topic, batch);
+    stop = () => gw.close();
+  } else {
+    const { WebSocketServer } = await import('ws');
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+    await new Promise((r) => wss.once('listening', r));
+    port = wss.address().port;
+    const subs = new Map(); // topic -> Set<ws>
+    wss.on('connection', (ws) => {
+      ws.on('message', (d) => {
+        let f;
+        try {
+          f = JSON.parse(d.toString());
+        } catch {
+          return;
+        }
+        if (f.op === 'subscribe' && typeof f.topic === 'string') {
+          if (!subs.has(f.topic)) subs.set(f.topic, new Set());
+          subs.get(f.topic).add(ws);
+          ws.send(JSON.stringify({ op: 'subscribed', topic: f.topic }));
+        }
+      });
+      ws.on('close', () => {
+        for (const s of subs.values()) s.delete(ws);
+      });
+      ws.on('error', () => {});
+    });
+    // BroadcastToAll, per topic: serialise once, write to every client.
+    publish = (topic, batch) => {
+      const set = subs.get(topic);
+      for (const m of batch) {
+        const s = JSON.stringify(m);
+        if (set) for (const ws of set) if (ws.readyState === 1) ws.send(s);
+      }
+    };
+    stop = () => new Promise((r) => {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close(() => r());
+    });
+  }
+  process.send({ type: 'port', port });
+  const published = {}; // topic -> { total, critical, ... }
+  let producing = null;
+  const samples = [];
+  let lastCpu = process.cpuUsage();
+  let lastT = performance.now();
+  const sampler = setInterval(() => {
+    const cpu = process.cpuUsage(lastCpu);
+    const t = performance.now();
+    samples.push({ t: Date.now(), rss: process.memoryUsage().rss, cpu: (cpu.user + cpu.system) / 1000 / (t - lastT) });
+    if (args.verbose) console.error('server', samples.at(-1));
+    lastCpu = process.cpuUsage();
+    lastT = t;
+  }, 1000);
+  process.on('message', async (m) => {
+    if (m.type === 'start') {
+      const pad = 'x'.repeat(cfg.pad);
+      const t0 = performance.now();
+      let sent = 0;
+      let seq = 0;
+      producing = setInterval(() => {
+        const due = Math.floor(((performance.now() - t0) / 1000) * cfg.rate) - sent;
+        if (due <= 0) return;
+        const byTopic = new Map();
+        const now = Date.now();
+        for (let i = 0; i < due; i++) {
+          const n = seq++;
+          const topic = `t${n % cfg.topics}`;
+          // Priority mix by a fixed pattern (reproducible): 5% critical, 20% high, 25% normal, 50% low.
+          const r = (n * 7919) % 100;
+          const priority = r < 5 ? 'critical' : r < 25 ? 'high' : r < 50 ? 'normal' : 'low';
+          const msg = { id: `m${n}`, timestamp: now, sourceNodeId: 'bench', targetNodeId: '*', port: 'out', data: { v: n, pad }, metadata: { priority } };
+          if (!byTopic.has(topic)) byTopic.set(topic, []);
+          byTopic.get(topic).push(msg);
+          const p = (published[topic] ??= { total: 0, critical: 0, high: 0, normal: 0, low: 0 });
+          p.total++;
+          p[priority]++;
+        }
+        sent += due;
+        for (const [topic, batch] of byTopic) publish(topic, batch);
+      }, 5);
+    } else if (m.type === 'stop-producing') {
+      clearInterval(producing);
+      process.send({ type: 'published', published, drops, deadLetters });
+    } else if (m.type === 'stop') {
+      clearInterval(sampler);
+      process.send({ type: 'samples', samples });
+      await stop();
+      process.exit(0);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client process: `count` clients, each subscribed to one topic; the slow ones pause their socket
+// after each frame for as long as their (10x lower) capacity needs.
+async function clients() {
+  const { WebSocket } = await import('ws');
+  const count = Number(args.count);
+  const first = Number(args.first);
+  const url = `ws://127.0.0.1:${args.port}/`;
+  const perClient = cfg.rate / cfg.topics; // msg/s offered to each client
+  const slowMsPerMessage = 1000 / (perClient / cfg.slowFactor);
+  const hist = { fast: new Uint32Array(600001), slow: new Uint32Array(600001) }; // 0.1 ms buckets up to 60 s
+  const stats = [];
+  let measuring = false;
+  const list = [];
+  for (let i = 0; i < count; i++) {
+    const idx = first + i;
+    const slow = cfg.slow > 0 && Math.floor(idx / cfg.topics) % Math.round(1 / cfg.slow) === 0; // one slow client per topic per 1/slow
+    const topic = `t${idx % cfg.topics}`;
+    const st = { idx, topic, slow, subscribed: false, excluded: false, received: 0, byPriority: { critical: 0, high: 0, normal: 0, low: 0 }, reconnects: 0, closed: null };
+    stats.push(st);
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    list.push(ws);
+    const h = slow ? hist.slow : hist.fast;
+    let debt = 0;
+    // Acknowledgements as connectGateway sends them: once a quarter of the gateway's window is
+    // processed, or 20 ms after a frame (for a slow client: when it has processed them).
+    let acks = 0;
+    let ackBytes = 0;
+    let ackWindow = 128 * 1024;
+    let ackTimer = null;
+    const flushAck = () => {
+      clearTimeout(ackTimer);
+      ackTimer = null;
+      if (acks > 0 && ws.readyState === 1) ws.send(`{"op":"ack","frames":${acks}}`);
+      acks = 0;
+      ackBytes = 0;
+    };
+    let pausedNow = false;
+    const take = (m) => {
+      st.received++;
+      const p = m.metadata?.priority;
+      if (p in st.byPriority) st.byPriority[p]++;
+      if (measuring) {
+        const lat = Date.now() - m.timestamp;
+        h[Math.min(600000, Math.max(0, Math.round(lat * 10)))]++;
+      }
+    };
+    ws.on('message', (d) => {
+      const f = JSON.parse(d.toString());
+      let k = 0;
+      if (f.op === 'data') {
+        for (const m of f.messages) take(m);
+        k = f.messages.length;
+        // Acknowledged once processed, as connectGateway does: at once for a fast client, after
+        // its (simulated) processing time for a slow one.
+        acks++;
+        ackBytes += d.length;
+        if (!slow) {
+          if (ackBytes >= ackWindow / 4) flushAck();
+          else if (ackTimer === null) ackTimer = setTimeout(flushAck, 20);
+        }
+      } else if (f.op === undefined && f.id !== undefined) {
+        take(f);
+        k = 1;
+      } else if (f.op === 'subscribed') {
+        st.subscribed = true;
+      } else if (f.op === 'welcome') {
+        if (f.ackWindow > 0) ackWindow = f.ackWindow;
+        ws.send('{"op":"ack","frames":0}');
+        ws.send(JSON.stringify({ op: 'subscribe', topic }));
+      }
+      if (slow && k > 0) {
+        // Reading costs this client k x its per-message time: frames that arrive while it is
+        // paused (already in ws's buffer) add to the debt served by the next pause.
+        debt += k * slowMsPerMessage;
+        if (!pausedNow) {
+          pausedNow = true;
+          ws._socket.pause();
+          const rest = () => {
+            if (debt > 0) {
+              const d = debt;
+              debt = 0;
+              setTimeout(rest, d);
+            } else {
+              pausedNow = false;
+              flushAck();
+              ws._socket.resume();
+            }
+          };
+          rest();
+        }
+      }
+    });
+    ws.on('open', () => {
+      if (args.mode === 'broadcast') ws.send(JSON.stringify({ op: 'subscribe', topic }));
+    });
+    ws.on('close', (code) => {
+      st.closed = code;
+    });
+    ws.on('error', () => {
+      if (st.closed === null) st.closed = 'error';
+    });
+    if (i % 50 === 49) await new Promise((r) => setTimeout(r, 10)); // do not stampede the accept queue
+  }
+  // Every client subscribed (the server answered) before the load starts; one that could not
+  // connect or subscribe within 60 s is left out of the figures (and counted).
+  const deadline = Date.now() + 60000;
+  while (stats.some((st) => !st.subscribed && st.closed === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const st of stats) if (!st.subscribed) st.excluded = true;
+  process.send({ type: 'connected' });
+  process.on('message', (m) => {
+    if (m.type === 'measure') measuring = true;
+    else if (m.type === 'report') {
+      measuring = false;
+      // Sparse histograms: [bucket, count] pairs.
+      const sparse = (h) => {
+        const out = [];
+        for (let i = 0; i < h.length; i++) if (h[i] > 0) out.push([i, h[i]]);
+        return out;
+      };
+      for (const ws of list) ws.terminate();
+      process.send({ type: 'report', stats, hist: { fast: sparse(hist.fast), slow: sparse(hist.slow) } }, () => process.exit(0));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator.
+const once = (child, type) => new Promise((resolve) => {
+  const h = (m) => {
+    if (m.type === type) {
+      child.off('message', h);
+      resolve(m);
+    }
+  };
+  child.on('message', h);
+});
+
+function percentile(hist, q) {
+  let total = 0;
+  for (const c of hist) total += c;
+  if (total === 0) return NaN;
+  let acc = 0;
+  const target = q * total;
+  for (let i = 0; i < hist.length; i++) {
+    acc += hist[i];
+    if (acc >= target) return i / 10;
+  }
+  return NaN;
+}
+
+async function phase(mode) {
+  const srv = fork(self, ['--role', 'server', '--mode', mode, ...process.argv.slice(2)], { stdio: 'inherit', execArgv: process.env.BENCH_SERVER_FLAGS ? process.env.BENCH_SERVER_FLAGS.split(' ') : [] });
+  const { port } = await once(srv, 'port');
+  if (args.verbose) console.error('server on', port);
+  const per = Math.ceil(cfg.clients / cfg.procs);
+  const kids = [];
+  for (let p = 0; p < cfg.procs; p++) {
+    const count = Math.min(per, cfg.clients - p * per);
+    if (count <= 0) break;
+    kids.push(fork(self, ['--role', 'clients', '--mode', mode, '--port', String(port), '--first', String(p * per), '--count', String(count), ...process.argv.slice(2)], { stdio: 'inherit' }));
+  }
+  await Promise.all(kids.map((k) => once(k, 'connected')));
+  if (args.verbose) console.error('clients connected');
+  await new Promise((r) => setTimeout(r, 1000)); // subscriptions settle
+  const t0 = Date.now();
+  if (args.verbose) console.error('start');
+  srv.send({ type: 'start' });
+  for (const k of kids) k.send({ type: 'measure' });
+  await new Promise((r) => setTimeout(r, cfg.duration * 1000));
+  if (args.verbose) console.error('stop producing');
+  srv.send({ type: 'stop-producing' });
+  const { published, drops, deadLetters } = await once(srv, 'published');
+  await new Promise((r) => setTimeout(r, 2000)); // in-flight messages arrive
+  const reports = await Promise.all(kids.map((k) => {
+    const p = once(k, 'report');
+    k.send({ type: 'report' });
+    return p;
+  }));
+  srv.send({ type: 'stop' });
+  const { samples } = await once(srv, 'samples');
+  const hist = { fast: new Array(600001).fill(0), slow: new Array(600001).fill(0) };
+  const stats = [];
+  for (const r of reports) {
+    stats.push(...r.stats);
+    for (const k of ['fast', 'slow']) for (const [i, n] of r.hist[k]) hist[k][i] += n;
+  }
+  const agg = (slow) => {
+    const a = { clients: 0, offered: 0, received: 0, offeredBy: { critical: 0, high: 0, normal: 0, low: 0 }, receivedBy: { critical: 0, high: 0, normal: 0, low: 0 }, closed: 0, closeCodes: {}, excluded: 0 };
+    for (const s of stats) {
+      if (s.slow !== slow) continue;
+      if (s.excluded) {
+        a.excluded++;
+        continue;
+      }
+      const p = published[s.topic] ?? { total: 0, critical: 0, high: 0, normal: 0, low: 0 };
+      a.clients++;
+      a.offered += p.total;
+      a.received += s.received;
+      if (s.closed !== null) {
+        a.closed++;
+        a.closeCodes[s.closed] = (a.closeCodes[s.closed] ?? 0) + 1;
+      }
+      for (const n of PRIO_NAMES) {
+        a.offeredBy[n] += p[n];
+        a.receivedBy[n] += s.byPriority[n];
+      }
+    }
+    return a;
+  };
+  const fast = agg(false);
+  const slow = agg(true);
+  const cpuAvg = samples.length ? samples.reduce((n, s) => n + s.cpu, 0) / samples.length : NaN;
+  return {
+    mode,
+    seconds: (Date.now() - t0) / 1000,
+    fast: { ...fast, deliveredRatio: fast.received / fast.offered, p50: percentile(hist.fast, 0.5), p99: percentile(hist.fast, 0.99), max: percentile(hist.fast, 1) },
+    slow: { ...slow, deliveredRatio: slow.received / slow.offered, p50: percentile(hist.slow, 0.5), p99: percentile(hist.slow, 0.99), droppedBy: Object.fromEntries(PRIO_NAMES.map((n) => [n, slow.offeredBy[n] - slow.receivedBy[n]])) },
+    drops: mode === 'gateway' ? drops : null,
+    deadLetters: mode === 'gateway' ? deadLetters : null,
+    rss: samples.map((s) => Math.round(s.rss / 1048576)),
+    cpu: cpuAvg,
+  };
+}
+
+async function main() {
+  console.log(`gateway bench: ${cfg.clients} clients (${Math.round(cfg.slow * 100)}% ${cfg.slowFactor}x slower), ${cfg.rate} msg/s over ${cfg.topics} topics, ${cfg.duration} s per phase, ${cfg.procs} client processes`);
+  const results = [];
+  for (const mode of cfg.phases) {
+    console.log(`-- ${mode}`);
+    const r = await phase(mode);
+    results.push(r);
+    const q = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+    console.log(`   fast clients: p50 ${q(r.fast.p50)} ms, p99 ${q(r.fast.p99)} ms, delivered ${(100 * r.fast.deliveredRatio).toFixed(2)}% (${r.fast.received}/${r.fast.offered})`);
+    console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
+    if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
+    console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients: fast ${JSON.stringify(r.fast.closeCodes)}, slow ${JSON.stringify(r.slow.closeCodes)}; never subscribed (left out): ${r.fast.excluded + r.slow.excluded}`);
+  }
+  if (results.length > 1) {
+    console.log('\n| | ' + results.map((r) => r.mode).join(' | ') + ' |');
+    console.log('|---|' + results.map(() => '---:').join('|') + '|');
+    const row = (name, f) => console.log(`| ${name} | ${results.map(f).join(' | ')} |`);
+    const q = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+    row('fast p50 latency (ms)', (r) => q(r.fast.p50));
+    row('fast p99 latency (ms)', (r) => q(r.fast.p99));
+    row('fast delivered', (r) => `${(100 * r.fast.deliveredRatio).toFixed(2)}%`);
+    row('slow delivered', (r) => `${(100 * r.slow.deliveredRatio).toFixed(2)}%`);
+    for (const n of PRIO_NAMES) row(`slow clients, not delivered by the end: ${n}`, (r) => r.slow.droppedBy[n]);
+    for (const n of PRIO_NAMES) row(`shed by the gateway: ${n}`, (r) => (r.drops ? r.drops[n] : '-'));
+    row('server RSS start / max / end (MiB)', (r) => `${r.rss[0]} / ${Math.max(...r.rss)} / ${r.rss.at(-1)}`);
+    row('server CPU (% of a core)', (r) => (100 * r.cpu).toFixed(0));
+  }
+  if (args.json) writeFileSync(args.json, JSON.stringify({ config: cfg, results }, null, 2));
+}
+
+if (args.role === 'server') await server();
+else if (args.role === 'clients') await clients();
+else await main();

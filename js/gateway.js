@@ -1,0 +1,797 @@
+// The WebSocket gateway (Node only): serves topics to clients over `ws`. Each client subscription
+// is a connection of the gateway's own StreamEngine with the client's flow policy, so a slow client
+// is shed by that policy (in the Rust core), never by unbounded server memory and never by slowing
+// the others. The pump reads one batch only when the client's socket is not busy and sends it as
+// one frame.
+import { createServer } from 'node:http';
+import { WebSocketServer } from 'ws';
+import { StreamEngine } from './engine.js';
+import { AdaptiveBackpressureHandler } from './handlers.js';
+import { Feeder } from './feeder.js';
+import { MemoryHistory } from './gateway-history.js';
+import { CLOSE_CODES, ERROR_CODES, MODES, PROTOCOL_VERSION, topicError } from './gateway-protocol.js';
+import { checkMessage, describe, priorityOf } from './priority.js';
+
+export { MemoryHistory } from './gateway-history.js';
+export { CLOSE_CODES, ERROR_CODES, PROTOCOL_VERSION } from './gateway-protocol.js';
+
+/** The flow options a client may ask for, per subscription. */
+const POLICY_OPTIONS = new Set(['bufferSize', 'maxBatchSize', 'batchTimeout', 'dropPolicy', 'conflate', 'targetLatency']);
+const DEFAULT_POLICY = Object.freeze({ bufferSize: 1000, maxBatchSize: 100, batchTimeout: 10, dropPolicy: 'priority' });
+
+const GATEWAY_OPTIONS = new Set([
+  'port', 'host', 'server', 'path', 'history', 'authorize', 'topics', 'policy', 'maxBufferSize', 'maxPayload',
+  'heartbeatInterval', 'idleTimeout', 'hardLimit', 'maxClients', 'hiddenInterval', 'engine', 'onDrop', 'ackWindow', 'maxSubscriptions',
+]);
+
+function positiveInt(o, name, dflt, max = 2 ** 31) {
+  const v = o[name];
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1 || v > max) throw new RangeError(`${name} must be an integer in 1..${max}, got ${describe(v)}`);
+  return v;
+}
+
+/** `true` | string[] | (topic) => boolean -> predicate. */
+function accessPredicate(a, what) {
+  if (a === undefined || a === false || a === null) return () => false;
+  if (a === true || a === '*') return () => true;
+  if (Array.isArray(a)) {
+    const s = new Set(a);
+    return (t) => s.has(t);
+  }
+  if (typeof a === 'function') {
+    return (t) => {
+      try {
+        return a(t) === true;
+      } catch {
+        return false;
+      }
+    };
+  }
+  throw new TypeError(`authorize() result ${what} must be true, a topic array or a function, got ${describe(a)}`);
+}
+
+/**
+ * Starts a gateway. Resolves once it listens. See the README's "Network edge" section.
+ * @param {object} [options]
+ */
+export async function createGateway(options) {
+  const g = new Gateway(options ?? {});
+  await g._listen();
+  return g;
+}
+
+class Topic {
+  constructor(gateway, name) {
+    this.gateway = gateway;
+    this.name = name;
+    this.subs = new Set();
+    this.published = 0;
+    this.lastSeq = undefined;
+    this.seqOf = new WeakMap(); // message -> seq (messages stay opaque: no field is added)
+    this.chain = null; // pending async history appends, to keep publish order
+    this._writable = null;
+  }
+
+  /** A WritableStream of messages or arrays of messages published to this topic. */
+  get writable() {
+    if (this._writable === null) {
+      this._writable = new WritableStream({ write: (chunk) => this.gateway.publish(this.name, chunk) });
+    }
+    return this._writable;
+  }
+
+  publish(messages, options) {
+    return this.gateway.publish(this.name, messages, options);
+  }
+
+  get subscribers() {
+    return this.subs.size;
+  }
+}
+
+class Gateway {
+  constructor(o) {
+    if (typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`createGateway options must be an object, got ${describe(o)}`);
+    for (const k of Object.keys(o)) if (!GATEWAY_OPTIONS.has(k)) throw new TypeError(`createGateway has an unknown option ${JSON.stringify(k)}`);
+    this.host = o.host ?? '127.0.0.1';
+    this.requestedPort = o.port ?? 0;
+    if (!Number.isInteger(this.requestedPort) || this.requestedPort < 0 || this.requestedPort > 65535) throw new RangeError(`port must be an integer in 0..65535, got ${describe(o.port)}`);
+    this.path = o.path ?? '/';
+    if (typeof this.path !== 'string' || !this.path.startsWith('/')) throw new TypeError(`path must be a string starting with '/', got ${describe(o.path)}`);
+    this.maxPayload = positiveInt(o, 'maxPayload', 1 << 20);
+    this.heartbeatInterval = positiveInt(o, 'heartbeatInterval', 15000);
+    this.idleTimeout = positiveInt(o, 'idleTimeout', Math.max(2 * this.heartbeatInterval, 1000));
+    this.maxClients = positiveInt(o, 'maxClients', 10000);
+    this.maxBufferSize = positiveInt(o, 'maxBufferSize', 10000);
+    this.hiddenInterval = positiveInt(o, 'hiddenInterval', 1000);
+    this.ackWindow = positiveInt(o, 'ackWindow', 128 * 1024);
+    this.maxSubscriptions = positiveInt(o, 'maxSubscriptions', 100);
+    if (o.hardLimit === false) this.hardLimit = null;
+    else {
+      const h = o.hardLimit ?? {};
+      if (typeof h !== 'object' || Array.isArray(h)) throw new TypeError(`hardLimit must be an object or false, got ${describe(h)}`);
+      this.hardLimit = { stallMs: positiveInt(h, 'stallMs', 60000), pendingMessages: positiveInt(h, 'pendingMessages', 10000) };
+    }
+    if (o.authorize !== undefined && typeof o.authorize !== 'function') throw new TypeError(`authorize must be a function, got ${describe(o.authorize)}`);
+    this.authorize = o.authorize ?? null;
+    if (o.onDrop !== undefined && typeof o.onDrop !== 'function') throw new TypeError(`onDrop must be a function, got ${describe(o.onDrop)}`);
+    this.onDrop = o.onDrop ?? null;
+    this.policy = this._checkPolicy({ ...DEFAULT_POLICY, ...(o.policy ?? {}) }, 'policy', RangeError);
+    // History: an object with since() is used as is; { size } (or nothing) is the in-memory one.
+    if (o.history !== undefined && (typeof o.history !== 'object' || o.history === null)) throw new TypeError(`history must be an object, got ${describe(o.history)}`);
+    if (o.history && typeof o.history.since === 'function') this.history = o.history;
+    else this.history = new MemoryHistory(o.history ?? {});
+    // Known topics: the list given, plus any created by topic() or publish().
+    this.topicFilter = null;
+    this.topics = new Map();
+    if (typeof o.topics === 'function') this.topicFilter = o.topics;
+    else if (o.topics !== undefined) {
+      if (!Array.isArray(o.topics)) throw new TypeError(`topics must be an array of names or a function, got ${describe(o.topics)}`);
+      for (const t of o.topics) this.topic(t);
+    }
+    this.engine = o.engine ?? new StreamEngine();
+    this.ownEngine = o.engine === undefined;
+    this.server = o.server ?? null;
+    this.ownServer = this.server === null;
+    this.clients = new Set();
+    this.nextClientId = 1;
+    this.closed = false;
+    this.stats = { connections: 0, rejected: 0, closedSlow: 0, closedIdle: 0, errorsSent: 0, errorsSuppressed: 0, framesSent: 0, messagesSent: 0 };
+    // ws enforces a hard cap (closes with 1009); below it, oversized frames get an error frame.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxPayload * 4, perMessageDeflate: false });
+    this.timer = null;
+  }
+
+  _checkPolicy(p, what, Err = RangeError) {
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new TypeError(`${what} must be an object, got ${describe(p)}`);
+    for (const k of Object.keys(p)) if (!POLICY_OPTIONS.has(k)) throw new TypeError(`${what} has an unknown option ${JSON.stringify(k)}; known: ${[...POLICY_OPTIONS].join(', ')}`);
+    if (p.dropPolicy === 'block') throw new Err(`${what}.dropPolicy 'block' is not allowed at the gateway: one client must not hold up a topic`);
+    if (p.bufferSize !== undefined && (!Number.isInteger(p.bufferSize) || p.bufferSize < 1 || p.bufferSize > (this.maxBufferSize ?? 10000))) {
+      throw new Err(`${what}.bufferSize must be an integer in 1..${this.maxBufferSize ?? 10000}, got ${describe(p.bufferSize)}`);
+    }
+    if (p.targetLatency !== undefined && (typeof p.targetLatency !== 'number' || !(p.targetLatency > 0) || p.targetLatency > 600000)) {
+      throw new Err(`${what}.targetLatency must be a number of ms in (0, 600000], got ${describe(p.targetLatency)}`);
+    }
+    return p;
+  }
+
+  /** The engine connection config of a subscription (validated by the engine itself). */
+  _connectionConfig(policy, onDrop) {
+    const { targetLatency, ...rest } = { ...this.policy, ...policy };
+    const cfg = { ...rest, onDrop };
+    if (targetLatency !== undefined) {
+      delete cfg.dropPolicy;
+      cfg.backpressureHandler = new AdaptiveBackpressureHandler({ targetLatency, maxWaitTime: 0 });
+    } else cfg.maxWaitTime = 0; // the publisher is never held by one subscriber
+    return cfg;
+  }
+
+  _listen() {
+    if (this.ownServer) this.server = createServer((req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' });
+      res.end('websocket only\n');
+    });
+    this._onUpgrade = (req, socket, head) => this._upgrade(req, socket, head);
+    this.server.on('upgrade', this._onUpgrade);
+    this.timer = setInterval(() => this._heartbeat(), Math.min(this.heartbeatInterval, 1000));
+    this.timer.unref?.();
+    if (!this.ownServer) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.requestedPort, this.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** The port the gateway listens on. */
+  get port() {
+    return this.server.address()?.port;
+  }
+
+  /** `ws://host:port/path`. */
+  get url() {
+    return `ws://${this.host}:${this.port}${this.path}`;
+  }
+
+  /** The topic `name` (created on first use). */
+  topic(name) {
+    const err = topicError(name);
+    if (err) throw new TypeError(err);
+    let t = this.topics.get(name);
+    if (t === undefined) {
+      t = new Topic(this, name);
+      this.topics.set(name, t);
+    }
+    return t;
+  }
+
+  _known(name) {
+    if (this.topics.has(name)) return this.topics.get(name);
+    if (this.topicFilter !== null) {
+      let ok = false;
+      try {
+        ok = this.topicFilter(name) === true;
+      } catch {
+        ok = false;
+      }
+      if (ok) return this.topic(name);
+    }
+    return undefined;
+  }
+
+  /**
+   * Publishes a message or an array of messages to `topic`. With `{ seq }` (one per message) the
+   * history's append is skipped (the messages were stored elsewhere, e.g. Redis entry ids).
+   * Returns the seqs (a promise if the history's append is asynchronous).
+   */
+  publish(topic, messageOrMessages, options) {
+    if (this.closed) throw new Error('the gateway is closed');
+    const t = this.topic(topic);
+    const messages = Array.isArray(messageOrMessages) ? messageOrMessages : [messageOrMessages];
+    for (let i = 0; i < messages.length; i++) {
+      checkMessage(messages[i], Array.isArray(messageOrMessages) ? `messages[${i}]` : 'message');
+      priorityOf(messages[i]); // throws on a malformed priority before anything is fanned out
+    }
+    if (messages.length === 0) return [];
+    let seqs;
+    const given = options?.seq;
+    if (given !== undefined) {
+      seqs = Array.isArray(given) ? given : [given];
+      if (seqs.length !== messages.length || seqs.some((s) => typeof s !== 'string')) {
+        throw new TypeError(`seq must be a string per message (${messages.length}), got ${describe(given)}`);
+      }
+    } else if (typeof this.history.append === 'function') {
+      const r = t.chain === null ? this.history.append(topic, messages) : null;
+      if (r !== null && typeof r?.then !== 'function') seqs = r;
+      else {
+        // Asynchronous history: fan out in publish order once the seqs are known.
+        const prev = t.chain ?? Promise.resolve();
+        const p = prev.then(() => (r !== null ? r : this.history.append(topic, messages))).then((s) => {
+          this._fanOut(t, messages, s);
+          return s;
+        });
+        const tail = p.catch(() => {});
+        t.chain = tail;
+        tail.then(() => {
+          if (t.chain === tail) t.chain = null;
+        });
+        return p;
+      }
+    }
+    this._fanOut(t, messages, seqs);
+    return seqs;
+  }
+
+  _fanOut(t, messages, seqs) {
+    if (seqs !== undefined) {
+      for (let i = 0; i < messages.length; i++) t.seqOf.set(messages[i], seqs[i]);
+      t.lastSeq = seqs[seqs.length - 1];
+    }
+    t.published += messages.length;
+    for (const sub of t.subs) sub.offer(messages);
+  }
+
+  _upgrade(req, socket, head) {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== this.path || this.closed) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    socket.on('error', () => {});
+    let decision;
+    try {
+      decision = this.authorize === null ? true : this.authorize(req);
+    } catch {
+      decision = false;
+    }
+    Promise.resolve(decision).then(
+      (d) => this._accept(req, socket, head, d),
+      () => this._accept(req, socket, head, false),
+    );
+  }
+
+  _accept(req, socket, head, d) {
+    if (d === false || d === null || d === undefined || this.closed) {
+      this.stats.rejected++;
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    let access;
+    try {
+      access =
+        d === true
+          ? { subscribe: () => true, publish: () => false }
+          : { subscribe: accessPredicate(d.subscribe ?? true, 'subscribe'), publish: accessPredicate(d.publish, 'publish') };
+    } catch (e) {
+      console.error(e);
+      socket.end('HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      if (this.clients.size >= this.maxClients) {
+        this.stats.rejected++;
+        ws.close(CLOSE_CODES.TRY_AGAIN_LATER, 'too many clients');
+        return;
+      }
+      const c = new Client(this, ws, access, this.nextClientId++);
+      this.clients.add(c);
+      this.stats.connections++;
+    });
+  }
+
+  _heartbeat() {
+    const t = Date.now();
+    for (const c of this.clients) c.tick(t);
+  }
+
+  /** Gateway-wide figures: clients, topics, the process's memory and the send counters. */
+  metrics() {
+    const topics = {};
+    for (const [name, t] of this.topics) topics[name] = { subscribers: t.subs.size, published: t.published, lastSeq: t.lastSeq };
+    let buffered = 0;
+    let bufferedAmount = 0;
+    for (const c of this.clients) {
+      bufferedAmount += c.ws.bufferedAmount;
+      for (const s of c.subs.values()) buffered += s.buffered();
+    }
+    return { clients: this.clients.size, topics, buffered, bufferedAmount, ...this.stats, memory: process.memoryUsage() };
+  }
+
+  /** Closes every client (1001), the engine (if the gateway made it) and the server it made. */
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const c of [...this.clients]) c.close(CLOSE_CODES.GOING_AWAY, 'gateway closing');
+    this.server.off('upgrade', this._onUpgrade);
+    if (this.ownEngine) this.engine.destroy();
+    await new Promise((r) => this.wss.close(() => r()));
+    if (this.ownServer) {
+      await new Promise((r) => {
+        this.server.closeAllConnections?.();
+        this.server.close(() => r());
+      });
+    }
+  }
+}
+
+class Subscription {
+  constructor(client, topic, policy, mode) {
+    this.client = client;
+    this.topic = topic;
+    this.mode = mode;
+    this.dropped = 0;
+    this.replaying = false;
+    this.pendingLive = [];
+    this.pendingCount = 0;
+    this.wake = null;
+    this.reader = null;
+    this.closed = false;
+    const onDrop = client.gateway.onDrop;
+    const info = { client: client.id, topic: topic.name };
+    const cfg = client.gateway._connectionConfig(policy, (message, reason) => {
+      this.dropped++;
+      if (onDrop !== null) onDrop(message, reason, info);
+    });
+    const engine = client.gateway.engine;
+    this.id = engine.createConnection(`topic:${topic.name}`, `client-${client.id}`, 'out', topic.name, cfg);
+    this.conn = engine.getConnection(this.id);
+    const limit = client.gateway.hardLimit?.pendingMessages ?? Infinity;
+    this.feeder = new Feeder(this.conn, limit, () => {
+      if (client.gateway.hardLimit) client.close(CLOSE_CODES.TOO_SLOW, 'too slow: undeliverable messages piled up');
+    });
+  }
+
+  /** Messages held for this subscriber: the engine buffer plus any refused-and-waiting ones. */
+  buffered() {
+    if (this.closed) return 0;
+    return this.client.gateway.engine.getMetrics(this.id).bufferSize + this.feeder.queued + this.pendingCount;
+  }
+
+  offer(messages) {
+    if (this.closed) return;
+    if (this.replaying) {
+      this.pendingLive.push(messages);
+      this.pendingCount += messages.length;
+      return;
+    }
+    this.feeder.write(messages);
+  }
+
+  /** Replays what the client missed from the history, then lets live messages through. */
+  async replay(afterSeq) {
+    const g = this.client.gateway;
+    this.replaying = true;
+    const seen = new Set();
+    try {
+      let after = afterSeq;
+      let first = true;
+      for (let page = 0; page < 1000 && !this.closed; page++) {
+        const limit = 1000;
+        const { entries, gap } = await g.history.since(this.topic.name, after, limit);
+        if (this.closed) return;
+        if (first && gap) this.client.send({ op: 'gap', topic: this.topic.name, afterSeq });
+        first = false;
+        if (entries.length === 0) break;
+        const msgs = new Array(entries.length);
+        for (let i = 0; i < entries.length; i++) {
+          const { seq, message } = entries[i];
+          msgs[i] = message;
+          seen.add(message.id);
+          this.topic.seqOf.set(message, seq);
+        }
+        this.feeder.write(msgs);
+        after = entries[entries.length - 1].seq;
+        if (entries.length < limit) break;
+      }
+    } catch (e) {
+      this.client.error(ERROR_CODES.BAD_REQUEST, `history unavailable: ${e?.message ?? e}`, { topic: this.topic.name });
+      this.client.send({ op: 'gap', topic: this.topic.name, afterSeq });
+    }
+    this.replaying = false;
+    const live = this.pendingLive;
+    this.pendingLive = [];
+    this.pendingCount = 0;
+    for (const batch of live) {
+      const rest = seen.size === 0 ? batch : batch.filter((m) => !seen.has(m.id));
+      if (rest.length > 0) this.feeder.write(rest);
+    }
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    // Paused in the engine: a read already waiting is not served either; the buffer keeps the
+    // latest value per key (with conflate) and sheds by the policy, so it stays bounded.
+    if (mode === 'pause') this.conn.pause();
+    else this.conn.resume();
+    this._wake();
+  }
+
+  _wake() {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  _sleep(ms) {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? null : setTimeout(() => this._wake(), ms);
+      this.wake = () => {
+        if (timer !== null) clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** The pump: one frame per batch, read only when the socket is free. */
+  async pump() {
+    const reader = this.conn.readable.getReader();
+    this.reader = reader;
+    const c = this.client;
+    const g = c.gateway;
+    let lastHidden = 0;
+    try {
+      for (;;) {
+        if (this.closed) break;
+        if (this.mode === 'pause') {
+          await this._sleep();
+          continue;
+        }
+        if (this.mode === 'conflate') {
+          // Hidden tab: one batch per hiddenInterval; meanwhile the engine keeps the latest value
+          // per key (and sheds by policy), so memory stays bounded however long the tab is hidden.
+          const wait = lastHidden + g.hiddenInterval - Date.now();
+          if (wait > 0) {
+            await this._sleep(wait);
+            continue;
+          }
+        }
+        if (c.busy()) {
+          await c.whenFree();
+          continue;
+        }
+        const { value, done } = await reader.read();
+        if (done || this.closed) break;
+        if (this.mode === 'conflate') lastHidden = Date.now();
+        // Another subscription of this client may have sent meanwhile: never queue on a busy socket.
+        while (c.busy() && !c.closed) await c.whenFree();
+        if (c.closed) break;
+        c.sendData(this, value);
+      }
+    } catch {
+      // the connection was closed under the reader
+    } finally {
+      reader.releaseLock?.();
+    }
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.feeder.close();
+    this.pendingLive = [];
+    this.pendingCount = 0;
+    this.topic.subs.delete(this);
+    const engine = this.client.gateway.engine;
+    if (!engine.destroyed && engine.getConnection(this.id) === this.conn) {
+      // Whatever was buffered for this client goes (it resumes by seq from the history).
+      engine.closeConnection(this.id).catch(() => {});
+      this.reader?.cancel('unsubscribed').catch(() => {});
+    }
+    this._wake();
+  }
+}
+
+/** Per-message JSON, computed once per message whatever the number of subscribers. */
+const jsonCache = new WeakMap();
+function messageJson(m) {
+  let s = jsonCache.get(m);
+  if (s === undefined) {
+    s = JSON.stringify(m);
+    jsonCache.set(m, s);
+  }
+  return s;
+}
+
+class Client {
+  constructor(gateway, ws, access, id) {
+    this.gateway = gateway;
+    this.ws = ws;
+    this.access = access;
+    this.id = id;
+    this.subs = new Map();
+    this.inflight = 0;
+    this.busySince = 0;
+    // Application-level flow control, for clients that acknowledge data frames (the gateway
+    // client does): the kernel's socket buffers hide a slow page for megabytes, and a browser's
+    // WebSocket reads whatever arrives. Unacknowledged bytes over ackWindow make the socket busy.
+    this.acking = false;
+    this.unacked = []; // [bytes, sentAt] per data frame not yet acknowledged
+    this.unackedHead = 0;
+    this.unackedBytes = 0;
+    this.waiters = [];
+    this.closed = false;
+    this.lastSeen = Date.now();
+    this.lastHeartbeat = Date.now();
+    this.onSent = (err) => {
+      this.inflight--;
+      if (err) return this.close();
+      if (this.inflight === 0) this._release();
+    };
+    ws.on('message', (data, isBinary) => this._onMessage(data, isBinary));
+    ws.on('pong', () => {
+      this.lastSeen = Date.now();
+    });
+    ws.on('close', () => this._closed());
+    ws.on('error', () => this._closed());
+    this.send({ op: 'welcome', v: PROTOCOL_VERSION, heartbeat: gateway.heartbeatInterval, maxPayload: gateway.maxPayload, ackWindow: gateway.ackWindow });
+  }
+
+  /** Busy: a frame is still being written (its send callback has not fired), or too much is unacknowledged. */
+  busy() {
+    return this.inflight > 0 || (this.acking && this.unackedBytes >= this.gateway.ackWindow);
+  }
+
+  _ack(f) {
+    const n = f.frames;
+    if (!Number.isInteger(n) || n < 0) return this.error(ERROR_CODES.BAD_REQUEST, `frames must be a non-negative integer, got ${describe(n)}`);
+    this.acking = true;
+    for (let i = 0; i < n && this.unackedHead < this.unacked.length; i++) this.unackedBytes -= this.unacked[this.unackedHead++][0];
+    if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
+      this.unacked = this.unacked.slice(this.unackedHead);
+      this.unackedHead = 0;
+    }
+    if (!this.busy()) this._release();
+  }
+
+  whenFree() {
+    if (!this.busy() || this.closed) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  _release() {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+
+  /**
+   * A control frame (small, rare): sent even when the socket is busy, unless over 1 MiB is queued
+   * already (a client flooding us with requests while not reading cannot grow our memory).
+   */
+  send(obj) {
+    if (this.closed || this.ws.readyState !== 1) return;
+    if (this.ws.bufferedAmount > 1 << 20) {
+      this.gateway.stats.errorsSuppressed++;
+      return;
+    }
+    this.inflight++;
+    if (this.inflight === 1) this.busySince = Date.now();
+    this.ws.send(JSON.stringify(obj), this.onSent);
+  }
+
+  error(code, message, extra) {
+    // A client that floods us with bad frames while not reading cannot grow our memory.
+    if (this.ws.bufferedAmount > 1 << 20) {
+      this.gateway.stats.errorsSuppressed++;
+      return;
+    }
+    this.gateway.stats.errorsSent++;
+    this.send({ op: 'error', code, message, ...extra });
+  }
+
+  sendData(sub, batch) {
+    const t = sub.topic;
+    const seq = t.seqOf.get(batch[batch.length - 1]);
+    let head = `{"op":"data","topic":${JSON.stringify(t.name)}`;
+    if (seq !== undefined) head += `,"seq":${JSON.stringify(seq)}`;
+    if (sub.dropped > 0) {
+      head += `,"dropped":${sub.dropped}`;
+      sub.dropped = 0;
+    }
+    let body = '';
+    for (let i = 0; i < batch.length; i++) body += (i === 0 ? '' : ',') + messageJson(batch[i]);
+    this.inflight++;
+    if (this.inflight === 1) this.busySince = Date.now();
+    this.gateway.stats.framesSent++;
+    this.gateway.stats.messagesSent += batch.length;
+    const frame = `${head},"messages":[${body}]}`;
+    if (this.acking) {
+      this.unacked.push([frame.length, Date.now()]);
+      this.unackedBytes += frame.length;
+    }
+    this.ws.send(frame, this.onSent);
+  }
+
+  tick(t) {
+    const g = this.gateway;
+    if (t - this.lastSeen > g.idleTimeout) {
+      g.stats.closedIdle++;
+      this.ws.terminate();
+      this._closed();
+      return;
+    }
+    if (g.hardLimit && this.inflight > 0 && t - this.busySince > g.hardLimit.stallMs) {
+      this.close(CLOSE_CODES.TOO_SLOW, 'too slow: socket stalled');
+      return;
+    }
+    if (g.hardLimit && this.unackedHead < this.unacked.length && t - this.unacked[this.unackedHead][1] > g.hardLimit.stallMs) {
+      this.close(CLOSE_CODES.TOO_SLOW, 'too slow: frames not acknowledged');
+      return;
+    }
+    if (t - this.lastHeartbeat >= g.heartbeatInterval) {
+      this.lastHeartbeat = t;
+      this.ws.ping();
+      this.send({ op: 'hb', t });
+    }
+  }
+
+  _onMessage(data, isBinary) {
+    this.lastSeen = Date.now();
+    const g = this.gateway;
+    if (data.length > g.maxPayload) return this.error(ERROR_CODES.OVERSIZED, `frame of ${data.length} bytes is over maxPayload (${g.maxPayload})`);
+    if (isBinary) return this.error(ERROR_CODES.MALFORMED, 'binary frames are not supported: send JSON text');
+    let f;
+    try {
+      f = JSON.parse(data.toString());
+    } catch {
+      return this.error(ERROR_CODES.MALFORMED, 'frame is not valid JSON');
+    }
+    if (typeof f !== 'object' || f === null || Array.isArray(f)) return this.error(ERROR_CODES.MALFORMED, 'frame must be a JSON object');
+    const ref = typeof f.ref === 'string' || typeof f.ref === 'number' ? { ref: f.ref } : {};
+    try {
+      switch (f.op) {
+        case 'subscribe':
+          return this._subscribe(f, ref);
+        case 'unsubscribe':
+          return this._unsubscribe(f, ref);
+        case 'mode':
+          return this._mode(f, ref);
+        case 'publish':
+          return this._publish(f, ref);
+        case 'ack':
+          return this._ack(f);
+        case 'ping':
+          return this.send({ op: 'pong', ...(typeof f.t === 'number' ? { t: f.t } : {}) });
+        default:
+          return this.error(ERROR_CODES.UNKNOWN_OP, `unknown op ${describe(f.op)}`, ref);
+      }
+    } catch (e) {
+      // Validation by the engine (a TypeError or RangeError naming the field).
+      return this.error(ERROR_CODES.BAD_REQUEST, String(e?.message ?? e), { ...(typeof f.topic === 'string' ? { topic: f.topic } : {}), ...ref });
+    }
+  }
+
+  _topicOf(f, ref, allowed) {
+    const err = topicError(f.topic);
+    if (err) {
+      this.error(ERROR_CODES.BAD_REQUEST, err, ref);
+      return undefined;
+    }
+    // Authorisation first, so that a refused client learns nothing about which topics exist.
+    if (!allowed(f.topic)) {
+      this.error(ERROR_CODES.UNAUTHORIZED, `not allowed: ${f.topic}`, { topic: f.topic, ...ref });
+      return undefined;
+    }
+    const t = this.gateway._known(f.topic);
+    if (t === undefined) this.error(ERROR_CODES.UNKNOWN_TOPIC, `unknown topic ${describe(f.topic)}`, { topic: f.topic, ...ref });
+    return t;
+  }
+
+  _subscribe(f, ref) {
+    const t = this._topicOf(f, ref, this.access.subscribe);
+    if (t === undefined) return;
+    if (this.subs.has(t.name)) return this.error(ERROR_CODES.BAD_REQUEST, `already subscribed to ${t.name}`, { topic: t.name, ...ref });
+    // Each subscription is an engine connection: one socket cannot make the gateway hold thousands.
+    if (this.subs.size >= this.gateway.maxSubscriptions) return this.error(ERROR_CODES.BAD_REQUEST, `too many subscriptions (maxSubscriptions ${this.gateway.maxSubscriptions})`, { topic: t.name, ...ref });
+    if (f.afterSeq !== undefined && typeof f.afterSeq !== 'string') return this.error(ERROR_CODES.BAD_REQUEST, `afterSeq must be a string, got ${describe(f.afterSeq)}`, { topic: t.name, ...ref });
+    const mode = f.mode ?? 'live';
+    if (!MODES.includes(mode)) return this.error(ERROR_CODES.BAD_REQUEST, `mode must be one of ${MODES.join(', ')}, got ${describe(mode)}`, { topic: t.name, ...ref });
+    const policy = this.gateway._checkPolicy(f.policy ?? {}, 'policy');
+    const sub = new Subscription(this, t, policy, 'live');
+    if (mode !== 'live') sub.setMode(mode);
+    this.subs.set(t.name, sub);
+    t.subs.add(sub);
+    this.send({ op: 'subscribed', topic: t.name, ...(t.lastSeq !== undefined ? { seq: t.lastSeq } : {}), ...ref });
+    if (f.afterSeq !== undefined) sub.replay(f.afterSeq);
+    sub.pump();
+  }
+
+  _unsubscribe(f, ref) {
+    const sub = typeof f.topic === 'string' ? this.subs.get(f.topic) : undefined;
+    if (sub === undefined) return this.error(ERROR_CODES.BAD_REQUEST, `not subscribed to ${describe(f.topic)}`, ref);
+    this.subs.delete(f.topic);
+    sub.close();
+    this.send({ op: 'unsubscribed', topic: f.topic, ...ref });
+  }
+
+  _mode(f, ref) {
+    if (!MODES.includes(f.mode)) return this.error(ERROR_CODES.BAD_REQUEST, `mode must be one of ${MODES.join(', ')}, got ${describe(f.mode)}`, ref);
+    if (f.topic === undefined) {
+      for (const s of this.subs.values()) s.setMode(f.mode);
+      return;
+    }
+    const sub = typeof f.topic === 'string' ? this.subs.get(f.topic) : undefined;
+    if (sub === undefined) return this.error(ERROR_CODES.BAD_REQUEST, `not subscribed to ${describe(f.topic)}`, ref);
+    sub.setMode(f.mode);
+  }
+
+  _publish(f, ref) {
+    const t = this._topicOf(f, ref, this.access.publish);
+    if (t === undefined) return;
+    const r = this.gateway.publish(t.name, f.messages);
+    if (ref.ref === undefined) {
+      if (typeof r?.then === 'function') r.catch((e) => this.error(ERROR_CODES.BAD_REQUEST, String(e?.message ?? e), { topic: t.name }));
+      return;
+    }
+    Promise.resolve(r).then(
+      (seqs) => this.send({ op: 'published', topic: t.name, ...(seqs ? { seqs } : {}), ...ref }),
+      (e) => this.error(ERROR_CODES.BAD_REQUEST, String(e?.message ?? e), { topic: t.name, ...ref }),
+    );
+  }
+
+  close(code, reason) {
+    if (this.closed) return;
+    if (code === CLOSE_CODES.TOO_SLOW) this.gateway.stats.closedSlow++;
+    try {
+      this.ws.close(code, reason);
+      // The close frame may sit behind a stalled socket: do not wait for it for long.
+      setTimeout(() => this.ws.terminate(), 1000).unref?.();
+    } catch {
+      this.ws.terminate();
+    }
+    this._closed();
+  }
+
+  _closed() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.subs.values()) s.close();
+    this.subs.clear();
+    this.gateway.clients.delete(this);
+    this._release();
+  }
+}
