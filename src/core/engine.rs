@@ -1,8 +1,8 @@
 //! The engine: a set of connections, engine-wide defaults, metrics ticks and alerts.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
+
+use super::smallmap::SmallMap;
 
 use super::alerts::{Alert, AlertTracker, AlertTransition, AlertType, Severity, Thresholds};
 use super::config::{ConfigError, StreamConfig};
@@ -87,7 +87,7 @@ pub struct Tick {
     /// Engine totals.
     pub totals: Totals,
     /// Per connection, by id.
-    pub connections: BTreeMap<String, ConnectionMetrics>,
+    pub connections: SmallMap<ConnectionMetrics>,
     /// Alerts that fired or resolved on this tick.
     pub alerts: Vec<AlertEventOut>,
 }
@@ -103,7 +103,7 @@ pub struct Engine<T> {
     thresholds: Thresholds,
     tracker: AlertTracker,
     /// Critical drops seen at the previous tick, per connection id.
-    critical_drops_seen: BTreeMap<String, u64>,
+    critical_drops_seen: SmallMap<u64>,
 }
 
 impl<T> Engine<T> {
@@ -116,7 +116,7 @@ impl<T> Engine<T> {
             window_ms,
             thresholds: Thresholds::default(),
             tracker: AlertTracker::new(),
-            critical_drops_seen: BTreeMap::new(),
+            critical_drops_seen: SmallMap::new(),
         }
     }
 
@@ -225,9 +225,9 @@ impl<T> Engine<T> {
         }
     }
 
-    fn collect(&mut self, now: f64) -> (Totals, BTreeMap<String, ConnectionMetrics>) {
+    fn collect(&mut self, now: f64) -> (Totals, SmallMap<ConnectionMetrics>) {
         let mut totals = Totals::default();
-        let mut connections = BTreeMap::new();
+        let mut connections = SmallMap::new();
         for c in self.conns.iter_mut().flatten() {
             let m = c.metrics(now);
             totals.connections += 1;

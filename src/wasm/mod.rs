@@ -90,14 +90,17 @@ impl EngineCore {
         let window = options::read_time(config, "metricsWindow", 5000.0)?;
         if interval <= 0.0 {
             return Err(RangeError::new(&format!(
-                "metricsInterval must be > 0 (ms), got {interval}"
+                "metricsInterval must be > 0 (ms), got {}",
+                crate::core::num::js(interval)
             ))
             .into());
         }
         if window <= 0.0 {
-            return Err(
-                RangeError::new(&format!("metricsWindow must be > 0 (ms), got {window}")).into(),
-            );
+            return Err(RangeError::new(&format!(
+                "metricsWindow must be > 0 (ms), got {}",
+                crate::core::num::js(window)
+            ))
+            .into());
         }
         Ok(EngineCore {
             engine: Engine::new(defaults, window),
