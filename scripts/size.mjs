@@ -12,8 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-/** The target of issue 12: .wasm plus JS at most this many bytes gzipped. */
-export const TARGET_GZIP = 60 * 1024;
+/** The target of issue 12: .wasm plus JS at most 60 kB (60,000 bytes) gzipped. Sizes here are
+ * in kB of 1000 bytes, as in the issue's figures. */
+export const TARGET_GZIP = 60_000;
 
 const APP = `import init, { StreamEngine, DefaultBackpressureHandler } from '@nodeflow/stream-engine';
 
@@ -65,7 +66,7 @@ export async function measure(dir = join(root, 'build/size-app')) {
   return { files, total, targetGzip: TARGET_GZIP, withinTarget: total.gzip <= TARGET_GZIP };
 }
 
-const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
+const kb = (n) => `${(n / 1000).toFixed(1)} kB`;
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const r = await measure();

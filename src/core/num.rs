@@ -64,16 +64,16 @@ pub fn fixed(v: f64, decimals: u32) -> String {
     let scale = 10u64.pow(decimals.min(18)) as f64;
     let scaled = (v.abs() * scale).round();
     if scaled >= MAX_EXACT {
-        // Far beyond what a message needs: print the integer part only, digit by digit.
-        let mut digits = Vec::new();
-        let mut x = v.abs().trunc();
-        while x >= 1.0 {
-            digits.push(b'0' + (x % 10.0) as u8);
-            x = (x / 10.0).trunc();
+        // Far beyond what a message needs: the leading digits and a power of ten (no `%` on
+        // floats, which would link libm's fmod).
+        let mut x = v.abs();
+        let mut exp = 0;
+        while x >= 1e15 {
+            x /= 10.0;
+            exp += 1;
         }
-        digits.reverse();
-        let body = String::from_utf8(digits).unwrap_or_default();
-        return if v < 0.0 { format!("-{body}") } else { body };
+        let sign = if v < 0.0 { "-" } else { "" };
+        return format!("{sign}{}e+{exp}", x.round() as u64);
     }
     let n = scaled as u64;
     let m = 10u64.pow(decimals.min(18));
@@ -161,7 +161,8 @@ mod tests {
         assert_eq!(fixed(7.0, 2), "7.00");
         assert_eq!(fixed(0.005, 2), "0.01");
         assert_eq!(fixed(99.96, 1), "100.0");
-        assert_eq!(fixed(1e20, 1), "100000000000000000000");
+        assert_eq!(fixed(1e20, 1), "100000000000000e+6");
+        assert_eq!(fixed(-2.5e19, 0), "-250000000000000e+5");
         assert_eq!(fixed(f64::NAN, 1), "NaN");
     }
 

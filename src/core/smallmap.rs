@@ -122,7 +122,7 @@ impl<V> Index<&str> for SmallMap<V> {
 }
 
 impl<V: Serialize> Serialize for SmallMap<V> {
-    /// Serialises as a map (a plain object through serde-wasm-bindgen), like `BTreeMap`.
+    /// Serialises as a map, like `BTreeMap`.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.iter())
     }

@@ -12,15 +12,16 @@
 //! - A delivered batch comes back as one `Uint32Array` of slots.
 //! - Every message the core drops is reported back (slot and reason) so JS can free its slot and
 //!   call `onDrop`: nothing is lost silently, not even a slot.
-//! - Everything per-tick (metrics, events, alerts) goes through serde-wasm-bindgen.
+//! - Everything per-tick (metrics, events, alerts) becomes plain JS objects built field by field
+//!   ([`out`]), not through serde-wasm-bindgen (smaller `.wasm`).
 //!
 //! Nothing here panics on input: unknown handles read as a closed connection, and bad options
 //! become `TypeError` / `RangeError` naming the field.
 
 mod options;
+pub mod out;
 
 use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::core::config::{ConfigError, ErrorKind, StreamConfig};
@@ -57,12 +58,8 @@ pub(crate) fn to_js_error(e: &ConfigError) -> JsValue {
     }
 }
 
-pub(crate) fn to_js<S: Serialize>(v: &S) -> JsValue {
-    // Maps become plain objects; u64 counters become numbers.
-    let ser = serde_wasm_bindgen::Serializer::new()
-        .serialize_maps_as_objects(true)
-        .serialize_missing_as_null(false);
-    v.serialize(&ser).unwrap_or(JsValue::UNDEFINED)
+pub(crate) fn to_js<S: out::ToJs + ?Sized>(v: &S) -> JsValue {
+    v.to_js()
 }
 
 /// The engine core as seen from JavaScript. The public `StreamEngine` class in `js/engine.js`
@@ -349,7 +346,7 @@ impl EngineCore {
     /// Forgets a connection; returns the resolutions of its active alerts (an array).
     pub fn remove(&mut self, h: Handle, now: f64) -> JsValue {
         match self.engine.remove(h, now) {
-            Some((_, resolved)) => to_js(&resolved),
+            Some((_, resolved)) => to_js(&resolved[..]),
             None => Array::new().into(),
         }
     }
