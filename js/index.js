@@ -6,4 +6,5 @@ export { StreamDebugger } from './debugger.js';
 export { PerformanceTestSuite, STANDARD_PERFORMANCE_TESTS } from './perf.js';
 export { createDataSource } from './sources.js';
 export { subscribeWidget } from './widget.js';
+export { serveEngine, connectEngine, canTransferStreams, RemoteEngine } from './worker.js';
 export { version } from './version.js';
