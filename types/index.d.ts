@@ -271,6 +271,18 @@ export interface StreamConnection<T = unknown> {
   consume(handler: (batch: StreamMessage<T>[]) => void | Promise<void>): ConsumeHandle;
   /** Returns the dead-lettered messages and clears the list. */
   deadLetters(): StreamMessage<T>[];
+  /**
+   * Frame-aligned delivery: a stream giving at most one batch per animation frame (everything
+   * buffered at that frame); messages wait in the connection between frames. Locks `readable`.
+   */
+  frames(options?: FrameOptions): ReadableStream<StreamMessage<T>[]>;
+}
+
+export interface FrameOptions {
+  /** In a hidden tab (no animation frames), at most one batch per this many ms (default 1000). */
+  hiddenInterval?: number;
+  /** Custom scheduler: resolves at each delivery moment (default: animation frames). */
+  nextFrame?: () => Promise<void>;
 }
 
 export interface BackpressureHandlerLike {
@@ -436,6 +448,35 @@ export interface WidgetUpdate<T = unknown> {
 }
 /** Framework-neutral widget helper: keeps the last `bufferSize` messages, calls `onUpdate` at most once per `updateInterval` ms (or per animation frame). Returns an unsubscribe function. */
 export function subscribeWidget<T = unknown>(readable: ReadableStream<StreamMessage<T>[]>, options: WidgetOptions, onUpdate: (update: WidgetUpdate<T>) => void): () => void;
+
+/** Whether this platform can transfer a ReadableStream through postMessage (not Safari). */
+export function canTransferStreams(): boolean;
+/** Any endpoint with postMessage: a Web Worker, its global scope, a MessagePort, a Node Worker or parentPort. */
+export interface MessageEndpoint { postMessage(message: unknown, transfer?: unknown[]): void }
+/** In the worker: answers the main thread's requests for `engine`. Returns a function that stops serving. */
+export function serveEngine(engine: StreamEngine, options?: { port?: MessageEndpoint }): () => void;
+export interface RemoteReadableOptions {
+  /** At most one batch per animation frame of the reading thread. */
+  frames?: boolean;
+  /** With `frames`, in a hidden tab at most one batch per this many ms (default 1000). */
+  hiddenInterval?: number;
+}
+/** The main thread's view of an engine running in a worker. */
+export class RemoteEngine {
+  private constructor();
+  /** 'stream': transferred ReadableStreams; 'post': one postMessage per batch (Safari). */
+  readonly transferMode: 'stream' | 'post';
+  /** Moves the consuming side of connection `id` to this thread. */
+  readable<T = unknown>(id: string, options?: RemoteReadableOptions): Promise<ReadableStream<StreamMessage<T>[]>>;
+  events(options?: EventsOptions): Promise<ReadableStream<EngineEvent>>;
+  getMetrics(id: string): Promise<ConnectionMetrics>;
+  getMetrics(): Promise<EngineMetrics>;
+  listConnections(): Promise<string[]>;
+  /** Stops listening to the worker (terminate the worker yourself). */
+  close(): void;
+}
+/** On the main thread: connects to an engine served with `serveEngine` in `worker`. */
+export function connectEngine(worker: MessageEndpoint, options?: { transfer?: 'auto' | 'stream' | 'post' }): Promise<RemoteEngine>;
 
 /** The engine's version. */
 export const version: string;
