@@ -211,11 +211,6 @@ impl EngineCore {
             .unwrap_or(f64::NAN)
     }
 
-    /// The slots of the next batch for a waiting reader, or `undefined` when none is due.
-    pub fn take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
-        self.engine.get(h)?.take_batch(now, force)
-    }
-
     /// Makes the exchange area hold at least `n` slots and returns its address in wasm memory
     /// (it moves when it grows, so JS asks again after each call).
     #[wasm_bindgen(js_name = ioReserve)]
@@ -247,18 +242,6 @@ impl EngineCore {
         }
         self.io[..batch.len()].copy_from_slice(&batch);
         (batch.len() - 1) as i32
-    }
-
-    /// [`EngineCore::take`] followed by the status bits after the take as one extra last
-    /// element, with [`EMPTY`] set when nothing is left buffered: the reader path needs both,
-    /// and this saves a crossing per delivered batch (and, when empty, per next read).
-    #[wasm_bindgen(js_name = takeWithStatus)]
-    pub fn take_with_status(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
-        let c = self.engine.get(h)?;
-        let mut batch = c.take_batch(now, force)?;
-        let empty = if c.buffered() == 0 { EMPTY } else { 0 };
-        batch.push(c.status() | empty);
-        Some(batch)
     }
 
     /// The next batch for a consumer (held in flight until resolved), or `undefined`.
@@ -454,6 +437,26 @@ impl EngineCore {
     }
 }
 
+/// Rust-only entry points (not exported to JS, whose reader path uses [`EngineCore::take_io`]):
+/// each export costs a shim in the `.wasm` and in the JS glue.
+impl EngineCore {
+    /// The slots of the next batch for a waiting reader, or `undefined` when none is due.
+    pub fn take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
+        self.engine.get(h)?.take_batch(now, force)
+    }
+
+    /// [`EngineCore::take`] followed by the status bits after the take as one extra last
+    /// element, with [`EMPTY`] set when nothing is left buffered: the reader path needs both,
+    /// and this saves a crossing per delivered batch (and, when empty, per next read).
+    pub fn take_with_status(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
+        let c = self.engine.get(h)?;
+        let mut batch = c.take_batch(now, force)?;
+        let empty = if c.buffered() == 0 { EMPTY } else { 0 };
+        batch.push(c.status() | empty);
+        Some(batch)
+    }
+}
+
 fn set(o: &Object, k: &str, v: &JsValue) {
     let _ = Reflect::set(o, &JsValue::from_str(k), v);
 }
@@ -482,8 +485,8 @@ pub fn validate_option(kind: &str, field: &str, value: &JsValue) -> Result<f64, 
     options::validate(kind, field, value)
 }
 
-/// The priority class name (`critical`, `high`, `normal`, `low`) of a number, for the JS side.
-#[wasm_bindgen(js_name = priorityClass)]
+/// The priority class name (`critical`, `high`, `normal`, `low`) of a number (Rust-side; JS
+/// classifies in `js/priority.js`).
 pub fn priority_class(p: f64) -> String {
     use crate::core::priority::Class;
     match Class::of(crate::core::priority::sanitize(p)) {
