@@ -13,7 +13,8 @@
 //   handler: 'default' | 'adaptive' | 'none', dropPolicy, bufferSize, maxBatchSize, batchTimeout,
 //   metricsInterval, thresholds, mix (priority mix: [[upper bound, class], ...])
 // }
-// Controls afterwards: { control: 'start' } (starts the producers), { control: 'rate', rate } | { control: 'pause' | 'resume', id } |
+// Controls afterwards: { control: 'start' } (starts the producers), { control: 'rate', rate },
+// { control: 'mix', mix } | { control: 'pause' | 'resume', id } |
 // { control: 'stats' } (answers { stats: { offered, refused } }) | { control: 'stop' }.
 import init, { StreamEngine, DefaultBackpressureHandler, AdaptiveBackpressureHandler, serveEngine } from '/dist/web.mjs';
 
@@ -23,6 +24,7 @@ let engine = null;
 let rate = 0;
 let running = true;
 let startProducers = null;
+let currentSetup = null;
 /** Messages produced, and those engine.route() could not place (a full lossless buffer). */
 const stats = { offered: 0, refused: 0 };
 
@@ -84,6 +86,7 @@ addEventListener('message', async (e) => {
   const msg = e.data;
   if (msg?.setup) {
     const setup = msg.setup;
+    currentSetup = setup;
     await init();
     engine = new StreamEngine({ metricsInterval: setup.metricsInterval ?? 1000 });
     if (setup.thresholds) engine.setThresholds(setup.thresholds);
@@ -105,6 +108,8 @@ addEventListener('message', async (e) => {
   } else if (msg?.control === 'start') {
     startProducers?.();
     startProducers = null;
+  } else if (msg?.control === 'mix') {
+    if (currentSetup) currentSetup.mix = msg.mix;
   } else if (msg?.control === 'rate') {
     rate = msg.rate;
   } else if (msg?.control === 'pause') {

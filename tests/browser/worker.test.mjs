@@ -278,6 +278,24 @@ describe('worker mode and frame-aligned delivery in Chromium', () => {
     }
   });
 
+  test('demo page with the engine in a worker (?engine=worker): all four charts receive batches, metrics arrive from the worker, the toggle shows it', { skip }, async () => {
+    const p = await env.browser.newPage();
+    try {
+      const pageProblems = captureProblems(p);
+      await p.goto(`${env.url}?engine=worker&rate=1000`);
+      await p.waitForFunction(() => globalThis.demo?.ready === true, null, { timeout: 20000 });
+      const counts = () => p.evaluate(() => [...document.querySelectorAll('.count')].map((e) => Number(e.dataset.count ?? 0)));
+      const before = await counts();
+      await p.waitForFunction((b) => [...document.querySelectorAll('.count')].every((e, i) => Number(e.dataset.count ?? 0) > b[i]), before, { timeout: 15000 });
+      await p.waitForFunction(() => document.querySelector('#total-out').textContent !== '—', null, { timeout: 15000 });
+      const r = await p.evaluate(() => ({ workerMode: demo.workerMode, checked: document.querySelector('#engine-worker').checked, exportDisabled: document.querySelector('#export').disabled }));
+      assert.deepEqual(r, { workerMode: true, checked: true, exportDisabled: true });
+      assert.deepEqual(pageProblems, []);
+    } finally {
+      await p.close();
+    }
+  });
+
   test('no console errors or page errors', { skip }, () => {
     assert.deepEqual(problems, []);
   });
