@@ -14,6 +14,8 @@
 //                      widgets on this page reading remote.readable(id, { frames: true })
 //              worker-post: worker, forcing one postMessage per batch (the Safari fallback)
 //   --producer worker modes: route (default) | write | batch
+//   --worker-buffer  worker modes: bufferSize per connection (default 250: bounds the page's
+//              work per frame, since a frame-aligned chunk is at most what the connection holds)
 //   --profile  also records a CPU profile and a trace per mode and prints where the time goes
 //   --strict   exit 1 if a target is missed (>= 55 fps, no task over 50 ms)
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
@@ -34,6 +36,7 @@ const { values: opts } = parseArgs({
     rate: { type: 'string', default: '10000' },
     handler: { type: 'string', default: 'default' },
     producer: { type: 'string', default: 'route' },
+    'worker-buffer': { type: 'string', default: '250' },
     profile: { type: 'boolean', default: false },
     strict: { type: 'boolean', default: false },
   },
@@ -98,7 +101,7 @@ for (const mode of modes) {
     if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
   });
   page.on('pageerror', (e) => problems.push(e.message));
-  const url = `${server.url}www/bench.html?duration=${duration}&connections=${opts.connections}&rate=${opts.rate}&mode=${mode}&handler=${opts.handler}&producer=${opts.producer}`;
+  const url = `${server.url}www/bench.html?duration=${duration}&connections=${opts.connections}&rate=${opts.rate}&mode=${mode}&handler=${opts.handler}&producer=${opts.producer}&workerBuffer=${opts['worker-buffer']}`;
   process.stderr.write(`[bench] ${mode}: ${url}\n`);
   let result;
   try {

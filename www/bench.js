@@ -12,6 +12,7 @@
 //                            Web Worker; widgets read remote.readable(id, { frames: true })
 //                    worker-post: the same, forcing one postMessage per batch (Safari's path)
 //   producer=route   worker modes: route | write | batch (see www/engine-worker.js)
+//   workerBuffer=250 worker modes: bufferSize of each connection (bounds the page's work per frame)
 //   handler=default  default | adaptive | none
 // The result is shown on the page and stored in `window.benchResult`.
 import init, { StreamEngine, DefaultBackpressureHandler, AdaptiveBackpressureHandler, createDataSource, subscribeWidget, connectEngine, version } from '/dist/web.mjs';
@@ -33,6 +34,9 @@ const config = {
   mode: q.get('mode') ?? 'stream',
   handler: q.get('handler') ?? 'default',
   producer: q.get('producer') ?? 'route',
+  // Worker modes: a frame-aligned chunk is at most what the connection holds, so the buffer
+  // size bounds the page's work per frame (structured-clone reads of the messages).
+  workerBuffer: num('workerBuffer', 250),
 };
 if (!['stream', 'pipe', 'batch', 'sourcebatch', 'worker', 'worker-post'].includes(config.mode)) throw new TypeError(`mode must be stream, pipe, batch, sourcebatch, worker or worker-post, got ${config.mode}`);
 const inWorker = config.mode.startsWith('worker');
@@ -96,7 +100,7 @@ async function main() {
       worker.addEventListener('error', (e) => reject(new Error(`worker: ${e.message}`)));
     });
     const defs = Array.from({ length: config.connections }, (_, i) => ({ source: `src-${i}`, target: `chart-${i}`, pattern: PATTERNS[i % PATTERNS.length], period: 2000 }));
-    worker.postMessage({ setup: { connections: defs, rate: config.rate, producer: config.producer, handler: config.handler, bufferSize: 2000, maxBatchSize: 100, batchTimeout: 16, metricsInterval: 1000 } });
+    worker.postMessage({ setup: { connections: defs, rate: config.rate, producer: config.producer, handler: config.handler, bufferSize: config.workerBuffer, maxBatchSize: 100, batchTimeout: 16, metricsInterval: 1000 } });
     await ready;
     remote = await connectEngine(worker, { transfer: config.mode === 'worker-post' ? 'post' : 'auto' });
     config.transferMode = remote.transferMode;
@@ -221,6 +225,7 @@ async function main() {
     // What the producers really offered (route() refusals are counted there: a full lossless buffer).
     result.messages.producedPerSecond = (stats1.offered - stats0.offered) / elapsed;
     result.messages.refusedByRoute = stats1.refused - stats0.refused;
+    result.messages.skippedByProducers = stats1.skipped - stats0.skipped;
     result.messages.deliveredOrDroppedShare = (stop.totals.messagesOut - start.totals.messagesOut + result.messages.dropped) / Math.max(1, stats1.offered - stats0.offered);
     worker.postMessage({ control: 'stop' });
     remote.close();

@@ -25,8 +25,9 @@ let rate = 0;
 let running = true;
 let startProducers = null;
 let currentSetup = null;
-/** Messages produced, and those engine.route() could not place (a full lossless buffer). */
-const stats = { offered: 0, refused: 0 };
+/** Messages produced, those engine.route() could not place (a full lossless buffer), and those a
+ * saturated worker never got to produce. */
+const stats = { offered: 0, refused: 0, skipped: 0 };
 
 function valueOf(pattern, seq, t, period) {
   if (pattern === 'sequential') return seq;
@@ -55,7 +56,16 @@ async function produce(conn, def, setup) {
       t0 = performance.now() - (seq * 1000) / r;
     }
     const t = performance.now() - t0;
-    const due = Math.min(Math.floor((t / 1000) * r) - seq, r); // at most one second behind
+    let due = Math.floor((t / 1000) * r) - seq;
+    if (due > r) {
+      // More than a second behind (a saturated worker): those messages are never produced.
+      stats.skipped += due - r;
+      seq += due - r;
+      due = r;
+    }
+    // At most two ticks' worth per run: messages arrive spread out (like a socket's), and the
+    // worker answers the page's reads between runs instead of after a long burst.
+    due = Math.min(due, Math.ceil((r * TICK_MS * 2) / 1000));
     if (due > 0 && !conn.paused) {
       const batch = setup.producer === 'batch' ? new Array(due) : null;
       for (let i = 0; i < due; i++, seq++) {
