@@ -152,7 +152,13 @@ export function serveEngine(engine, options) {
       if (rid !== undefined) reply(rid, { error: errorOf(e) });
     }
   };
-  return port.listen(handle);
+  const unlisten = port.listen(handle);
+  return function stopServing() {
+    unlisten();
+    // Batches not yet pulled stay in their connections; the readers let go.
+    for (const reader of posted.values()) reader.cancel('serveEngine stopped').catch(() => {});
+    posted.clear();
+  };
 }
 
 /**
@@ -300,10 +306,25 @@ export class RemoteEngine {
     return this._request({ [TAG]: 'list' });
   }
 
-  /** Stops listening to the worker (it keeps running: terminate it yourself). */
+  /** Stops listening to the worker (it keeps running: terminate it yourself); pending requests
+   * reject and streams of the postMessage path error. */
   close() {
     this._unlisten();
-    for (const r of this._requests.values()) r.reject(new Error('RemoteEngine closed'));
+    const closed = new Error('RemoteEngine closed');
+    for (const r of this._requests.values()) r.reject(closed);
     this._requests.clear();
+    // Streams of the one-message-per-batch path end here (transferred streams belong to the
+    // worker's side and end with it).
+    for (const [sid, c] of this._streams) {
+      try {
+        c.error(closed);
+      } catch {
+        // already closed
+      }
+      this._port.post({ [TAG]: 'cancel', sid, reason: 'RemoteEngine closed' });
+      this._pulls.get(sid)?.();
+    }
+    this._streams.clear();
+    this._pulls.clear();
   }
 }

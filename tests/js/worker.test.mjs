@@ -169,3 +169,26 @@ test('worker mode: bad arguments are a TypeError or RangeError naming the field;
     await w.worker.terminate();
   }
 });
+
+test('worker mode (post): close() errors this side\'s streams and cancels the worker\'s readable: unread messages become dead letters there, at most one batch was in flight', async () => {
+  const w = await startWorker({ count: 300 });
+  try {
+    const remote = await connectEngine(w.worker, { transfer: 'post' });
+    const reader = (await remote.readable(w.id)).getReader();
+    await w.ask('produce', 'produced');
+    const first = await reader.read();
+    const read = first.value.map((m) => m.id);
+    const pending = reader.read();
+    remote.close();
+    await assert.rejects(pending, /RemoteEngine closed/);
+    const { dropped } = await w.ask('dropped', 'dropped');
+    for (const [, reason] of dropped) assert.equal(reason, 'dead-letter');
+    const dead = dropped.map(([id]) => id);
+    const seen = new Set([...read, ...dead]);
+    assert.equal(seen.size, read.length + dead.length, 'no id both read and dead-lettered');
+    const inFlight = 300 - seen.size;
+    assert.ok(inFlight >= 0 && inFlight <= 64, `${inFlight} messages were in flight (at most one batch)`);
+  } finally {
+    await w.worker.terminate();
+  }
+});
