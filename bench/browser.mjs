@@ -10,6 +10,12 @@
 //              sourcebatch: createDataSource({ batch: true }).pipeTo(connection.writable)
 //              batch:  arrays written straight to the connection (engine + widgets only)
 //              pipe:   createDataSource().pipeTo(connection.writable), one message per chunk
+//              worker: engine + per-message producers (engine.route per message) in a Web Worker,
+//                      widgets on this page reading remote.readable(id, { frames: true })
+//              worker-post: worker, forcing one postMessage per batch (the Safari fallback)
+//   --producer worker modes: route (default) | write | batch
+//   --worker-buffer  worker modes: bufferSize per connection (default 250: bounds the page's
+//              work per frame, since a frame-aligned chunk is at most what the connection holds)
 //   --profile  also records a CPU profile and a trace per mode and prints where the time goes
 //   --strict   exit 1 if a target is missed (>= 55 fps, no task over 50 ms)
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
@@ -29,6 +35,8 @@ const { values: opts } = parseArgs({
     connections: { type: 'string', default: '10' },
     rate: { type: 'string', default: '10000' },
     handler: { type: 'string', default: 'default' },
+    producer: { type: 'string', default: 'route' },
+    'worker-buffer': { type: 'string', default: '250' },
     profile: { type: 'boolean', default: false },
     strict: { type: 'boolean', default: false },
   },
@@ -93,7 +101,7 @@ for (const mode of modes) {
     if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
   });
   page.on('pageerror', (e) => problems.push(e.message));
-  const url = `${server.url}www/bench.html?duration=${duration}&connections=${opts.connections}&rate=${opts.rate}&mode=${mode}&handler=${opts.handler}`;
+  const url = `${server.url}www/bench.html?duration=${duration}&connections=${opts.connections}&rate=${opts.rate}&mode=${mode}&handler=${opts.handler}&producer=${opts.producer}&workerBuffer=${opts['worker-buffer']}`;
   process.stderr.write(`[bench] ${mode}: ${url}\n`);
   let result;
   try {
@@ -148,9 +156,9 @@ const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
 const k = (x) => (Number.isFinite(x) ? `${(x / 1000).toFixed(1)}k` : '—');
 const rows = results.map((r) =>
   r.error
-    ? { mode: r.config.mode, fps: 'n/a', 'frame p95 ms': '', 'long tasks >50ms': '', 'longest task ms': '', 'offered msg/s': '', 'delivered msg/s': '', dropped: '', 'p95 latency ms': '', pass: `FAIL (${r.error})` }
+    ? { mode: r.config.mode, fps: 'n/a', 'frame p95 ms': '', 'long tasks >50ms': '', 'longest task ms': '', 'offered msg/s': '', 'delivered msg/s': '', dropped: '', 'delivered+dropped %': '', 'p95 latency ms': '', pass: `FAIL (${r.error})` }
     : {
-        mode: r.config.mode,
+        mode: r.config.transferMode ? `${r.config.mode} (${r.config.transferMode})` : r.config.mode,
         fps: f1(r.fps),
         'frame p95 ms': f1(r.frameIntervalMs.p95),
         'long tasks >50ms': r.longTasks.over50ms,
@@ -158,6 +166,7 @@ const rows = results.map((r) =>
         'offered msg/s': k(r.messages.offeredPerSecond),
         'delivered msg/s': k(r.messages.deliveredPerSecond),
         dropped: r.messages.dropped,
+        'delivered+dropped %': r.messages.deliveredOrDroppedShare === undefined ? '' : f1(100 * r.messages.deliveredOrDroppedShare),
         'p95 latency ms': f1(r.messages.p95LatencyMs),
         pass: r.fps >= TARGET_FPS && r.longTasks.over50ms === 0 ? 'yes' : 'no',
       },

@@ -1,6 +1,7 @@
 // One connection as Web Streams: the glue between the platform's streams, timers and promises
 // and the Rust core, which owns the buffer, the policy decisions and the accounting.
 import { Fifo } from './fifo.js';
+import { frameOptions } from './frames.js';
 import { checkMessage, keyOf, priorityOf } from './priority.js';
 
 // Status bits returned by the core (see src/core/connection.rs `status`).
@@ -42,9 +43,7 @@ export const GONE_CORE = Object.freeze({
   dropIncoming: () => CLOSED,
   status: () => CLOSED,
   deadline: () => NaN,
-  take: () => undefined,
   takeIo: () => -1,
-  takeWithStatus: () => undefined,
   consumeTake: () => undefined,
   consumeSuccess: () => CLOSED,
   consumeFailure: () => CLOSED,
@@ -128,6 +127,8 @@ export class Connection {
     this._free = []; // free slots
     this._writer = null;
     this._readController = null;
+    this._frameWake = null; // frames(): resolves a pull waiting for the first message
+    this._failure = undefined; // why the readable errored (frames() errors with it too)
     this._makeWritable();
     this.readable = new ReadableStream(
       {
@@ -312,6 +313,7 @@ export class Connection {
       });
     }
     if (this._waiter !== null && s & (BATCH_READY | FIRST | PENDING)) this._serve(false);
+    if (this._frameWake !== null && s & (BATCH_READY | FIRST | PENDING)) this._wakeFrames();
     if (refused !== undefined) return refused;
     if (s & HOLD) return this._hold(t);
     return undefined;
@@ -525,6 +527,8 @@ export class Connection {
     this._finished = true;
     this._paused = false;
     this._clearTimer();
+    if (how === 'abort') this._failure = reason ?? new Error('connection failed');
+    this._wakeFrames();
     if (how === 'abort') {
       try {
         this._readController.error(reason);
@@ -572,6 +576,7 @@ export class Connection {
       this._releaseHold();
     }
     if (resumed) this._engine._connectionEvent(this, 'resumed');
+    this._wakeFrames();
     // A waiting reader gets the rest now (no batch timeout after a close).
     this._serve(true);
     if (this._core.held(this._h) === 0 && this._waiter === null && !this._finished && this._consumer === null) {
@@ -598,6 +603,84 @@ export class Connection {
     this._core.resume(this._h);
     this._engine._connectionEvent(this, 'resumed');
     this._serve(false);
+    this._wakeFrames();
+  }
+
+  // ---- frame-aligned delivery ----------------------------------------------------------------
+
+  /**
+   * A `ReadableStream` delivering at most one batch per animation frame: each chunk is
+   * everything buffered at that frame (any number of the connection's batches, joined). Between
+   * chunks the messages stay in the connection, where its `bufferSize`, backpressure and drop
+   * policy apply, so a slow or hidden page never piles messages up anywhere else. In a hidden
+   * tab (no animation frames) a chunk comes at most every `hiddenInterval` ms (default 1000);
+   * where requestAnimationFrame does not exist (Node) at most every 1/60 s. Takes the place of
+   * `readable` (which it locks); cancelling it cancels the connection like `readable.cancel()`.
+   */
+  frames(options) {
+    const { nextFrame } = frameOptions(options);
+    if (this._consumer !== null) throw new Error(`connection ${this.id} already has a consumer`);
+    if (this.readable.locked) throw new TypeError(`connection ${this.id}: readable is locked by a reader; frames() needs it free`);
+    this.readable.getReader(); // nobody else reads; never released
+    const waitForData = () =>
+      new Promise((resolve) => {
+        this._frameWake = resolve;
+      });
+    return new ReadableStream(
+      {
+        pull: async (controller) => {
+          for (;;) {
+            if (this._finished) {
+              if (this._failure !== undefined) controller.error(this._failure);
+              else controller.close();
+              return;
+            }
+            if (this._empty && !this._closing) {
+              await waitForData();
+              continue;
+            }
+            await nextFrame();
+            if (this._finished) continue;
+            const batch = this._takeAll();
+            if (batch.length > 0) {
+              controller.enqueue(batch);
+              return;
+            }
+            if (this._closing && this._core.held(this._h) === 0) this._finish();
+          }
+        },
+        cancel: (reason) => this._fail(reason, true),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  _wakeFrames() {
+    const w = this._frameWake;
+    this._frameWake = null;
+    if (w !== null) w();
+  }
+
+  /** Everything buffered now, as one array (the core's batches joined); [] when paused or empty. */
+  _takeAll() {
+    const out = [];
+    const limit = this.config.bufferSize;
+    while (out.length < limit) {
+      const k = this._core.takeIo(this._h, now(), true);
+      if (k < 0) {
+        this._empty = this._core.held(this._h) === 0;
+        break;
+      }
+      let io = this._engine._io;
+      if (io === null || io.length < k + 1) io = this._engine._ioView(k + 1);
+      for (let i = 0; i < k; i++) out.push(this._release(io[i]));
+      const st = io[k];
+      this._empty = (st & EMPTY) !== 0;
+      this._afterDeliver(st & ~EMPTY);
+      if (this._empty) break;
+    }
+    if (out.length > 0) this._engine._delivered(this, out);
+    return out;
   }
 
   /** Returns the dead-lettered messages and clears the list. */

@@ -1,6 +1,14 @@
-// Node entry: the nodejs build of the wasm module loads synchronously, so no init is needed.
+// Node entry: the package ships one .wasm (pkg/web/stream_engine_bg.wasm), shared with browsers.
+// Node reads it from disk and instantiates it synchronously, so no init is needed.
 import { getHeapStatistics } from 'node:v8';
+import { parentPort } from 'node:worker_threads';
+import { initSync } from '#wasm';
+import wasmBytes from '#wasm-bytes';
 import { platform } from './runtime.js';
+
+initSync({ module: wasmBytes });
+// serveEngine() in a worker_threads Worker answers on parentPort by default.
+platform.parentPort = parentPort;
 
 export * from './index.js';
 

@@ -6,6 +6,7 @@ export { StreamDebugger } from './debugger.js';
 export { PerformanceTestSuite, STANDARD_PERFORMANCE_TESTS } from './perf.js';
 export { createDataSource } from './sources.js';
 export { subscribeWidget } from './widget.js';
+export { serveEngine, connectEngine, canTransferStreams, RemoteEngine } from './worker.js';
 export { version } from './version.js';
 export { WindowAggregator, createWindowStage, createDownsampleStage, downsampleLTTB } from './aggregate.js';
 export { connectGateway, GatewayClient } from './gateway-client.js';

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the wasm core, the wasm-bindgen glue for Node and the web, and the JS entry points.
+# Builds the wasm core, the wasm-bindgen glue (one build for Node and the web), and the JS entry
+# points.
 # Skips work that is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,11 @@ wasm=target/wasm32-unknown-unknown/release/stream_engine.wasm
 
 stamp=pkg/.stamp
 if [ ! -f "$stamp" ] || [ "$wasm" -nt "$stamp" ]; then
-  log "wasm-bindgen (nodejs + web targets)"
+  # One build for Node and browsers (the package ships one .wasm); without the `name` section
+  # (function names for stack traces, about 30 KB) and the producers section.
+  log "wasm-bindgen (web target)"
   rm -rf pkg/node pkg/web
-  wasm-bindgen "$wasm" --out-dir pkg/node --target nodejs --typescript
-  wasm-bindgen "$wasm" --out-dir pkg/web --target web --typescript
+  wasm-bindgen "$wasm" --out-dir pkg/web --target web --typescript --remove-name-section --remove-producers-section
   touch "$stamp"
 fi
 

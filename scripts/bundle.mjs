@@ -1,21 +1,39 @@
-// Bundles js/ into the three entry points of the package, pointing '#wasm' at the right
-// wasm-bindgen build. esbuild only joins our own modules; the wasm glue stays a separate file so
-// that its `import.meta.url`-relative .wasm lookup keeps working.
+// Bundles js/ into the three entry points of the package, pointing '#wasm' at the wasm-bindgen
+// glue (pkg/web, the one build of the .wasm that Node and browsers share). esbuild only joins our
+// own modules for ESM; the glue stays a separate file so that its `import.meta.url`-relative
+// .wasm lookup keeps working in browsers and bundlers. The CommonJS build includes the glue
+// (CommonJS cannot import an ES module synchronously).
 import { build } from 'esbuild';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url)));
 writeFileSync(new URL('../js/version.js', import.meta.url), `export const version = '${pkg.version}';\n`);
-mkdirSync(new URL('../pkg/node/', import.meta.url), { recursive: true });
-// The nodejs target of wasm-bindgen is CommonJS; the root package is "type": "module".
-writeFileSync(new URL('../pkg/node/package.json', import.meta.url), '{ "type": "commonjs" }\n');
 
-const wasmAlias = (path) => ({
+const GLUE = '../pkg/web/stream_engine.js';
+const WASM = '../pkg/web/stream_engine_bg.wasm';
+
+/** '#wasm' -> the glue (external or bundled); '#wasm-bytes' -> the .wasm file read from disk. */
+const wasmAlias = ({ external, cjs }) => ({
   name: 'wasm-alias',
   setup(b) {
-    b.onResolve({ filter: /^#wasm$/ }, () => ({ path, external: true }));
+    b.onResolve({ filter: /^#wasm$/ }, () => (external ? { path: GLUE, external: true } : { path: fileURLToPath(new URL('../pkg/web/stream_engine.js', import.meta.url)) }));
+    b.onResolve({ filter: /^#wasm-bytes$/ }, () => ({ path: 'wasm-bytes', namespace: 'wasm-bytes' }));
+    b.onLoad({ filter: /.*/, namespace: 'wasm-bytes' }, () => ({
+      resolveDir: '.',
+      contents: cjs
+        ? `import { readFileSync } from 'node:fs'; import { join } from 'node:path'; export default readFileSync(join(__dirname, ${JSON.stringify(WASM)}));`
+        : `import { readFileSync } from 'node:fs'; export default readFileSync(new URL(${JSON.stringify(WASM)}, import.meta.url));`,
+    }));
   },
 });
+
+// CommonJS consumers get the same declarations as a .d.cts: under "type": "module" the .d.ts is
+// ESM, and TypeScript (module node16/nodenext) would refuse require() of it (TS1479).
+mkdirSync(new URL('../dist/', import.meta.url), { recursive: true });
+for (const name of ['index', 'wasm']) {
+  writeFileSync(new URL(`../dist/${name}.d.cts`, import.meta.url), readFileSync(new URL(`../types/${name}.d.ts`, import.meta.url)));
+}
 
 // The gateway entry shares the main Node build's engine: its imports of the engine modules point
 // at dist/node.mjs instead of bundling a second copy. `ws` stays an ordinary dependency.
@@ -28,8 +46,9 @@ const sharedEngine = {
 
 const common = { bundle: true, logLevel: 'warning', target: 'es2022', legalComments: 'none' };
 await Promise.all([
-  build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.mjs', format: 'esm', platform: 'node', plugins: [wasmAlias('../pkg/node/stream_engine.js')] }),
-  build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.cjs', format: 'cjs', platform: 'node', plugins: [wasmAlias('../pkg/node/stream_engine.js')] }),
+  build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.mjs', format: 'esm', platform: 'node', plugins: [wasmAlias({ external: true, cjs: false })] }),
+  // The glue's default init path uses import.meta.url; Node never calls it (initSync with bytes).
+  build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.cjs', format: 'cjs', platform: 'node', plugins: [wasmAlias({ external: false, cjs: true })], logOverride: { 'empty-import-meta': 'silent' } }),
   build({ ...common, entryPoints: ['js/entry-gateway.js'], outfile: 'dist/gateway.mjs', format: 'esm', platform: 'node', external: ['ws'], plugins: [sharedEngine] }),
-  build({ ...common, entryPoints: ['js/entry-web.js'], outfile: 'dist/web.mjs', format: 'esm', platform: 'browser', plugins: [wasmAlias('../pkg/web/stream_engine.js')] }),
+  build({ ...common, entryPoints: ['js/entry-web.js'], outfile: 'dist/web.mjs', format: 'esm', platform: 'browser', plugins: [wasmAlias({ external: true, cjs: false })] }),
 ]);

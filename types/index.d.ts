@@ -306,6 +306,18 @@ export interface StreamConnection<T = unknown> {
   consume(handler: (batch: StreamMessage<T>[]) => void | Promise<void>): ConsumeHandle;
   /** Returns the dead-lettered messages and clears the list. */
   deadLetters(): StreamMessage<T>[];
+  /**
+   * Frame-aligned delivery: a stream giving at most one batch per animation frame (everything
+   * buffered at that frame); messages wait in the connection between frames. Locks `readable`.
+   */
+  frames(options?: FrameOptions): ReadableStream<StreamMessage<T>[]>;
+}
+
+export interface FrameOptions {
+  /** In a hidden tab (no animation frames), at most one batch per this many ms (default 1000). */
+  hiddenInterval?: number;
+  /** Custom scheduler: resolves at each delivery moment (default: animation frames). */
+  nextFrame?: () => Promise<void>;
 }
 
 export interface BackpressureHandlerLike {
@@ -626,6 +638,34 @@ export class GatewayClient {
 
 /** Connects to a gateway (browsers and Node) and writes each topic into an engine connection. */
 export function connectGateway(url: string | URL, options?: GatewayClientOptions): GatewayClient;
+/** Whether this platform can transfer a ReadableStream through postMessage (not Safari). */
+export function canTransferStreams(): boolean;
+/** Any endpoint with postMessage: a Web Worker, its global scope, a MessagePort, a Node Worker or parentPort. */
+export interface MessageEndpoint { postMessage(message: unknown, transfer?: unknown[]): void }
+/** In the worker: answers the main thread's requests for `engine`. Returns a function that stops serving. */
+export function serveEngine(engine: StreamEngine, options?: { port?: MessageEndpoint }): () => void;
+export interface RemoteReadableOptions {
+  /** At most one batch per animation frame of the reading thread. */
+  frames?: boolean;
+  /** With `frames`, in a hidden tab at most one batch per this many ms (default 1000). */
+  hiddenInterval?: number;
+}
+/** The main thread's view of an engine running in a worker. */
+export class RemoteEngine {
+  private constructor();
+  /** 'stream': transferred ReadableStreams; 'post': one postMessage per batch (Safari). */
+  readonly transferMode: 'stream' | 'post';
+  /** Moves the consuming side of connection `id` to this thread. */
+  readable<T = unknown>(id: string, options?: RemoteReadableOptions): Promise<ReadableStream<StreamMessage<T>[]>>;
+  events(options?: EventsOptions): Promise<ReadableStream<EngineEvent>>;
+  getMetrics(id: string): Promise<ConnectionMetrics>;
+  getMetrics(): Promise<EngineMetrics>;
+  listConnections(): Promise<string[]>;
+  /** Stops listening to the worker (terminate the worker yourself). */
+  close(): void;
+}
+/** On the main thread: connects to an engine served with `serveEngine` in `worker`. */
+export function connectEngine(worker: MessageEndpoint, options?: { transfer?: 'auto' | 'stream' | 'post' }): Promise<RemoteEngine>;
 
 /** The engine's version. */
 export const version: string;

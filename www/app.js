@@ -12,6 +12,7 @@ import init, {
 import { TimeChart, newSince, formatNumber } from '/www/chart.js';
 import { loadRustProducer } from '/www/rust-producer.js';
 import { gatewaySource, setupGateway } from '/www/gateway.js';
+import { WORKER_MODE, settingsFromUrl, reloadWith, startWorkerEngine } from '/www/worker-mode.js';
 
 // ---- settings ---------------------------------------------------------------------------------
 
@@ -51,6 +52,7 @@ const HANDLER_HINTS = {
 };
 
 const settings = { rate: 1000, mix: 'balanced', handler: 'default', dropPolicy: '', slow: false, producer: 'js' };
+settingsFromUrl(settings); // worker mode restarts the worker through a reload carrying them
 // The Rust wasm producer's module, once the Producer control first selects it.
 let rustProducer = null;
 const PRODUCER_HINTS = { js: 'createDataSource in JS', rust: 'examples/rust-producer: Rust API → ReadableStream' };
@@ -61,7 +63,7 @@ const clock = (ts) => new Date(ts).toLocaleTimeString('en-GB', { hour12: false }
 const pct = (x) => `${Math.round(x * 100)}%`;
 const ms = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '—');
 
-let mix = MIXES[settings.mix];
+let mix = MIXES[settings.mix] ?? MIXES.balanced;
 function pickPriority() {
   const r = Math.random();
   for (let i = 0; i < mix.length; i++) if (r < mix[i][0]) return mix[i][1];
@@ -72,6 +74,7 @@ function pickPriority() {
 
 let engine;
 let debuggerRec;
+let workerEngine = null; // worker mode: see www/worker-mode.js
 const byKey = new Map(); // stream key -> runtime state
 const byConnection = new Map(); // connection id -> runtime state
 const closedWaiters = new Map(); // connection id -> [resolve]
@@ -117,6 +120,7 @@ function consumerStream(s) {
 
 /** Creates the connection, its source pipe and its widget. */
 async function openStream(s) {
+  if (workerEngine) return openWorkerStream(s);
   for (let attempt = 0; ; attempt++) {
     try {
       s.id = engine.createConnection(s.source, s.target, 'out', 'in', connectionConfig());
@@ -147,6 +151,22 @@ async function openStream(s) {
   );
 }
 
+/** Worker mode: the worker's engine runs the source; this page reads the connection per frame. */
+async function openWorkerStream(s) {
+  s.id = `${s.source}:out->${s.target}:in`;
+  s.conn = await workerEngine.connection(s.id);
+  byConnection.set(s.id, s);
+  s.gen++;
+  if (s.paused) s.conn.pause();
+  s.el.route.textContent = s.id;
+  s.el.route.title = s.id;
+  s.row.id.textContent = s.id;
+  const gen = s.gen;
+  s.unsubscribe = subscribeWidget(consumerStream(s), { bufferSize: BUFFER_SIZE, updateInterval: 0 }, (update) => {
+    if (gen === s.gen) render(s, update);
+  });
+}
+
 function startPipe(s) {
   const conn = s.conn;
   // Gateway mode (www/gateway.js): the batches come from the local gateway instead. The Rust
@@ -174,6 +194,7 @@ function startPipe(s) {
 
 /** A new rate needs a new source: stop the pipe, then start another once the old one let go. */
 function restartPipe(s) {
+  if (workerEngine) return workerEngine.setRate(settings.rate);
   const conn = s.conn;
   const prev = s.pipeDone;
   const gen = ++s.restartGen;
@@ -185,6 +206,7 @@ function restartPipe(s) {
 
 /** Handler and drop policy are per connection: close and create it again. */
 async function recreate(s) {
+  if (workerEngine) return reloadWith(settings, true); // a new worker with the new settings
   const oldId = s.id;
   s.closing = true;
   s.restartGen++;
@@ -294,7 +316,7 @@ function renderMetrics(ev) {
   $('#total-memory').textContent = (m.system.wasmMemoryBytes / 1048576).toFixed(1);
   $('#total-lag').textContent = m.system.eventLoopLag.toFixed(0);
   $('#metrics-updated').textContent = `updated ${clock(m.lastUpdated)}`;
-  $('#debug-count').textContent = formatNumber(debuggerRec.getEventHistory().length);
+  if (debuggerRec) $('#debug-count').textContent = formatNumber(debuggerRec.getEventHistory().length);
   const now = performance.now();
   for (const s of byKey.values()) {
     const c = m.connections[s.id];
@@ -474,7 +496,7 @@ function flushLog() {
 // ---- event feeds ------------------------------------------------------------------------------
 
 async function readFeed(types, onEvent) {
-  const reader = engine.events({ types, queueSize: 5000 }).getReader();
+  const reader = (await engine.events({ types, queueSize: 5000 })).getReader();
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
@@ -497,6 +519,14 @@ function sliderToRate(v) {
 function setupControls() {
   const rate = $('#rate');
   const out = $('#rate-value');
+  // Settings may come from the URL (worker mode restarts through a reload): show them.
+  rate.value = String(Math.log10(settings.rate));
+  out.textContent = `${formatNumber(settings.rate)} msg/s`;
+  $('#handler').value = settings.handler;
+  $('#handler-hint').textContent = HANDLER_HINTS[settings.handler] ?? '';
+  $('#drop-policy').value = settings.dropPolicy;
+  $('#priority-mix').value = settings.mix;
+  $('#mix-hint').textContent = MIX_HINTS[settings.mix] ?? '';
   let timer = null;
   const apply = () => {
     clearTimeout(timer);
@@ -518,6 +548,7 @@ function setupControls() {
   $('#priority-mix').addEventListener('change', (e) => {
     settings.mix = e.target.value;
     mix = MIXES[settings.mix] ?? MIXES.balanced;
+    workerEngine?.setMix(mix);
     $('#mix-hint').textContent = MIX_HINTS[settings.mix];
     logLocal('control', null, `priority mix: ${e.target.selectedOptions[0].textContent}`);
   });
@@ -565,7 +596,11 @@ function setupControls() {
     logLocal('control', byKey.get(SLOW_STREAM), `slow widget ${settings.slow ? `on (+${SLOW_DELAY_MS} ms per batch)` : 'off'}`);
   });
 
+  $('#engine-worker').checked = WORKER_MODE;
+  $('#engine-worker').addEventListener('change', (e) => reloadWith(settings, e.target.checked));
+
   $('#export').addEventListener('click', () => {
+    if (!debuggerRec) return;
     const data = debuggerRec.exportDebugData();
     const blob = new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' });
     const url = URL.createObjectURL(blob);
@@ -688,11 +723,19 @@ async function main() {
   buildStreams();
   setupControls();
   await init();
-  engine = new StreamEngine({ metricsInterval: METRICS_INTERVAL });
   // Alert levels: buffer use 70% / 90% (backpressure), p95 latency 250 / 1000 ms, any drops at 1%.
-  engine.setThresholds({ backpressure: { warning: 0.7, critical: 0.9 }, latency: { warning: 250, critical: 1000 }, dropRate: { warning: 0.01 } });
-  debuggerRec = new StreamDebugger(engine);
-  debuggerRec.startRecording();
+  const thresholds = { backpressure: { warning: 0.7, critical: 0.9 }, latency: { warning: 250, critical: 1000 }, dropRate: { warning: 0.01 } };
+  if (WORKER_MODE) {
+    workerEngine = await startWorkerEngine({ streams: [...byKey.values()], settings, mixes: MIXES, bufferSize: BUFFER_SIZE, maxBatch: MAX_BATCH, metricsInterval: METRICS_INTERVAL, thresholds });
+    engine = workerEngine;
+    $('#export').disabled = true;
+    $('#export-hint').textContent = 'the debugger records on the engine’s thread: off in worker mode';
+  } else {
+    engine = new StreamEngine({ metricsInterval: METRICS_INTERVAL });
+    engine.setThresholds(thresholds);
+    debuggerRec = new StreamDebugger(engine);
+    debuggerRec.startRecording();
+  }
   $('#engine-version').textContent = `engine v${version}`;
   $('#metrics-interval').textContent = String(engine.config.metricsInterval);
   readFeed(['metrics'], renderMetrics);
@@ -720,10 +763,10 @@ async function main() {
     },
   });
   requestAnimationFrame(flowLoop);
-  addEventListener('pagehide', () => engine.destroy());
+  if (!workerEngine) addEventListener('pagehide', () => engine.destroy());
   setStatus('running', 'Running');
   // For tests and the console.
-  globalThis.demo = { engine, debugger: debuggerRec, settings, streams: byKey, ready: true };
+  globalThis.demo = { engine, debugger: debuggerRec, settings, streams: byKey, workerMode: WORKER_MODE, ready: true };
   document.documentElement.dataset.ready = 'true';
 }
 

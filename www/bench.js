@@ -8,9 +8,14 @@
 //                    pipe:   createDataSource().pipeTo(connection.writable), single messages
 //                    batch:  arrays of messages written to connection.writable on a 4 ms timer
 //                    sourcebatch: createDataSource({ batch: true }).pipeTo(connection.writable)
+//                    worker: the engine and per-message producers (engine.route per message) in a
+//                            Web Worker; widgets read remote.readable(id, { frames: true })
+//                    worker-post: the same, forcing one postMessage per batch (Safari's path)
+//   producer=route   worker modes: route | write | batch (see www/engine-worker.js)
+//   workerBuffer=250 worker modes: bufferSize of each connection (bounds the page's work per frame)
 //   handler=default  default | adaptive | none
 // The result is shown on the page and stored in `window.benchResult`.
-import init, { StreamEngine, DefaultBackpressureHandler, AdaptiveBackpressureHandler, createDataSource, subscribeWidget, version } from '/dist/web.mjs';
+import init, { StreamEngine, DefaultBackpressureHandler, AdaptiveBackpressureHandler, createDataSource, subscribeWidget, connectEngine, version } from '/dist/web.mjs';
 import { TimeChart, newSince, formatNumber } from '/www/chart.js';
 import { pipeSource } from '/www/pipeline.js';
 
@@ -28,8 +33,13 @@ const config = {
   rate: num('rate', 10000),
   mode: q.get('mode') ?? 'stream',
   handler: q.get('handler') ?? 'default',
+  producer: q.get('producer') ?? 'route',
+  // Worker modes: a frame-aligned chunk is at most what the connection holds, so the buffer
+  // size bounds the page's work per frame (structured-clone reads of the messages).
+  workerBuffer: num('workerBuffer', 250),
 };
-if (!['stream', 'pipe', 'batch', 'sourcebatch'].includes(config.mode)) throw new TypeError(`mode must be stream, pipe, batch or sourcebatch, got ${config.mode}`);
+if (!['stream', 'pipe', 'batch', 'sourcebatch', 'worker', 'worker-post'].includes(config.mode)) throw new TypeError(`mode must be stream, pipe, batch, sourcebatch, worker or worker-post, got ${config.mode}`);
+const inWorker = config.mode.startsWith('worker');
 
 const COLORS = ['#5aa2ff', '#b48cff', '#2fd4a7', '#f7b84b', '#ff7a90', '#7dd3fc', '#c4b5fd', '#86efac', '#fcd34d', '#fda4af'];
 const PATTERNS = ['sequential', 'random', 'sine-wave', 'step'];
@@ -77,9 +87,38 @@ function batchWriter(conn, pattern, rate, sourceNodeId) {
 async function main() {
   $('#bench-config').textContent = `${config.connections} connections × ${formatNumber(config.rate)} msg/s → ${config.connections} chart widgets · ${config.duration} s · mode ${config.mode} · handler ${config.handler} · engine v${version}`;
   await init();
-  const engine = new StreamEngine({ metricsInterval: 1000 });
   const grid = $('#grid');
   const widgets = [];
+  let engine = null;
+  let remote = null;
+  let worker = null;
+  if (inWorker) {
+    // The engine and the producers run in the worker; this thread only draws.
+    worker = new Worker('/www/engine-worker.js', { type: 'module' });
+    const ready = new Promise((resolve, reject) => {
+      worker.addEventListener('message', (e) => e.data?.ready && resolve(e.data.ids));
+      worker.addEventListener('error', (e) => reject(new Error(`worker: ${e.message}`)));
+    });
+    const defs = Array.from({ length: config.connections }, (_, i) => ({ source: `src-${i}`, target: `chart-${i}`, pattern: PATTERNS[i % PATTERNS.length], period: 2000 }));
+    worker.postMessage({ setup: { connections: defs, rate: config.rate, producer: config.producer, handler: config.handler, bufferSize: config.workerBuffer, maxBatchSize: 100, batchTimeout: 16, metricsInterval: 1000 } });
+    await ready;
+    remote = await connectEngine(worker, { transfer: config.mode === 'worker-post' ? 'post' : 'auto' });
+    config.transferMode = remote.transferMode;
+  } else {
+    engine = new StreamEngine({ metricsInterval: 1000 });
+  }
+  const metricsNow = () => (remote ? remote.getMetrics() : engine.getMetrics());
+  const workerStats = () =>
+    new Promise((resolve) => {
+      const on = (e) => {
+        if (e.data?.stats) {
+          worker.removeEventListener('message', on);
+          resolve(e.data.stats);
+        }
+      };
+      worker.addEventListener('message', on);
+      worker.postMessage({ control: 'stats' });
+    });
   for (let i = 0; i < config.connections; i++) {
     const pattern = PATTERNS[i % PATTERNS.length];
     const color = COLORS[i % COLORS.length];
@@ -89,10 +128,11 @@ async function main() {
     card.innerHTML = `<header class="card-head"><span class="swatch"></span><h2>#${i + 1} ${pattern}</h2><span class="value">—</span></header><div class="chart-box"><canvas class="chart"></canvas></div>`;
     grid.append(card);
     const source = `src-${i}`;
-    const id = engine.createConnection(source, `chart-${i}`, 'out', 'in', { bufferSize: 2000, maxBatchSize: 100, batchTimeout: 16, backpressureHandler: handler() });
-    const conn = engine.getConnection(id);
+    const id = inWorker ? `${source}:out->chart-${i}:in` : engine.createConnection(source, `chart-${i}`, 'out', 'in', { bufferSize: 2000, maxBatchSize: 100, batchTimeout: 16, backpressureHandler: handler() });
+    const conn = inWorker ? null : engine.getConnection(id);
+    const readable = inWorker ? await remote.readable(id, { frames: true }) : conn.readable;
     const w = { id, conn, chart: new TimeChart(card.querySelector('canvas'), { color, windowMs: 5000 }), valueEl: card.querySelector('.value'), seen: { prev: null }, updates: 0, stop: null, unsubscribe: null };
-    w.unsubscribe = subscribeWidget(conn.readable, { bufferSize: 1000, updateInterval: 0, engine, connectionId: id }, (u) => {
+    w.unsubscribe = subscribeWidget(readable, inWorker ? { bufferSize: 1000, updateInterval: 0 } : { bufferSize: 1000, updateInterval: 0, engine, connectionId: id }, (u) => {
       const now = performance.now();
       w.updates++;
       const d = newSince(w.seen, u.data);
@@ -102,7 +142,9 @@ async function main() {
       }
       w.chart.draw(now);
     });
-    if (config.mode === 'batch') {
+    if (inWorker) {
+      // The producers already run in the worker.
+    } else if (config.mode === 'batch') {
       w.stop = batchWriter(conn, pattern, config.rate, source);
     } else {
       const src = createDataSource(pattern, { rate: config.rate, sourceNodeId: source, targetNodeId: `chart-${i}`, period: 2000, batch: config.mode === 'sourcebatch' });
@@ -118,6 +160,7 @@ async function main() {
     }
     widgets.push(w);
   }
+  if (inWorker) worker.postMessage({ control: 'start' });
   $('#status').dataset.state = 'running';
   $('#status').textContent = 'Warming up…';
   globalThis.benchReady = true;
@@ -130,7 +173,8 @@ async function main() {
     for (const e of list.getEntries()) longTasks.push(e.duration);
   });
   po.observe({ type: 'longtask' });
-  const start = engine.getMetrics();
+  const start = await metricsNow();
+  const stats0 = inWorker ? await workerStats() : null;
   const updates0 = widgets.map((w) => w.updates);
   const frames = [];
   const t0 = performance.now();
@@ -147,7 +191,8 @@ async function main() {
   // Long tasks are reported after they end: give the observer a moment.
   await sleep(100);
   po.disconnect();
-  const stop = engine.getMetrics();
+  const stop = await metricsNow();
+  const stats1 = inWorker ? await workerStats() : null;
   for (const w of widgets) {
     w.stop?.();
     w.unsubscribe();
@@ -176,7 +221,16 @@ async function main() {
     },
     widgetUpdatesPerSecond: widgets.reduce((a, w, i) => a + (w.updates - updates0[i]), 0) / widgets.length / elapsed,
   };
-  engine.destroy();
+  if (inWorker) {
+    // What the producers really offered (route() refusals are counted there: a full lossless buffer).
+    result.messages.producedPerSecond = (stats1.offered - stats0.offered) / elapsed;
+    result.messages.refusedByRoute = stats1.refused - stats0.refused;
+    result.messages.skippedByProducers = stats1.skipped - stats0.skipped;
+    result.messages.deliveredOrDroppedShare = (stop.totals.messagesOut - start.totals.messagesOut + result.messages.dropped) / Math.max(1, stats1.offered - stats0.offered);
+    worker.postMessage({ control: 'stop' });
+    remote.close();
+    worker.terminate();
+  } else engine.destroy();
   globalThis.benchResult = result;
   renderSummary(result);
   $('#status').textContent = 'Done';

@@ -99,7 +99,8 @@ impl AdaptiveController {
             self.cfg.max_threshold
         };
         let t = model.min(self.cfg.max_threshold) * self.gain;
-        self.threshold = t.clamp(
+        self.threshold = super::num::clamp(
+            t,
             self.cfg.min_threshold.min(self.cfg.max_threshold),
             self.cfg.max_threshold,
         );

@@ -20,8 +20,10 @@
 //! "reached"). A non-finite `now` is replaced by the latest finite `now` the
 //! tracker has seen (or `0.0`).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use super::num;
+use super::smallmap::SmallMap;
 
 /// Fraction below the warning threshold a value must fall to resolve an
 /// alert; the gap absorbs noise around the threshold (no alert storms).
@@ -249,14 +251,10 @@ impl Alert {
 /// trimmed (`500.0 -> "500"`, `7.000000000000001 -> "7"`).
 fn fmt_compact(x: f64) -> String {
     if !x.is_finite() {
-        return format!("{x}");
+        return num::js(x);
     }
-    let s = format!("{x:.2}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &s
-    };
+    let s = num::fixed(x, 2);
+    let s = num::trim_zeros(&s);
     if s == "-0" {
         "0".to_string()
     } else {
@@ -269,7 +267,8 @@ fn describe(ty: AlertType, severity: Severity, key: &str, value: f64, threshold:
     let sev = severity.as_str();
     let mut msg = match ty {
         AlertType::HighLatency => format!(
-            "p95 latency {value:.1} ms over {sev} threshold {} ms",
+            "p95 latency {} ms over {sev} threshold {} ms",
+            num::fixed(value, 1),
             fmt_compact(threshold)
         ),
         AlertType::CircuitOpen => "circuit breaker open".to_string(),
@@ -281,8 +280,8 @@ fn describe(ty: AlertType, severity: Severity, key: &str, value: f64, threshold:
                 _ => "drop rate",
             };
             format!(
-                "{what} {:.1}% over {sev} threshold {}%",
-                value * 100.0,
+                "{what} {}% over {sev} threshold {}%",
+                num::fixed(value * 100.0, 1),
                 fmt_compact(threshold * 100.0)
             )
         }
@@ -330,7 +329,7 @@ enum Observation {
 #[derive(Debug, Clone, Default)]
 pub struct AlertTracker {
     /// State per key, one slot per [`AlertType`] (indexed by `index()`).
-    states: BTreeMap<String, [AlertState; 6]>,
+    states: SmallMap<[AlertState; 6]>,
     /// How long a value must stay below the resolve level before resolving.
     min_clear_ms: f64,
     /// Latest finite `now` seen, substituted for non-finite timestamps.
@@ -1011,7 +1010,10 @@ mod tests {
         );
         // Non-finite numbers format without panicking.
         let m = Alert::new(AlertType::HighLatency, W, "k", f64::NAN, f64::INFINITY, 0.0).message;
-        assert_eq!(m, "p95 latency NaN ms over warning threshold inf ms on k");
+        assert_eq!(
+            m,
+            "p95 latency NaN ms over warning threshold Infinity ms on k"
+        );
     }
 
     #[test]
@@ -1022,6 +1024,7 @@ mod tests {
         assert_eq!(fmt_compact(0.126), "0.13");
         assert_eq!(fmt_compact(-0.001), "0");
         assert_eq!(fmt_compact(10.0), "10");
-        assert_eq!(fmt_compact(f64::NEG_INFINITY), "-inf");
+        // Printed as JavaScript prints it (the message is read in JS).
+        assert_eq!(fmt_compact(f64::NEG_INFINITY), "-Infinity");
     }
 }

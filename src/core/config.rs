@@ -57,21 +57,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Formats a number the way JavaScript would print it in an error message.
+/// Formats a number the way JavaScript would print it in an error message (by hand: see
+/// [`super::num`]).
 fn show(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
+    super::num::js(v)
 }
 
 /// Checks a size option: a positive integer no larger than `max`.

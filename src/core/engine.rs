@@ -1,8 +1,8 @@
 //! The engine: a set of connections, engine-wide defaults, metrics ticks and alerts.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
+
+use super::smallmap::SmallMap;
 
 use super::alerts::{Alert, AlertTracker, AlertTransition, AlertType, Severity, Thresholds};
 use super::config::{ConfigError, StreamConfig};
@@ -116,7 +116,7 @@ pub struct Tick {
     pub totals: Totals,
     /// Per connection, by id. When a connection closed with `closeConnection` still drains
     /// while a newer one has taken its id, the id shows the newer one.
-    pub connections: BTreeMap<String, ConnectionMetrics>,
+    pub connections: SmallMap<ConnectionMetrics>,
     /// Alerts that fired or resolved on this tick.
     pub alerts: Vec<AlertEventOut>,
 }
@@ -143,7 +143,7 @@ pub struct Engine<T> {
     thresholds: Thresholds,
     tracker: AlertTracker,
     /// Critical drops seen at the previous tick, per connection id.
-    critical_drops_seen: BTreeMap<String, u64>,
+    critical_drops_seen: SmallMap<u64>,
 }
 
 impl<T> Engine<T> {
@@ -157,7 +157,7 @@ impl<T> Engine<T> {
             window_ms,
             thresholds: Thresholds::default(),
             tracker: AlertTracker::new(),
-            critical_drops_seen: BTreeMap::new(),
+            critical_drops_seen: SmallMap::new(),
         }
     }
 
@@ -339,20 +339,23 @@ impl<T> Engine<T> {
         }
     }
 
-    fn collect(&mut self, now: f64) -> (Totals, BTreeMap<String, ConnectionMetrics>) {
+    fn collect(&mut self, now: f64) -> (Totals, SmallMap<ConnectionMetrics>) {
         let mut totals = Totals::default();
-        let mut connections = BTreeMap::new();
+        let mut connections = SmallMap::new();
         // One connection per id, the newest, and the totals over exactly those.
-        let mut newest: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
+        let mut newest: SmallMap<(u64, usize)> = SmallMap::new();
         for (i, s) in self.slots.iter().enumerate() {
             if let Some((c, n)) = &s.conn {
-                let e = newest.entry(c.id()).or_insert((*n, i));
-                if *n > e.0 {
-                    *e = (*n, i);
+                match newest.get_mut(c.id()) {
+                    Some(e) if *n > e.0 => *e = (*n, i),
+                    Some(_) => {}
+                    None => {
+                        newest.insert(c.id().to_string(), (*n, i));
+                    }
                 }
             }
         }
-        let mut shown: Vec<usize> = newest.into_values().map(|(_, i)| i).collect();
+        let mut shown: Vec<usize> = newest.iter().map(|(_, &(_, i))| i).collect();
         shown.sort_unstable();
         for i in shown {
             let Some((c, _)) = self.slots[i].conn.as_mut() else {

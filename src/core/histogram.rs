@@ -22,6 +22,8 @@
 //! Recording never panics. NaN, negative and infinite values are ignored
 //! (they are not latencies, and counting them would poison `mean`/`max`).
 
+use super::num;
+
 /// Smallest value with its own geometric bucket; anything below counts as zero.
 const MIN_VALUE: f64 = 1e-3;
 /// Largest value covered by the geometric buckets; larger values are clamped.
@@ -142,7 +144,7 @@ impl Histogram {
         if m.is_nan() {
             return self.min;
         }
-        m.clamp(self.min, self.max)
+        num::clamp(m, self.min, self.max)
     }
 
     /// Exact smallest recorded sample, or `0.0` when empty.
@@ -175,7 +177,11 @@ impl Histogram {
         if self.count == 0 {
             return 0.0;
         }
-        let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
+        let q = if q.is_nan() {
+            0.0
+        } else {
+            num::clamp(q, 0.0, 1.0)
+        };
         if q <= 0.0 {
             return self.min;
         }
@@ -188,7 +194,7 @@ impl Histogram {
         for (idx, &c) in self.buckets.iter().enumerate() {
             seen = seen.saturating_add(c);
             if seen >= rank {
-                return bucket_value(idx).clamp(self.min, self.max);
+                return num::clamp(bucket_value(idx), self.min, self.max);
             }
         }
         self.max

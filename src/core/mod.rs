@@ -8,8 +8,10 @@
 //! - [`connection`]: one connection's flow control and accounting.
 //! - [`adaptive`]: the adaptive backpressure controller.
 //! - [`histogram`], [`window`]: bounded-memory latency histograms and sliding windows.
+//! - [`num`]: number formatting for messages (no float `core::fmt`, for a smaller `.wasm`).
 //! - [`alerts`]: thresholds and alert hysteresis.
 //! - [`recovery`]: retry delays and the circuit breaker.
+//! - [`smallmap`]: a sorted `Vec` map for per-connection tables (smaller than `BTreeMap`).
 //! - [`engine`]: the set of connections, metrics ticks and alerts.
 //! - [`aggregate`], [`downsample`]: event-time windowed aggregation and chart downsampling.
 
@@ -22,6 +24,8 @@ pub mod connection;
 pub mod downsample;
 pub mod engine;
 pub mod histogram;
+pub mod num;
 pub mod priority;
 pub mod recovery;
+pub mod smallmap;
 pub mod window;

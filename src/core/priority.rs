@@ -25,7 +25,7 @@ pub fn sanitize(p: f64) -> f64 {
         DEFAULT_PRIORITY
     } else {
         // `+ 0.0` turns -0.0 into 0.0: the priority index orders by bit pattern.
-        p.clamp(0.0, 1.0) + 0.0
+        super::num::clamp(p, 0.0, 1.0) + 0.0
     }
 }
 

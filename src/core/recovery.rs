@@ -54,7 +54,7 @@ impl RetryPolicy {
         let r = if random01.is_nan() {
             0.0
         } else {
-            random01.clamp(0.0, 1.0)
+            super::num::clamp(random01, 0.0, 1.0)
         };
         if base == 0.0 {
             return 0.0;

@@ -12,7 +12,8 @@
 //! - A delivered batch comes back as one `Uint32Array` of slots.
 //! - Every message the core drops is reported back (slot and reason) so JS can free its slot and
 //!   call `onDrop`: nothing is lost silently, not even a slot.
-//! - Everything per-tick (metrics, events, alerts) goes through serde-wasm-bindgen.
+//! - Everything per-tick (metrics, events, alerts) becomes plain JS objects built field by field
+//!   ([`out`]), not through serde-wasm-bindgen (smaller `.wasm`).
 //!
 //! Nothing here panics on input: unknown handles read as a closed connection, and bad options
 //! become `TypeError` / `RangeError` naming the field. Handles carry a generation
@@ -22,9 +23,9 @@
 
 pub mod aggregate;
 mod options;
+pub mod out;
 
 use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::core::config::{ConfigError, ErrorKind, StreamConfig};
@@ -76,12 +77,8 @@ pub(crate) fn to_js_error(e: &ConfigError) -> JsValue {
     }
 }
 
-pub(crate) fn to_js<S: Serialize>(v: &S) -> JsValue {
-    // Maps become plain objects; u64 counters become numbers.
-    let ser = serde_wasm_bindgen::Serializer::new()
-        .serialize_maps_as_objects(true)
-        .serialize_missing_as_null(false);
-    v.serialize(&ser).unwrap_or(JsValue::UNDEFINED)
+pub(crate) fn to_js<S: out::ToJs + ?Sized>(v: &S) -> JsValue {
+    v.to_js()
 }
 
 /// The engine core as seen from JavaScript. The public `StreamEngine` class in `js/engine.js`
@@ -109,14 +106,17 @@ impl EngineCore {
         let window = options::read_time(config, "metricsWindow", 5000.0)?;
         if interval <= 0.0 {
             return Err(RangeError::new(&format!(
-                "metricsInterval must be > 0 (ms), got {interval}"
+                "metricsInterval must be > 0 (ms), got {}",
+                crate::core::num::js(interval)
             ))
             .into());
         }
         if window <= 0.0 {
-            return Err(
-                RangeError::new(&format!("metricsWindow must be > 0 (ms), got {window}")).into(),
-            );
+            return Err(RangeError::new(&format!(
+                "metricsWindow must be > 0 (ms), got {}",
+                crate::core::num::js(window)
+            ))
+            .into());
         }
         Ok(EngineCore {
             engine: Engine::new(defaults, window),
@@ -230,11 +230,6 @@ impl EngineCore {
             .unwrap_or(f64::NAN)
     }
 
-    /// The slots of the next batch for a waiting reader, or `undefined` when none is due.
-    pub fn take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
-        self.engine.get(h)?.take_batch(now, force)
-    }
-
     /// Makes the exchange area hold at least `n` slots and returns its address in wasm memory
     /// (it moves when it grows, so JS asks again after each call).
     #[wasm_bindgen(js_name = ioReserve)]
@@ -266,18 +261,6 @@ impl EngineCore {
         }
         self.io[..batch.len()].copy_from_slice(&batch);
         (batch.len() - 1) as i32
-    }
-
-    /// [`EngineCore::take`] followed by the status bits after the take as one extra last
-    /// element, with [`EMPTY`] set when nothing is left buffered: the reader path needs both,
-    /// and this saves a crossing per delivered batch (and, when empty, per next read).
-    #[wasm_bindgen(js_name = takeWithStatus)]
-    pub fn take_with_status(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
-        let c = self.engine.get(h)?;
-        let mut batch = c.take_batch(now, force)?;
-        let empty = if c.buffered() == 0 { EMPTY } else { 0 };
-        batch.push(c.status() | empty);
-        Some(batch)
     }
 
     /// The next batch for a consumer (held in flight until resolved), or `undefined`.
@@ -365,7 +348,7 @@ impl EngineCore {
     /// The readable side has ended: the connection's figures are final (state `finished`) and
     /// stay readable until [`EngineCore::remove`]. Returns the resolutions of its active alerts.
     pub fn finish(&mut self, h: Handle, now: f64) -> NotInlined {
-        Ok(to_js(&self.engine.finish(h, now)))
+        Ok(to_js(&self.engine.finish(h, now)[..]))
     }
 
     /// The reader went away: dead-letters what is buffered and returns those slots.
@@ -379,7 +362,7 @@ impl EngineCore {
     /// Forgets a connection; returns the resolutions of its active alerts (an array).
     pub fn remove(&mut self, h: Handle, now: f64) -> NotInlined {
         Ok(match self.engine.remove(h, now) {
-            Some((_, resolved)) => to_js(&resolved),
+            Some((_, resolved)) => to_js(&resolved[..]),
             None => Array::new().into(),
         })
     }
@@ -497,6 +480,26 @@ impl EngineCore {
     }
 }
 
+/// Rust-only entry points (not exported to JS, whose reader path uses [`EngineCore::take_io`]):
+/// each export costs a shim in the `.wasm` and in the JS glue.
+impl EngineCore {
+    /// The slots of the next batch for a waiting reader, or `undefined` when none is due.
+    pub fn take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
+        self.engine.get(h)?.take_batch(now, force)
+    }
+
+    /// [`EngineCore::take`] followed by the status bits after the take as one extra last
+    /// element, with [`EMPTY`] set when nothing is left buffered: the reader path needs both,
+    /// and this saves a crossing per delivered batch (and, when empty, per next read).
+    pub fn take_with_status(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
+        let c = self.engine.get(h)?;
+        let mut batch = c.take_batch(now, force)?;
+        let empty = if c.buffered() == 0 { EMPTY } else { 0 };
+        batch.push(c.status() | empty);
+        Some(batch)
+    }
+}
+
 fn set(o: &Object, k: &str, v: &JsValue) {
     let _ = Reflect::set(o, &JsValue::from_str(k), v);
 }
@@ -525,8 +528,8 @@ pub fn validate_option(kind: &str, field: &str, value: &JsValue) -> Result<f64, 
     options::validate(kind, field, value)
 }
 
-/// The priority class name (`critical`, `high`, `normal`, `low`) of a number, for the JS side.
-#[wasm_bindgen(js_name = priorityClass)]
+/// The priority class name (`critical`, `high`, `normal`, `low`) of a number (Rust-side; JS
+/// classifies in `js/priority.js`).
 pub fn priority_class(p: f64) -> String {
     use crate::core::priority::Class;
     match Class::of(crate::core::priority::sanitize(p)) {

@@ -10,6 +10,7 @@ use crate::core::adaptive::AdaptiveConfig;
 use crate::core::alerts::{Level, Thresholds};
 use crate::core::config::{self, StreamConfigPatch};
 use crate::core::connection::{DropRule, FlowPolicy};
+use crate::core::num::js;
 
 use super::to_js_error;
 
@@ -142,7 +143,8 @@ pub fn read_flow_policy(obj: &JsValue) -> Result<FlowPolicy, JsValue> {
         if a.min_threshold > a.max_threshold {
             return Err(RangeError::new(&format!(
                 "minThreshold must be <= maxThreshold, got {} > {}",
-                a.min_threshold, a.max_threshold
+                js(a.min_threshold),
+                js(a.max_threshold)
             ))
             .into());
         }
@@ -179,7 +181,9 @@ fn read_level(
                 } else {
                     "a finite number >= 0"
                 };
-                return Err(RangeError::new(&format!("{full} must be {range}, got {x}")).into());
+                return Err(
+                    RangeError::new(&format!("{full} must be {range}, got {}", js(x))).into(),
+                );
             }
             *slot = x;
         }
@@ -187,7 +191,8 @@ fn read_level(
     if level.warning > level.critical {
         return Err(RangeError::new(&format!(
             "{name}.warning must be <= {name}.critical, got {} > {}",
-            level.warning, level.critical
+            js(level.warning),
+            js(level.critical)
         ))
         .into());
     }
@@ -210,7 +215,8 @@ pub fn read_thresholds(obj: &JsValue, base: Thresholds) -> Result<Thresholds, Js
         if let Some(x) = read_number_as(&d, "warning", "dropRate.warning")? {
             if !(0.0..=1.0).contains(&x) {
                 return Err(RangeError::new(&format!(
-                    "dropRate.warning must be in [0, 1], got {x}"
+                    "dropRate.warning must be in [0, 1], got {}",
+                    js(x)
                 ))
                 .into());
             }
@@ -259,7 +265,8 @@ pub fn validate(kind: &str, field: &str, value: &JsValue) -> Result<f64, JsValue
                 Ok(v)
             } else {
                 Err(config::ConfigError::range(format!(
-                    "{field} must be in [0, 1], got {v}"
+                    "{field} must be in [0, 1], got {}",
+                    js(v)
                 )))
             }
         }

@@ -15,15 +15,17 @@ test('the packed tarball installs and works in a fresh project (ESM and CommonJS
     const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
     const [info] = JSON.parse(out);
     const files = info.files.map((f) => f.path);
-    for (const f of ['dist/node.mjs', 'dist/node.cjs', 'dist/web.mjs', 'pkg/node/stream_engine_bg.wasm', 'pkg/web/stream_engine_bg.wasm', 'pkg/node/package.json', 'types/index.d.ts', 'bin/nodeflow-stream.mjs']) {
+    for (const f of ['dist/node.mjs', 'dist/node.cjs', 'dist/web.mjs', 'dist/index.d.cts', 'pkg/web/stream_engine_bg.wasm', 'types/index.d.ts', 'types/wasm.d.ts', 'bin/nodeflow-stream.mjs']) {
       assert.ok(files.includes(f), `tarball has ${f}`);
     }
+    // One copy of the .wasm, shared by Node and browsers.
+    assert.deepEqual(files.filter((f) => f.endsWith('.wasm')), ['pkg/web/stream_engine_bg.wasm']);
     assert.ok(!files.some((f) => f.startsWith('src/') || f.startsWith('target/')), 'no sources or build dirs');
     const app = join(dir, 'app');
     execFileSync('mkdir', ['-p', app]);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
     execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', join(dir, info.filename)], { cwd: app, encoding: 'utf8' });
-    assert.ok(existsSync(join(app, 'node_modules/@nodeflow/stream-engine/pkg/node/stream_engine_bg.wasm')));
+    assert.ok(existsSync(join(app, 'node_modules/@nodeflow/stream-engine/pkg/web/stream_engine_bg.wasm')));
     const esm = `
       import init, { StreamEngine } from '@nodeflow/stream-engine';
       await init();
@@ -54,6 +56,65 @@ test('the packed tarball installs and works in a fresh project (ESM and CommonJS
     r = spawnSync(process.execPath, ['gw.mjs'], { cwd: app, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'number 0');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('@arethetypeswrong/cli finds no problem in the packed tarball (ESM, CommonJS, bundler; ./wasm too)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nodeflow-attw-'));
+  try {
+    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
+    const [info] = JSON.parse(out);
+    const r = spawnSync(process.execPath, [join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js'), join(dir, info.filename), '--format', 'json'], { cwd: root, encoding: 'utf8' });
+    const report = JSON.parse(r.stdout);
+    assert.deepEqual(report.analysis.problems, [], JSON.stringify(report.analysis.problems).slice(0, 2000));
+    assert.deepEqual(report.problems, {});
+    assert.equal(r.status, 0, r.stderr);
+    const entrypoints = Object.keys(report.analysis.entrypoints);
+    assert.deepEqual(entrypoints.sort(), ['.', './package.json', './wasm']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('TypeScript with --module node16 type-checks require() of the package from a .cts file (no TS1479)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nodeflow-cts-'));
+  try {
+    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
+    const [info] = JSON.parse(out);
+    execFileSync('tar', ['xzf', join(dir, info.filename), '-C', dir]);
+    execFileSync('mkdir', ['-p', join(dir, 'app/node_modules/@nodeflow')]);
+    execFileSync('mv', [join(dir, 'package'), join(dir, 'app/node_modules/@nodeflow/stream-engine')]);
+    writeFileSync(join(dir, 'app/package.json'), JSON.stringify({ name: 'app', private: true }));
+    writeFileSync(
+      join(dir, 'app/main.cts'),
+      `import engine = require('@nodeflow/stream-engine');\nconst e: engine.StreamEngine = new engine.StreamEngine({ batchTimeout: 0 });\nconst id: string = e.createConnection('a', 'b', 'o', 'i');\ne.destroy();\nexport = id;\n`,
+    );
+    const compilerOptions = { noEmit: true, strict: true, module: 'node16', moduleResolution: 'node16', lib: ['ES2022', 'DOM'], types: [] };
+    writeFileSync(join(dir, 'app/tsconfig.json'), JSON.stringify({ compilerOptions, files: ['main.cts'] }));
+    const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', '.'], { cwd: join(dir, 'app'), encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('esbuild bundles an app that imports the .wasm through @nodeflow/stream-engine/wasm', async () => {
+  const { build } = await import('esbuild');
+  const dir = mkdtempSync(join(tmpdir(), 'nodeflow-esbuild-'));
+  try {
+    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
+    const [info] = JSON.parse(out);
+    execFileSync('tar', ['xzf', join(dir, info.filename), '-C', dir]);
+    execFileSync('mkdir', ['-p', join(dir, 'app/node_modules/@nodeflow')]);
+    execFileSync('mv', [join(dir, 'package'), join(dir, 'app/node_modules/@nodeflow/stream-engine')]);
+    writeFileSync(join(dir, 'app/main.js'), `import init, { StreamEngine } from '@nodeflow/stream-engine';\nimport wasmUrl from '@nodeflow/stream-engine/wasm';\nawait init(wasmUrl);\nnew StreamEngine().destroy();\n`);
+    const result = await build({ absWorkingDir: join(dir, 'app'), entryPoints: ['main.js'], bundle: true, format: 'esm', platform: 'browser', outdir: 'out', loader: { '.wasm': 'file' }, logLevel: 'silent', metafile: true });
+    const emitted = Object.keys(result.metafile.outputs);
+    const wasm = emitted.filter((f) => f.endsWith('.wasm'));
+    assert.equal(wasm.length, 1, `one .wasm asset: ${emitted}`);
+    assert.ok(readdirSync(join(dir, 'app/out')).some((f) => f.endsWith('.wasm')));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -43,6 +43,7 @@ export const connectionMetrics = {
   "retries": 0,
   "circuitState": "closed",
   "paused": false,
+  "state": "open",
   "adaptive": {
     "effectiveThreshold": 0.9,
     "dropRate": 0.25,

@@ -61,3 +61,24 @@ async function main(): Promise<void> {
   console.log(report.length);
 }
 void main();
+
+// Frame-aligned delivery and worker mode.
+import { connectEngine, serveEngine, canTransferStreams, type RemoteEngine } from '@nodeflow/stream-engine';
+async function workerMode(worker: Worker, engine: StreamEngine): Promise<void> {
+  const stop: () => void = serveEngine(engine);
+  stop();
+  const remote: RemoteEngine = await connectEngine(worker, { transfer: canTransferStreams() ? 'auto' : 'post' });
+  const mode: 'stream' | 'post' = remote.transferMode;
+  const readable = await remote.readable<{ v: number }>('a:out->b:in', { frames: true, hiddenInterval: 500 });
+  const { value } = await readable.getReader().read();
+  const n: number | undefined = value?.[0]?.data.v;
+  const m = await remote.getMetrics('a:out->b:in');
+  const p95: number = m.p95Latency;
+  const feed = await remote.events({ types: ['alert'] });
+  feed.cancel();
+  const conn = engine.getConnection('a:out->b:in');
+  const frames: ReadableStream<unknown[]> | undefined = conn?.frames({ hiddenInterval: 1000 });
+  console.log(mode, n, p95, frames, await remote.listConnections());
+  remote.close();
+}
+void workerMode;
