@@ -1,6 +1,6 @@
 // Error recovery policies: which failures to retry, how long to wait, when to open the circuit.
 import { validateOption } from '#wasm';
-import { describe } from './priority.js';
+import { checkKeys, describe } from './priority.js';
 
 const NOT_RETRYABLE = new Set(['TypeError', 'SyntaxError', 'AbortError']);
 
@@ -9,8 +9,10 @@ export class DefaultErrorRecovery {
   constructor(options) {
     const o = options ?? {};
     if (typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`ErrorRecovery options must be an object, got ${describe(o)}`);
+    checkKeys(o, ['retryAttempts', 'retryDelay', 'maxRetryDelay', 'jitter', 'circuitBreaker'], 'ErrorRecovery options');
     const cb = o.circuitBreaker ?? {};
     if (typeof cb !== 'object' || Array.isArray(cb)) throw new TypeError(`circuitBreaker must be an object, got ${describe(cb)}`);
+    checkKeys(cb, ['failureThreshold', 'resetTimeout'], 'circuitBreaker');
     const get = (obj, name, kind, dflt, label = name) => (obj[name] === undefined ? dflt : validateOption(kind, label, obj[name]));
     this.options = Object.freeze({
       retryAttempts: get(o, 'retryAttempts', 'count', 3),

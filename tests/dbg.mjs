@@ -1,0 +1,14 @@
+import { StreamEngine } from '@nodeflow/stream-engine';
+let n = 0;
+const msg = () => ({ id: `m${n++}`, timestamp: 0, sourceNodeId: 'a', targetNodeId: 'b', port: 'out', data: n });
+const e = new StreamEngine({ metricsInterval: 10 });
+const id = e.createConnection('a', 'b', 'out', 'in', { bufferSize: 10, batchTimeout: 60_000, maxBatchSize: 10 });
+const c = e.getConnection(id);
+await c.writer.write(Array.from({ length: 8 }, () => msg()));
+const t0 = performance.now();
+const reader = c.readable.getReader();
+c.pause(); c.resume();
+await e.closeConnection(id);
+const r = await reader.read();
+console.log('read', r.value?.length, performance.now() - t0, e._core.ioLength());
+e.destroy();
