@@ -4,7 +4,7 @@ import { Connection, DROP_SUMMARY, EVENTS } from './connection.js';
 import { EventHub } from './events.js';
 import { checkHandler, handlerSpec } from './handlers.js';
 import { Observable, Subject } from './observable.js';
-import { checkMessage, describe, keyOf, priorityOf } from './priority.js';
+import { checkKeys, checkMessage, describe, keyOf, priorityOf } from './priority.js';
 import { DefaultErrorRecovery } from './recovery.js';
 import { platform, runtime } from './runtime.js';
 
@@ -490,7 +490,8 @@ export class StreamEngine {
   createBatchedStream(id, config) {
     const c = this._lookup(id);
     const cfg = config ?? {};
-    if (typeof cfg !== 'object') throw new TypeError(`config must be an object, got ${describe(cfg)}`);
+    if (typeof cfg !== 'object' || Array.isArray(cfg)) throw new TypeError(`config must be an object, got ${describe(cfg)}`);
+    checkKeys(cfg, ['maxBatchSize', 'batchTimeout'], 'createBatchedStream config');
     let max = Infinity;
     if (cfg.maxBatchSize !== undefined) {
       if (!Number.isInteger(cfg.maxBatchSize) || cfg.maxBatchSize < 1) throw new RangeError(`maxBatchSize must be a positive integer, got ${describe(cfg.maxBatchSize)}`);

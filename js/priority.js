@@ -1,14 +1,21 @@
 // Reading the fields of a message the engine needs, in JS: cheaper than reading them from Rust.
+// The numbers themselves (priority names, the default priority) come from the core.
+import { priorityNames } from '#wasm';
 
-/** Number for a priority class name. */
+/** name -> number, and the default priority, read from the core on first use. */
+let names = null;
+let DEFAULT = NaN;
+function loadNames() {
+  const o = priorityNames();
+  DEFAULT = o.default;
+  names = new Map();
+  for (const k of Object.keys(o)) if (k !== 'default') names.set(k, o[k]);
+}
+
+/** Number for a priority class name, or undefined. */
 export function priorityFromName(name) {
-  switch (name) {
-    case 'critical': return 1;
-    case 'high': return 0.75;
-    case 'normal': return 0.5;
-    case 'low': return 0.25;
-    default: return undefined;
-  }
+  if (names === null) loadNames();
+  return names.get(name);
 }
 
 export function describe(v) {
@@ -17,6 +24,12 @@ export function describe(v) {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'undefined') return String(v);
   return typeof v;
+}
+
+/** The priority of a message without one (the core's DEFAULT_PRIORITY). */
+function defaultPriority() {
+  if (names === null) loadNames();
+  return DEFAULT;
 }
 
 function field(what, name) {
@@ -29,13 +42,13 @@ function field(what, name) {
  */
 export function priorityOf(msg, what) {
   const m = msg.metadata;
-  if (m === undefined || m === null) return 0.5;
+  if (m === undefined || m === null) return defaultPriority();
   const p = m.priority;
   if (typeof p === 'number') {
     if (p >= 0 && p <= 1) return p;
     throw new RangeError(`${field(what, 'metadata.priority')} must be in [0, 1], got ${describe(p)}`);
   }
-  if (p === undefined) return 0.5;
+  if (p === undefined) return defaultPriority();
   const n = priorityFromName(p);
   if (n !== undefined) return n;
   throw new TypeError(`${field(what, 'metadata.priority')} must be a number in [0, 1] or 'critical' | 'high' | 'normal' | 'low', got ${describe(p)}`);

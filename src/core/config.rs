@@ -7,6 +7,7 @@ use std::fmt;
 
 use super::adaptive::AdaptiveConfig;
 use super::connection::{DropRule, FlowPolicy};
+use super::recovery::RetryPolicy;
 
 /// What kind of JavaScript error a [`ConfigError`] becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,6 +468,82 @@ impl PolicyRequest<'_> {
     }
 }
 
+/// Consecutive consumer failures that open the circuit, by default.
+pub const DEFAULT_FAILURE_THRESHOLD: u32 = 5;
+/// How long an open circuit waits before a trial call, by default (ms).
+pub const DEFAULT_RESET_TIMEOUT: f64 = 30_000.0;
+
+/// Error recovery options as given (`DefaultErrorRecovery` in JS), every field optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecoveryPatch {
+    /// Retries after the first attempt (integer 0..=1e6; default 3).
+    pub retry_attempts: Option<f64>,
+    /// Base retry delay, ms (default 100).
+    pub retry_delay: Option<f64>,
+    /// Cap of any delay, ms (default 30000).
+    pub max_retry_delay: Option<f64>,
+    /// Random extra fraction in [0, 1] (default 0.1).
+    pub jitter: Option<f64>,
+    /// `circuitBreaker.failureThreshold` (positive integer; default 5).
+    pub failure_threshold: Option<f64>,
+    /// `circuitBreaker.resetTimeout`, ms (default 30000).
+    pub reset_timeout: Option<f64>,
+}
+
+/// Validated error recovery options: the retry policy and the circuit breaker's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecoveryOptions {
+    /// Retry count and back-off.
+    pub retry: RetryPolicy,
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// Open time before a trial call, ms.
+    pub reset_timeout: f64,
+}
+
+impl RecoveryPatch {
+    /// Validates and fills in the defaults ([`RetryPolicy::default`], [`DEFAULT_FAILURE_THRESHOLD`],
+    /// [`DEFAULT_RESET_TIMEOUT`]).
+    ///
+    /// ```
+    /// use stream_engine::core::config::RecoveryPatch;
+    /// let r = RecoveryPatch { retry_delay: Some(5.0), ..Default::default() }.resolve().unwrap();
+    /// assert_eq!((r.retry.retry_attempts, r.retry.retry_delay, r.failure_threshold), (3, 5.0, 5));
+    /// ```
+    pub fn resolve(&self) -> Result<RecoveryOptions, ConfigError> {
+        let d = RetryPolicy::default();
+        let time = |f: &str, v: Option<f64>, dflt: f64| v.map_or(Ok(dflt), |v| time_ms(f, v));
+        let jitter = match self.jitter {
+            None => d.jitter,
+            Some(v) if (0.0..=1.0).contains(&v) => v,
+            Some(v) => {
+                return Err(ConfigError::range(format!(
+                    "jitter must be in [0, 1], got {}",
+                    show(v)
+                )))
+            }
+        };
+        Ok(RecoveryOptions {
+            retry: RetryPolicy {
+                retry_attempts: self
+                    .retry_attempts
+                    .map_or(Ok(d.retry_attempts), |v| non_negative_int("retryAttempts", v, 1e6))?,
+                retry_delay: time("retryDelay", self.retry_delay, d.retry_delay)?,
+                max_retry_delay: time("maxRetryDelay", self.max_retry_delay, d.max_retry_delay)?,
+                jitter,
+            },
+            failure_threshold: self.failure_threshold.map_or(Ok(DEFAULT_FAILURE_THRESHOLD), |v| {
+                positive_int("circuitBreaker.failureThreshold", v, 1e9).map(|x| x as u32)
+            })?,
+            reset_timeout: time(
+                "circuitBreaker.resetTimeout",
+                self.reset_timeout,
+                DEFAULT_RESET_TIMEOUT,
+            )?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,5 +774,19 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert_eq!(e.message, "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got 'random'");
+    }
+
+    #[test]
+    fn recovery_defaults_and_validation_live_here() {
+        let r = RecoveryPatch::default().resolve().unwrap();
+        assert_eq!(r.retry, RetryPolicy::default());
+        assert_eq!((r.failure_threshold, r.reset_timeout), (5, 30_000.0));
+        let bad = |p: RecoveryPatch| p.resolve().unwrap_err().message;
+        assert!(bad(RecoveryPatch { jitter: Some(2.0), ..Default::default() }).starts_with("jitter must be in [0, 1]"));
+        assert!(bad(RecoveryPatch { retry_attempts: Some(-1.0), ..Default::default() }).starts_with("retryAttempts"));
+        assert!(bad(RecoveryPatch { failure_threshold: Some(0.0), ..Default::default() })
+            .starts_with("circuitBreaker.failureThreshold"));
+        assert!(bad(RecoveryPatch { reset_timeout: Some(f64::NAN), ..Default::default() })
+            .starts_with("circuitBreaker.resetTimeout"));
     }
 }

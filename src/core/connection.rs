@@ -420,7 +420,10 @@ impl<T> Connection<T> {
             adaptive: policy
                 .adaptive
                 .map(|a| AdaptiveController::new(a, cfg.max_batch_size)),
-            breaker: CircuitBreaker::new(5, 30_000.0),
+            breaker: CircuitBreaker::new(
+                super::config::DEFAULT_FAILURE_THRESHOLD,
+                super::config::DEFAULT_RESET_TIMEOUT,
+            ),
             events: Vec::new(),
             summary: DropSummary::default(),
             keep_dropped,
@@ -1113,4 +1116,49 @@ enum Victim {
     Incoming,
     Buffered(u64),
     None,
+}
+
+#[cfg(test)]
+mod boundary_tests {
+    use super::{status, DropReason, Status};
+
+    #[test]
+    fn status_bits_are_distinct_single_bits() {
+        let all = [
+            Status::Pending,
+            Status::Hold,
+            Status::BatchReady,
+            Status::Events,
+            Status::Dropped,
+            Status::First,
+            Status::DropSummary,
+            Status::Closed,
+            Status::Empty,
+        ];
+        let mut seen = 0u32;
+        for s in all {
+            let b = s as u32;
+            assert_eq!(b.count_ones(), 1, "{s:?} is not a single bit");
+            assert_eq!(seen & b, 0, "{s:?} reuses a bit");
+            seen |= b;
+        }
+        // The bits a push can report fit below CLOSED; EMPTY is only in a delivery's status.
+        let push_bits = status::PENDING
+            | status::HOLD
+            | status::BATCH_READY
+            | status::EVENTS
+            | status::DROPPED
+            | status::FIRST
+            | status::DROP_SUMMARY;
+        assert!(push_bits < status::CLOSED && status::CLOSED < status::EMPTY);
+    }
+
+    #[test]
+    fn drop_reason_codes_index_their_table() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.code() as usize, i);
+        }
+        let names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, ["priority", "oldest", "newest", "conflated", "dead-letter"]);
+    }
 }

@@ -522,6 +522,52 @@ pub fn resolve_handler_options(kind: &str, options: &JsValue) -> Result<JsValue,
     Ok(options::handler_options_to_js(kind, &policy))
 }
 
+/// Validates `DefaultErrorRecovery` options and fills in the core's defaults: returns
+/// `{ retryAttempts, retryDelay, maxRetryDelay, jitter, circuitBreaker: { failureThreshold,
+/// resetTimeout } }` or throws a `TypeError` / `RangeError` naming the field.
+#[wasm_bindgen(js_name = resolveRecoveryOptions)]
+pub fn resolve_recovery_options(options: &JsValue) -> Result<JsValue, JsValue> {
+    options::read_recovery(options)
+}
+
+/// The core's retry delay ([`crate::core::recovery::RetryPolicy::delay`]) for retry number
+/// `attempt`, with `random01` supplied by JS (`Math.random()`).
+#[wasm_bindgen(js_name = retryDelay)]
+pub fn retry_delay(
+    retry_delay: f64,
+    max_retry_delay: f64,
+    jitter: f64,
+    attempt: f64,
+    random01: f64,
+) -> f64 {
+    let attempt = if attempt.is_finite() && attempt > 0.0 {
+        attempt.min(u32::MAX as f64) as u32
+    } else {
+        0
+    };
+    crate::core::recovery::RetryPolicy {
+        retry_attempts: 0,
+        retry_delay,
+        max_retry_delay,
+        jitter,
+    }
+    .delay(attempt, random01)
+}
+
+/// The priority names and their numbers (`{ critical: 1, high: 0.75, normal: 0.5, low: 0.25 }`)
+/// plus `default`, the priority of a message without one: the JS glue reads message fields but
+/// takes these numbers from the core instead of repeating them.
+#[wasm_bindgen(js_name = priorityNames)]
+pub fn priority_names() -> JsValue {
+    use crate::core::priority;
+    let o = Object::new();
+    for name in priority::NAMES {
+        set(&o, name, &priority::from_name(name).unwrap_or(f64::NAN).into());
+    }
+    set(&o, "default", &priority::DEFAULT_PRIORITY.into());
+    o.into()
+}
+
 /// The priority class name (`critical`, `high`, `normal`, `low`) of a number, for the JS side.
 #[wasm_bindgen(js_name = priorityClass)]
 pub fn priority_class(p: f64) -> String {

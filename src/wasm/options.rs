@@ -309,6 +309,44 @@ pub fn thresholds_to_js(t: &Thresholds) -> JsValue {
     o.into()
 }
 
+/// Reads `DefaultErrorRecovery` options (unknown keys refused, getters propagate) and resolves
+/// them in the core ([`config::RecoveryPatch`]); returns the full options object.
+pub fn read_recovery(obj: &JsValue) -> Result<JsValue, JsValue> {
+    let mut p = config::RecoveryPatch::default();
+    if check_object(obj, "ErrorRecovery options")? {
+        check_keys(
+            obj,
+            &["retryAttempts", "retryDelay", "maxRetryDelay", "jitter", "circuitBreaker"],
+            "ErrorRecovery options",
+        )?;
+        p.retry_attempts = read_number(obj, "retryAttempts")?;
+        p.retry_delay = read_number(obj, "retryDelay")?;
+        p.max_retry_delay = read_number(obj, "maxRetryDelay")?;
+        p.jitter = read_number(obj, "jitter")?;
+        let cb = get(obj, "circuitBreaker")?;
+        if check_object(&cb, "circuitBreaker")? {
+            check_keys(&cb, &["failureThreshold", "resetTimeout"], "circuitBreaker")?;
+            p.failure_threshold =
+                read_number_as(&cb, "failureThreshold", "circuitBreaker.failureThreshold")?;
+            p.reset_timeout = read_number_as(&cb, "resetTimeout", "circuitBreaker.resetTimeout")?;
+        }
+    }
+    let r = p.resolve().map_err(|e| to_js_error(&e))?;
+    let o = Object::new();
+    let set = |o: &Object, k: &str, v: f64| {
+        let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
+    };
+    set(&o, "retryAttempts", r.retry.retry_attempts as f64);
+    set(&o, "retryDelay", r.retry.retry_delay);
+    set(&o, "maxRetryDelay", r.retry.max_retry_delay);
+    set(&o, "jitter", r.retry.jitter);
+    let cb = Object::new();
+    set(&cb, "failureThreshold", r.failure_threshold as f64);
+    set(&cb, "resetTimeout", r.reset_timeout);
+    let _ = Reflect::set(&o, &"circuitBreaker".into(), &cb);
+    Ok(o.into())
+}
+
 /// See [`super::validate_option`].
 pub fn validate(kind: &str, field: &str, value: &JsValue) -> Result<f64, JsValue> {
     let Some(v) = value.as_f64() else {

@@ -219,6 +219,9 @@ test('item 14: unknown option keys are rejected everywhere, naming the key', () 
   unknown(() => new AdaptiveBackpressureHandler({ target: 5 }), 'target');
   unknown(() => new DefaultErrorRecovery({ retries: 3 }), 'retries');
   unknown(() => new GracefulErrorRecovery({ circuitBreaker: { threshold: 1 } }), 'threshold');
+  const id = e.createConnection('a', 'b', 'out', 'in');
+  unknown(() => e.createBatchedStream(id, { maxBatch: 5 }), 'maxBatch');
+  e.closeConnection(id);
   // Known keys still work, and nothing was half-applied.
   e.setThresholds({ latency: { warning: 1, critical: 2 } });
   assert.equal(e.getThresholds().latency.warning, 1);
@@ -320,6 +323,11 @@ test('issue 9: handler options are resolved once, in Rust (adaptive maxWaitTime 
   assert.throws(() => new AdaptiveBackpressureHandler({ minThreshold: 0.5, maxThreshold: 0.4 }), RangeError);
   assert.throws(() => new AdaptiveBackpressureHandler({ targetLatency: 0 }), (err) => err instanceof RangeError && /targetLatency/.test(err.message));
   assert.throws(() => new DefaultBackpressureHandler({ priorityDrop: 'yes' }), (err) => err instanceof TypeError && /priorityDrop/.test(err.message));
+  // Error recovery: defaults and the back-off formula are the core's.
+  const r = new DefaultErrorRecovery({ retryDelay: 10, jitter: 0, maxRetryDelay: 50 });
+  assert.deepEqual(r.options, { retryAttempts: 3, retryDelay: 10, maxRetryDelay: 50, jitter: 0, circuitBreaker: { failureThreshold: 5, resetTimeout: 30000 } });
+  assert.deepEqual([0, 1, 2, 3].map((a) => r.getRetryDelay(a)), [10, 20, 40, 50]);
+  assert.throws(() => new DefaultErrorRecovery({ jitter: 2 }), (err) => err instanceof RangeError && /jitter/.test(err.message));
   const e = new StreamEngine();
   assert.throws(() => e.createConnection('a', 'b', 'out', 'in', { dropPolicy: 'random' }), (err) => err instanceof TypeError && /dropPolicy/.test(err.message));
   e.destroy();
