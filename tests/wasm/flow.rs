@@ -1004,3 +1004,25 @@ fn take_with_status_is_take_then_status() {
     assert_eq!((b.len(), b[1] & CLOSED), (2, 0), "{b:?}");
     assert!(e.take_with_status(h1, 100.0, true).is_none());
 }
+
+#[wasm_bindgen_test]
+fn the_exchange_area_is_not_reserved_up_front_and_is_trimmed_after_a_big_batch() {
+    let mut e = fresh();
+    let h = conn(&mut e, "a", 10_000, 10_000, 0.0, &block());
+    assert_eq!(e.io_length(), 0, "nothing reserved for maxBatchSize");
+    let ss = slots(5000);
+    let (n, st) = push_many(&mut e, h, &ss, &[], 0.0);
+    assert_eq!((n, st & PENDING), (5000, 0));
+    assert_eq!(e.take_io(h, 0.0, true), 5000);
+    assert!(e.io_length() > 5000, "grown to fit the batch and its status");
+    assert!(e.io_trim(), "a big area is given back");
+    assert_eq!(e.io_length(), 0);
+    assert!(!e.io_trim(), "nothing left to give back");
+    // Small batches keep the area.
+    e.push_many(h, &slots(3), &[], 1.0);
+    assert_eq!(e.take_io(h, 1.0, true), 3);
+    assert!(!e.io_trim());
+    // pushMany's count: all when not PENDING, none when CLOSED.
+    e.close(h);
+    assert_eq!(push_many(&mut e, h, &slots(2), &[], 2.0), (0, CLOSED));
+}
