@@ -210,17 +210,28 @@ export class Connection {
     const prios = new Float64Array(n);
     const keys = this._keyed ? new Array(n) : null;
     const cands = custom !== null ? new Uint8Array(n) : null;
-    for (let i = 0; i < n; i++) {
-      const m = arr[i];
-      const what = batch ? `batch[${i}]` : undefined;
-      checkMessage(m, what);
-      let p = priorityOf(m, what);
-      if (keys !== null) keys[i] = keyOf(m, what);
-      if (custom !== null) {
-        p = checkHandlerPriority(custom.prioritizeMessage(m), what);
-        cands[i] = custom.shouldDropMessage(m) ? 1 : 0;
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const m = arr[i];
+        checkMessage(m);
+        let p = priorityOf(m);
+        if (keys !== null) keys[i] = keyOf(m);
+        if (custom !== null) {
+          p = checkHandlerPriority(custom.prioritizeMessage(m));
+          cands[i] = custom.shouldDropMessage(m) ? 1 : 0;
+        }
+        prios[i] = p;
       }
-      prios[i] = p;
+    } catch (e) {
+      // Name the element (batch[i]) in a validation error; the name is only built here.
+      if (batch) {
+        const what = `batch[${i}]`;
+        checkMessage(arr[i], what);
+        priorityOf(arr[i], what);
+        if (keys !== null) keyOf(arr[i], what);
+      }
+      throw e;
     }
     return { arr, off: 0, prios, keys, cands };
   }
