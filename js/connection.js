@@ -1,28 +1,31 @@
 // One connection as Web Streams: the glue between the platform's streams, timers and promises
 // and the Rust core, which owns the buffer, the policy decisions and the accounting.
+import { Status, dropReasonNames } from '#wasm';
 import { Fifo } from './fifo.js';
 import { frameOptions } from './frames.js';
-import { checkMessage, keyOf, priorityOf } from './priority.js';
+import { checkHandlerPriority, checkMessage, keyOf, priorityOf } from './priority.js';
 
-// Status bits returned by the core (see src/core/connection.rs `status`).
-export const PENDING = 1;
-export const HOLD = 2;
-export const BATCH_READY = 4;
-export const EVENTS = 8;
-export const DROPPED = 16;
-export const FIRST = 32;
-export const DROP_SUMMARY = 64;
-export const CLOSED = 128;
-/** In takeWithStatus's status only: nothing is left buffered. */
-const EMPTY = 1 << 16;
+// Status bits returned by the core: defined once, in Rust (core::connection::Status), and
+// exported by wasm-bindgen as a plain object, so there are no numbers to keep in step here.
+export const PENDING = Status.Pending;
+export const HOLD = Status.Hold;
+export const BATCH_READY = Status.BatchReady;
+export const EVENTS = Status.Events;
+export const DROPPED = Status.Dropped;
+export const FIRST = Status.First;
+export const DROP_SUMMARY = Status.DropSummary;
+export const CLOSED = Status.Closed;
+/** In takeIo's status only: nothing is left buffered. */
+const EMPTY = Status.Empty;
 const NOTIFY = EVENTS | DROP_SUMMARY;
-/** Reason codes of the core's dropped-slot reports. */
-const DROP_REASONS = ['priority', 'oldest', 'newest', 'conflated', 'dead-letter'];
-
-function clampPriority(p) {
-  const q = Number(p);
-  return q >= 0 && q <= 1 ? q : q > 1 ? 1 : 0;
+/** Names of the core's drop-reason codes, from Rust, fetched on the first drop. */
+let reasonNames = null;
+function reasonName(code) {
+  if (reasonNames === null) reasonNames = dropReasonNames();
+  return reasonNames[code];
 }
+/** A retried batch write is offered in chunks starting at this size, doubling while all fit. */
+const RETRY_CHUNK = 64;
 
 const now = () => performance.now();
 
@@ -40,10 +43,12 @@ export const GONE_CORE = Object.freeze({
   push: () => CLOSED,
   pushKeyed: () => CLOSED,
   pushMany: () => CLOSED,
+  lastAccepted: () => 0,
   dropIncoming: () => CLOSED,
   status: () => CLOSED,
   deadline: () => NaN,
   takeIo: () => -1,
+  ioTrim: () => false,
   consumeTake: () => undefined,
   consumeSuccess: () => CLOSED,
   consumeFailure: () => CLOSED,
@@ -193,11 +198,16 @@ export class Connection {
     try {
       // A writer that outlives its connection is inert: nothing reaches the core.
       if (this._closing) throw closedError(this.id);
-      if (Array.isArray(chunk)) return this._writeMany(chunk, t, true);
+      if (Array.isArray(chunk)) return this._writeMany(chunk, t);
       checkMessage(chunk);
-      const s = this._pushOne(chunk, this._custom === null ? priorityOf(chunk) : NaN, t);
-      if (s === 0) return undefined; // the common case: accepted, nothing to do
-      return this._afterPush(s, chunk, t);
+      if (this._custom === null && !this._keyed) {
+        // The common case: one call into the core, nothing else when it answers 0.
+        const p = priorityOf(chunk);
+        const s = this._pushPlain(chunk, p, t);
+        if (s === 0) return undefined;
+        return this._afterPush(s, s & PENDING ? { arr: [chunk], off: 0, prios: [p], keys: null, cands: null } : null, t);
+      }
+      return this._offerWrite(this._prepareEach([chunk], false), t);
     } catch (e) {
       this._rejectedWrite();
       throw e;
@@ -233,74 +243,164 @@ export class Connection {
     const flat = this._core.takeDropped(this._h);
     for (let i = 0; i < flat.length; i += 2) {
       const msg = this._release(flat[i]);
-      if (this._onDrop !== null) this._engine._callOnDrop(this, msg, DROP_REASONS[flat[i + 1]]);
+      if (this._onDrop !== null) this._engine._callOnDrop(this, msg, reasonName(flat[i + 1]));
     }
   }
 
   /**
-   * Offers one validated message; `p` is its priority (NaN: ask the user's handler). Returns the
-   * core's status bits; a refused message (PENDING, CLOSED) keeps no slot.
+   * Offers one validated message with priority `p` on a connection without per-message work
+   * (no user handler, no conflation). Returns the core's status bits; a refused message
+   * (PENDING, CLOSED) keeps no slot.
    */
-  _pushOne(msg, p, t) {
-    const core = this._core;
-    let s;
-    if (this._custom !== null) {
-      const q = Number.isNaN(p) ? clampPriority(this._custom.prioritizeMessage(msg)) : p;
-      const slot = this._alloc(msg);
-      s = this._pressure && this._custom.shouldDropMessage(msg) ? core.dropIncoming(this._h, slot, q, t) : core.push(this._h, slot, q, t);
-      if (s & (PENDING | CLOSED)) this._release(slot);
-    } else if (this._keyed) {
-      const k = keyOf(msg);
-      const slot = this._alloc(msg);
-      s = k === undefined ? core.push(this._h, slot, p, t) : core.pushKeyed(this._h, slot, p, k, t);
-      if (s & (PENDING | CLOSED)) this._release(slot);
-    } else {
-      const slot = this._alloc(msg);
-      s = core.push(this._h, slot, p, t);
-      if (s === 0) return 0;
-      if (s & (PENDING | CLOSED)) this._release(slot);
-    }
+  _pushPlain(msg, p, t) {
+    const slot = this._alloc(msg);
+    const s = this._core.push(this._h, slot, p, t);
+    if (s === 0) return 0;
+    if (s & (PENDING | CLOSED)) this._release(slot);
     if (s & DROPPED) this._collectDropped();
     return s;
   }
 
-  _writeMany(arr, t, validate) {
-    const n = arr.length;
-    if (n === 0) return undefined;
-    const prios = this._engine._prioBuffer(n);
-    if (validate) {
-      // Validate the whole batch first, so that a bad element leaves nothing half-written.
-      for (let i = 0; i < n; i++) {
-        const m = arr[i];
-        checkMessage(m, `batch[${i}]`);
-        prios[i] = this._custom !== null ? clampPriority(this._custom.prioritizeMessage(m)) : priorityOf(m);
-      }
-    } else {
-      for (let i = 0; i < n; i++) prios[i] = this._custom !== null ? clampPriority(this._custom.prioritizeMessage(arr[i])) : priorityOf(arr[i]);
-    }
-    if (this._keyed || this._custom !== null) {
-      // Per message: conflation keys and user handlers are per-message decisions anyway.
-      let st = 0;
-      for (let i = 0; i < n; i++) {
-        const s = this._pushOne(arr[i], prios[i], t);
-        if (s & (PENDING | CLOSED)) return this._afterPush(s | st, arr.slice(i), t);
-        st |= s;
-      }
-      return st === 0 ? undefined : this._afterPush(st, null, t);
-    }
-    const slots = this._engine._slotBuffer(n);
-    for (let i = 0; i < n; i++) slots[i] = this._alloc(arr[i]);
-    const r = this._core.pushMany(this._h, slots, prios, t);
-    const accepted = Math.floor(r / 256);
-    const s = r - accepted * 256;
-    for (let i = accepted; i < n; i++) this._release(slots[i]);
-    if (s === 0) return undefined;
+  /**
+   * Offers one message whose per-message decisions are made: priority `p`, conflation key `k`
+   * (or undefined), and `cand`: whether the user's handler said to drop it under pressure.
+   */
+  _pushOne(msg, p, k, cand, t) {
+    const core = this._core;
+    const slot = this._alloc(msg);
+    let s;
+    if (cand && this._pressure) s = core.dropIncoming(this._h, slot, p, t);
+    else if (k !== undefined) s = core.pushKeyed(this._h, slot, p, k, t);
+    else s = core.push(this._h, slot, p, t);
+    if (s & (PENDING | CLOSED)) this._release(slot);
     if (s & DROPPED) this._collectDropped();
-    return this._afterPush(s, s & PENDING ? arr.slice(accepted) : null, t);
+    if (s & HOLD) this._pressure = true;
+    return s;
   }
 
-  /** Follow-up work for a non-zero status: delivery, events, refusal, holds. */
-  _afterPush(s, rest, t) {
+  /**
+   * Everything a write needs per message on a connection with a user handler or conflation,
+   * computed before anything is taken: validation (message, `metadata.priority`, and
+   * `metadata.key` when conflating), the handler's priority and its drop verdict. Anything that
+   * throws here (bad input, a throwing handler) refuses the whole write and leaves no trace.
+   */
+  _prepareEach(arr, batch) {
+    const n = arr.length;
+    const custom = this._custom;
+    const prios = new Float64Array(n);
+    const keys = this._keyed ? new Array(n) : null;
+    const cands = custom !== null ? new Uint8Array(n) : null;
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const m = arr[i];
+        checkMessage(m);
+        let p = priorityOf(m);
+        if (keys !== null) keys[i] = keyOf(m);
+        if (custom !== null) {
+          p = checkHandlerPriority(custom.prioritizeMessage(m));
+          cands[i] = custom.shouldDropMessage(m) ? 1 : 0;
+        }
+        prios[i] = p;
+      }
+    } catch (e) {
+      // Name the element (batch[i]) in a validation error; the name is only built here.
+      if (batch) {
+        const what = `batch[${i}]`;
+        checkMessage(arr[i], what);
+        priorityOf(arr[i], what);
+        if (keys !== null) keyOf(arr[i], what);
+      }
+      throw e;
+    }
+    return { arr, off: 0, prios, keys, cands };
+  }
+
+  /**
+   * Offers a prepared write (`w`: `{ arr, off, prios, keys, cands }`) from `w.off` on. Returns
+   * the status bits; `w.off` is then the first message not taken.
+   */
+  _pushWrite(w, t, retry) {
+    if (w.keys === null && w.cands === null) return this._pushChunks(w, t, retry);
+    const { arr, prios, keys, cands } = w;
+    const n = arr.length;
+    let st = 0;
+    for (let i = w.off; i < n; i++) {
+      const s = this._pushOne(arr[i], prios[i], keys === null ? undefined : keys[i], cands !== null && cands[i] === 1, t);
+      if (s & (PENDING | CLOSED)) {
+        w.off = i;
+        return st | s;
+      }
+      st |= s;
+    }
+    w.off = n;
+    return st;
+  }
+
+  /**
+   * Offers a plain batch through `pushMany`. The first attempt offers all of it in one call
+   * (the fast path). A retry after a refusal offers chunks of RETRY_CHUNK, doubling while the
+   * core takes all: a retry that is let in for `a` messages costs O(a + RETRY_CHUNK) slots,
+   * so a large array into a small buffer is linear, not quadratic, in its length.
+   */
+  _pushChunks(w, t, retry) {
+    const { arr, prios } = w;
+    const n = arr.length;
+    const core = this._core;
+    let k = retry ? RETRY_CHUNK : n - w.off;
+    let st = 0;
+    while (w.off < n) {
+      const off = w.off;
+      const m = Math.min(k, n - off);
+      const slots = this._engine._slotBuffer(m);
+      for (let i = 0; i < m; i++) slots[i] = this._alloc(arr[off + i]);
+      const s = core.pushMany(this._h, slots, off === 0 && m === prios.length ? prios : prios.subarray(off, off + m), t);
+      const taken = s & PENDING ? core.lastAccepted() : s & CLOSED ? 0 : m;
+      for (let i = taken; i < m; i++) this._release(slots[i]);
+      w.off = off + taken;
+      st |= s;
+      if (s & DROPPED) this._collectDropped();
+      if (s & (PENDING | CLOSED)) return st;
+      k *= 2;
+    }
+    return st;
+  }
+
+  /** Offers a prepared write and does the follow-up work. */
+  _offerWrite(w, t, retry = false) {
+    const s = this._pushWrite(w, t, retry);
+    if (s === 0) return undefined;
+    return this._afterPush(s, s & PENDING ? w : null, t);
+  }
+
+  _writeMany(arr, t) {
+    const n = arr.length;
+    if (n === 0) return undefined;
+    if (this._custom !== null || this._keyed) return this._offerWrite(this._prepareEach(arr, true), t);
+    // Validate the whole batch first, so that a bad element leaves nothing half-written. The
+    // element's name (batch[i]) is only built for the error.
+    const prios = this._engine._prioBuffer(n);
+    let i = 0;
+    try {
+      for (; i < n; i++) {
+        const m = arr[i];
+        checkMessage(m);
+        prios[i] = priorityOf(m);
+      }
+    } catch (e) {
+      const what = `batch[${i}]`;
+      checkMessage(arr[i], what);
+      priorityOf(arr[i], what);
+      throw e;
+    }
+    return this._offerWrite({ arr, off: 0, prios, keys: null, cands: null }, t);
+  }
+
+  /**
+   * Follow-up work for a non-zero status: delivery, events, refusal, holds. `w` is the write's
+   * record when it was refused for now (PENDING): it is retried from `w.off` after a delivery.
+   */
+  _afterPush(s, w, t) {
     if (s & CLOSED) throw closedError(this.id);
     if (s & NOTIFY) this._engine._notify(this, s);
     this._pressure = (s & HOLD) !== 0;
@@ -308,8 +408,10 @@ export class Connection {
     // retry it, or the write would wait for a delivery that never comes.
     let refused;
     if (s & PENDING) {
+      // The engine's scratch priorities are reused by the next write: keep a copy.
+      if (!(w.prios instanceof Float64Array)) w.prios = Float64Array.from(w.prios);
       refused = new Promise((resolve, reject) => {
-        this._pending = { chunk: rest, resolve, reject, t };
+        this._pending = { w, resolve, reject, t };
       });
     }
     if (this._waiter !== null && s & (BATCH_READY | FIRST | PENDING)) this._serve(false);
@@ -358,20 +460,13 @@ export class Connection {
     this._pending = null;
     let result;
     try {
-      result = this._write0(p.chunk, p.t);
+      result = this._offerWrite(p.w, p.t, true);
     } catch (e) {
       p.reject(e);
       return;
     }
     if (result === undefined) p.resolve();
     else result.then(p.resolve, p.reject);
-  }
-
-  /** A write retried from inside the engine (already validated, no call-time bookkeeping). */
-  _write0(chunk, t) {
-    if (Array.isArray(chunk)) return this._writeMany(chunk, t, false);
-    const s = this._pushOne(chunk, this._custom === null ? priorityOf(chunk) : NaN, t);
-    return s === 0 ? undefined : this._afterPush(s, chunk, t);
   }
 
   /**
@@ -385,11 +480,21 @@ export class Connection {
     });
   }
 
-  /** Offers one message without a stream (route()). Returns true if the connection took it. */
-  _offer(msg, p) {
+  /**
+   * Offers one message without a stream (route()): `p` is its validated priority, `k` its
+   * validated key (when this connection conflates). Returns true if the connection took it.
+   */
+  _offer(msg, p, k) {
     if (this._closing) return false;
     const t = now();
-    const s = this._pushOne(msg, this._custom === null ? p : NaN, t);
+    let s;
+    if (this._custom === null && !this._keyed) s = this._pushPlain(msg, p, t);
+    else {
+      const c = this._custom;
+      const q = c === null ? p : checkHandlerPriority(c.prioritizeMessage(msg));
+      const cand = c !== null && !!c.shouldDropMessage(msg);
+      s = this._pushOne(msg, q, this._keyed ? k : undefined, cand, t);
+    }
     if (s === 0) return true;
     if (s & (PENDING | CLOSED)) {
       if (s & NOTIFY) this._engine._notify(this, s);
@@ -433,9 +538,12 @@ export class Connection {
       if (k >= 0) {
         // The batch's slots and then the status are in the core's exchange area.
         let io = this._engine._io;
-        if (io === null || io.length < k + 1) io = this._engine._ioView(k + 1);
+        const grew = io === null || io.length < k + 1;
+        if (grew) io = this._engine._ioView(k + 1);
         const batch = this._fromSlots(io, k);
         const st = io[k];
+        // A batch larger than the area keeps: let the core give the memory back.
+        if (grew) this._engine._ioTrim();
         const w = this._waiter;
         this._waiter = null;
         this._clearTimer();

@@ -2,7 +2,7 @@
 // and exports them as JSON for a bug report.
 import { Fifo } from './fifo.js';
 import { Subject } from './observable.js';
-import { describe } from './priority.js';
+import { checkKeys, describe } from './priority.js';
 import { version } from './version.js';
 
 class Ring {
@@ -23,7 +23,8 @@ export class StreamDebugger {
   constructor(engine, options) {
     if (!engine || typeof engine._listen !== 'function') throw new TypeError(`engine must be a StreamEngine, got ${describe(engine)}`);
     const o = options ?? {};
-    if (typeof o !== 'object') throw new TypeError(`options must be an object, got ${describe(o)}`);
+    if (typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`options must be an object, got ${describe(o)}`);
+    checkKeys(o, ['maxHistorySize'], 'StreamDebugger options');
     const max = o.maxHistorySize ?? 10000;
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxHistorySize must be a positive integer, got ${describe(max)}`);
     this._engine = engine;

@@ -2,9 +2,9 @@
 import { EngineCore, wasmMemory, wasmMemoryBytes } from '#wasm';
 import { Connection, DROP_SUMMARY, EVENTS, GONE_CORE, describeError } from './connection.js';
 import { EventHub } from './events.js';
-import { checkHandler, resolvePolicy } from './handlers.js';
+import { checkHandler, handlerSpec } from './handlers.js';
 import { Observable, Subject } from './observable.js';
-import { checkMessage, describe, priorityOf } from './priority.js';
+import { checkKeys, checkMessage, describe, keyOf, priorityOf } from './priority.js';
 import { DefaultErrorRecovery } from './recovery.js';
 import { platform, runtime } from './runtime.js';
 
@@ -15,6 +15,11 @@ const DROP_FLUSH_MS = 100;
 function checkId(v, name) {
   if (typeof v !== 'string') throw new TypeError(`${name} must be a string, got ${describe(v)}`);
   if (v.length === 0) throw new TypeError(`${name} must be a non-empty string`);
+  // ':' and '->' separate the parts of a connection id: allowing them would let two different
+  // connections share one id ('n:x' + 'out' and 'n' + 'x:out').
+  if (v.includes(':') || v.includes('->')) {
+    throw new TypeError(`${name} must not contain ':' or '->' (they separate the parts of a connection id), got ${describe(v)}`);
+  }
 }
 
 const CONNECTION_OPTIONS = new Set([
@@ -88,6 +93,14 @@ export class StreamEngine {
     return this._io;
   }
 
+  /** After a delivery that grew the exchange area: the core may give the memory back. */
+  _ioTrim() {
+    if (this._core.ioTrim()) {
+      this._ioCap = 0;
+      this._io = null;
+    }
+  }
+
   _slotBuffer(n) {
     const a = this._slots;
     if (a.length !== n) a.length = n;
@@ -115,11 +128,12 @@ export class StreamEngine {
     }
     if (cfg.backpressureHandler !== undefined) checkHandler(cfg.backpressureHandler);
     const handler = cfg.backpressureHandler ?? this._handler;
-    const { policy, custom } = resolvePolicy(handler, cfg);
+    // The core validates the config and resolves the flow policy (dropPolicy, maxWaitTime,
+    // conflate, the handler's options) with its own defaults.
+    const { spec, custom } = handlerSpec(handler);
     const resolved = this._core.resolveConfig(cfg);
-    const h = this._core.create(id, cfg, policy);
+    const h = this._core.create(id, cfg, spec);
     if (previous !== undefined) this._release(previous);
-    this._ioView(resolved.maxBatchSize + 1);
     const full = Object.freeze({
       ...resolved,
       ...(cfg.dropPolicy !== undefined ? { dropPolicy: cfg.dropPolicy } : {}),
@@ -134,7 +148,7 @@ export class StreamEngine {
       h,
       { id, sourceNodeId, targetNodeId, sourcePort: outputPort, targetPort: inputPort },
       full,
-      { custom, onDrop: cfg.onDrop ?? null, conflate: policy.conflate === true },
+      { custom, onDrop: cfg.onDrop ?? null, conflate: cfg.conflate === true },
     );
     this._conns.set(id, conn);
     this._all.add(conn);
@@ -171,10 +185,16 @@ export class StreamEngine {
 
   /**
    * Forgets the connection, refuses writes, releases a pause, and ends its readable after what is
-   * buffered. A finished connection's final figures are dropped.
+   * buffered. A finished connection's final figures are dropped. Like every API that returns a
+   * promise, it reports errors (an unknown id) by rejecting it.
    */
   closeConnection(id) {
-    const c = this._lookup(id);
+    let c;
+    try {
+      c = this._lookup(id);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     this._forget(c);
     if (c._finished) this._release(c);
     else c._beginClose(true);
@@ -229,26 +249,41 @@ export class StreamEngine {
     }
   }
 
-  /** Delivers to every connection whose source node and output port match. */
+  /**
+   * Delivers to every connection whose source node and output port match. An array is
+   * validated whole before any message is delivered.
+   */
   route(message) {
     this._checkAlive();
-    if (Array.isArray(message)) {
-      let n = 0;
-      for (let i = 0; i < message.length; i++) n += this._route1(message[i], `messages[${i}]`);
-      return n;
+    if (!Array.isArray(message)) {
+      const r = this._routeCheck(message, undefined);
+      return r === null ? 0 : this._routeDeliver(message, r);
     }
-    return this._route1(message, 'message');
+    const checked = new Array(message.length);
+    for (let i = 0; i < message.length; i++) checked[i] = this._routeCheck(message[i], `messages[${i}]`);
+    let n = 0;
+    for (let i = 0; i < message.length; i++) if (checked[i] !== null) n += this._routeDeliver(message[i], checked[i]);
+    return n;
   }
 
-  _route1(msg, what) {
-    checkMessage(msg, what);
-    if (typeof msg.sourceNodeId !== 'string') throw new TypeError(`${what}.sourceNodeId must be a string, got ${describe(msg.sourceNodeId)}`);
-    if (typeof msg.port !== 'string') throw new TypeError(`${what}.port must be a string, got ${describe(msg.port)}`);
+  /** Validates a routed message; returns `{ list, p, k }` (null when no connection matches). */
+  _routeCheck(msg, what) {
+    checkMessage(msg, what ?? 'message');
+    const w = what ?? 'message';
+    if (typeof msg.sourceNodeId !== 'string') throw new TypeError(`${w}.sourceNodeId must be a string, got ${describe(msg.sourceNodeId)}`);
+    if (typeof msg.port !== 'string') throw new TypeError(`${w}.port must be a string, got ${describe(msg.port)}`);
+    const p = priorityOf(msg, what);
     const list = this._routes.get(`${msg.sourceNodeId}\u0000${msg.port}`);
-    if (!list) return 0;
-    const p = priorityOf(msg);
+    if (!list) return null;
+    // The key is validated as the connections that use it would (only conflating ones do).
+    let k;
+    if (list.some((c) => c._keyed)) k = keyOf(msg, what);
+    return { list, p, k };
+  }
+
+  _routeDeliver(msg, { list, p, k }) {
     let n = 0;
-    for (let i = 0; i < list.length; i++) if (list[i]._offer(msg, p)) n++;
+    for (let i = 0; i < list.length; i++) if (list[i]._offer(msg, p, k)) n++;
     return n;
   }
 
@@ -498,7 +533,8 @@ export class StreamEngine {
   createBatchedStream(id, config) {
     const c = this._lookup(id);
     const cfg = config ?? {};
-    if (typeof cfg !== 'object') throw new TypeError(`config must be an object, got ${describe(cfg)}`);
+    if (typeof cfg !== 'object' || Array.isArray(cfg)) throw new TypeError(`config must be an object, got ${describe(cfg)}`);
+    checkKeys(cfg, ['maxBatchSize', 'batchTimeout'], 'createBatchedStream config');
     let max = Infinity;
     if (cfg.maxBatchSize !== undefined) {
       if (!Number.isInteger(cfg.maxBatchSize) || cfg.maxBatchSize < 1) throw new RangeError(`maxBatchSize must be a positive integer, got ${describe(cfg.maxBatchSize)}`);

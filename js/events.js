@@ -1,7 +1,7 @@
 // The engine's event feed: each `events()` call is a new ReadableStream with its own bounded
 // queue, so a slow or abandoned subscriber never slows the engine or grows memory.
 import { Fifo } from './fifo.js';
-import { describe } from './priority.js';
+import { checkKeys, describe } from './priority.js';
 
 export const EVENT_TYPES = ['metrics', 'alert', 'alert-resolved', 'backpressure', 'drop', 'connection', 'error', 'gap', 'gateway'];
 
@@ -21,6 +21,7 @@ export class EventHub {
   stream(options) {
     const o = options ?? {};
     if (typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`events options must be an object, got ${describe(o)}`);
+    checkKeys(o, ['types', 'queueSize'], 'events options');
     let types = null;
     if (o.types !== undefined) {
       if (!Array.isArray(o.types)) throw new TypeError(`types must be an array of event types, got ${describe(o.types)}`);

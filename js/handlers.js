@@ -1,20 +1,15 @@
 // Backpressure handlers. The built-in ones are descriptions of a policy that the Rust core
-// carries out; a user's own object implementing the old interface (`prioritizeMessage`,
-// `shouldDropMessage`) is called from JS for each message instead.
-import { validateOption } from '#wasm';
+// carries out: their options are validated and completed with defaults in Rust
+// (`resolveHandlerOptions`, core::config::HandlerSpec), so these classes only carry them. A
+// user's own object implementing the old interface (`prioritizeMessage`, `shouldDropMessage`)
+// is called from JS for each message instead.
+import { resolveHandlerOptions } from '#wasm';
 import { priorityOf, describe } from './priority.js';
+import { runtime } from './runtime.js';
 
-function opt(options, name, kind, dflt) {
-  const v = options[name];
-  return v === undefined ? dflt : validateOption(kind, name, v);
-}
-
-function checkOptions(options, what) {
-  if (options === undefined || options === null) return {};
-  if (typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`${what} options must be an object, got ${describe(options)}`);
-  }
-  return options;
+function resolved(kind, options) {
+  if (!runtime.ready) throw new Error('the WebAssembly module is not loaded yet: call `await init()` first');
+  return Object.freeze(resolveHandlerOptions(kind, options));
 }
 
 /** The old handler interface, shared by the built-in handlers. */
@@ -38,20 +33,11 @@ class PriorityHandler {
 export class DefaultBackpressureHandler extends PriorityHandler {
   constructor(options) {
     super();
-    const o = checkOptions(options, 'DefaultBackpressureHandler');
-    if (o.priorityDrop !== undefined && typeof o.priorityDrop !== 'boolean') {
-      throw new TypeError(`priorityDrop must be a boolean, got ${describe(o.priorityDrop)}`);
-    }
-    this.options = Object.freeze({
-      dropThreshold: opt(o, 'dropThreshold', 'fraction', 0.9),
-      priorityDrop: o.priorityDrop ?? true,
-      maxWaitTime: opt(o, 'maxWaitTime', 'time', 100),
-    });
+    this.options = resolved('default', options);
   }
-  /** @internal the policy the core applies. */
+  /** @internal the handler as the core reads it. */
   _policy() {
-    const o = this.options;
-    return { rule: o.priorityDrop ? 'priority' : 'oldest', dropThreshold: o.dropThreshold, maxWait: o.maxWaitTime };
+    return { kind: 'default', ...this.options };
   }
 }
 
@@ -63,57 +49,27 @@ export class DefaultBackpressureHandler extends PriorityHandler {
 export class AdaptiveBackpressureHandler extends PriorityHandler {
   constructor(options) {
     super();
-    const o = checkOptions(options, 'AdaptiveBackpressureHandler');
-    const targetLatency = opt(o, 'targetLatency', 'time', 100);
-    if (targetLatency <= 0) throw new RangeError(`targetLatency must be > 0 (ms), got ${targetLatency}`);
-    const maxThreshold = opt(o, 'maxThreshold', 'fraction', 0.9);
-    const minThreshold = opt(o, 'minThreshold', 'fraction', 0.05);
-    if (minThreshold > maxThreshold) {
-      throw new RangeError(`minThreshold must be <= maxThreshold, got ${minThreshold} > ${maxThreshold}`);
-    }
-    this.options = Object.freeze({
-      targetLatency,
-      maxThreshold,
-      minThreshold,
-      // A short hold: it still slows producers that await `ready`, but every ms a write is held
-      // adds to its latency, which this handler is trying to bound.
-      maxWaitTime: opt(o, 'maxWaitTime', 'time', Math.min(10, targetLatency / 10)),
-    });
+    this.options = resolved('adaptive', options);
   }
   /** @internal */
   _policy() {
-    const o = this.options;
-    return { rule: 'priority', maxWait: o.maxWaitTime, adaptive: { ...o } };
+    return { kind: 'adaptive', ...this.options };
   }
 }
 
-/** Resolves a handler (built-in, user object, or none) and connection options into a core policy. */
-export function resolvePolicy(handler, cfg) {
-  let policy;
-  let custom = null;
-  if (cfg.dropPolicy !== undefined) {
-    const rule = cfg.dropPolicy;
-    if (rule !== 'priority' && rule !== 'oldest' && rule !== 'newest' && rule !== 'block') {
-      throw new TypeError(`dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got ${describe(rule)}`);
-    }
-    policy = rule === 'block'
-      ? { rule }
-      : { rule, dropThreshold: 1, maxWait: cfg.maxWaitTime === undefined ? 100 : validateOption('time', 'maxWaitTime', cfg.maxWaitTime) };
-  } else if (handler && typeof handler._policy === 'function') {
-    policy = handler._policy();
-  } else if (handler) {
-    custom = handler;
-    const dt = typeof handler.dropThreshold === 'number' ? handler.dropThreshold : 0.9;
-    const mw = typeof handler.maxWaitTime === 'number' ? handler.maxWaitTime : 100;
-    policy = { rule: 'priority', dropThreshold: validateOption('fraction', 'dropThreshold', dt), maxWait: validateOption('time', 'maxWaitTime', mw) };
-  } else {
-    policy = { rule: 'block' };
-  }
-  if (cfg.conflate !== undefined) {
-    if (typeof cfg.conflate !== 'boolean') throw new TypeError(`conflate must be a boolean, got ${describe(cfg.conflate)}`);
-    policy.conflate = cfg.conflate;
-  }
-  return { policy, custom };
+/**
+ * The handler in force as the core reads it (`{ kind, ...options }`), and the user's own
+ * handler object when it is one (its methods are called per message from JS).
+ */
+export function handlerSpec(handler) {
+  if (!handler) return { spec: undefined, custom: null };
+  if (typeof handler._policy === 'function') return { spec: handler._policy(), custom: null };
+  // A user's object: its optional numeric dropThreshold / maxWaitTime are honoured (the core
+  // validates them and supplies the defaults).
+  const spec = { kind: 'custom' };
+  if (typeof handler.dropThreshold === 'number') spec.dropThreshold = handler.dropThreshold;
+  if (typeof handler.maxWaitTime === 'number') spec.maxWaitTime = handler.maxWaitTime;
+  return { spec, custom: handler };
 }
 
 /** Checks that a value passed as a handler has the old interface. */

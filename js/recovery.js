@@ -1,27 +1,18 @@
 // Error recovery policies: which failures to retry, how long to wait, when to open the circuit.
-import { validateOption } from '#wasm';
-import { describe } from './priority.js';
+// The options' defaults and validation and the back-off formula live in Rust
+// (core::config::RecoveryPatch, core::recovery::RetryPolicy); this class carries the options.
+import { resolveRecoveryOptions, retryDelay } from '#wasm';
+import { runtime } from './runtime.js';
 
 const NOT_RETRYABLE = new Set(['TypeError', 'SyntaxError', 'AbortError']);
 
 /** Retries with exponential backoff and jitter, behind a circuit breaker. */
 export class DefaultErrorRecovery {
   constructor(options) {
-    const o = options ?? {};
-    if (typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`ErrorRecovery options must be an object, got ${describe(o)}`);
-    const cb = o.circuitBreaker ?? {};
-    if (typeof cb !== 'object' || Array.isArray(cb)) throw new TypeError(`circuitBreaker must be an object, got ${describe(cb)}`);
-    const get = (obj, name, kind, dflt, label = name) => (obj[name] === undefined ? dflt : validateOption(kind, label, obj[name]));
-    this.options = Object.freeze({
-      retryAttempts: get(o, 'retryAttempts', 'count', 3),
-      retryDelay: get(o, 'retryDelay', 'time', 100),
-      maxRetryDelay: get(o, 'maxRetryDelay', 'time', 30000),
-      jitter: get(o, 'jitter', 'number01', 0.1),
-      circuitBreaker: Object.freeze({
-        failureThreshold: get(cb, 'failureThreshold', 'positiveInt', 5, 'circuitBreaker.failureThreshold'),
-        resetTimeout: get(cb, 'resetTimeout', 'time', 30000, 'circuitBreaker.resetTimeout'),
-      }),
-    });
+    if (!runtime.ready) throw new Error('the WebAssembly module is not loaded yet: call `await init()` first');
+    const o = resolveRecoveryOptions(options);
+    Object.freeze(o.circuitBreaker);
+    this.options = Object.freeze(o);
   }
   /** False for errors retrying cannot fix; true for others while attempts remain. */
   shouldRetry(error, attempt) {
@@ -38,9 +29,8 @@ export class DefaultErrorRecovery {
   }
   /** `min(maxRetryDelay, retryDelay * 2^attempt * (1 + jitter * random))`. */
   getRetryDelay(attempt) {
-    const { retryDelay, maxRetryDelay, jitter } = this.options;
-    const a = Math.max(0, Math.min(1000, Number(attempt) || 0));
-    return Math.min(maxRetryDelay, retryDelay * 2 ** a * (1 + jitter * Math.random()));
+    const { retryDelay: base, maxRetryDelay, jitter } = this.options;
+    return retryDelay(base, maxRetryDelay, jitter, Number(attempt) || 0, Math.random());
   }
 }
 

@@ -4,8 +4,8 @@
 //! - [`core`]: plain Rust (queues, batching, drop policies, statistics, alerts, recovery). It never
 //!   reads a clock: every operation takes `now` in milliseconds, so `cargo test` drives it natively
 //!   with a fake clock.
-//! - `wasm` (only on `wasm32`): the thin wasm-bindgen layer that stores messages as opaque
-//!   `JsValue`s and turns core results into JS values and errors.
+//! - `wasm` (only on `wasm32`): the thin wasm-bindgen layer. Messages stay in JS (the core sees
+//!   slot numbers); it turns core results into status bits, JS values and errors.
 //!
 //! The JavaScript API (Web Streams, timers, promises) lives in `js/` and calls the `wasm` layer.
 

@@ -20,13 +20,22 @@ pub struct AdaptiveConfig {
     pub max_wait: f64,
 }
 
+impl AdaptiveConfig {
+    /// The default hold of a write for a latency target: `min(10, target / 10)` ms. It still
+    /// slows producers that await `ready`, but every ms a write is held adds to its latency,
+    /// which this handler bounds.
+    pub fn default_max_wait(target_latency: f64) -> f64 {
+        (target_latency / 10.0).min(10.0)
+    }
+}
+
 impl Default for AdaptiveConfig {
     fn default() -> Self {
         AdaptiveConfig {
             target_latency: 100.0,
             max_threshold: 0.9,
             min_threshold: 0.05,
-            max_wait: 10.0,
+            max_wait: AdaptiveConfig::default_max_wait(100.0),
         }
     }
 }

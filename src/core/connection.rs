@@ -39,22 +39,42 @@ pub enum DropRule {
     Newest,
 }
 
-/// Why a message was dropped (the JS reason strings).
+/// Why a message was dropped (the JS reason strings). The discriminant is the reason's code at
+/// the wasm boundary (`takeDropped` reports `[slot, code, ...]`); JS maps codes to names with the
+/// exported `dropReasonNames()`, so the numbers exist only here.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen::prelude::wasm_bindgen)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
     /// Chosen by priority.
-    Priority,
+    Priority = 0,
     /// Chosen as the oldest.
-    Oldest,
+    Oldest = 1,
     /// Chosen as the newest (incoming).
-    Newest,
+    Newest = 2,
     /// Replaced by a newer message with the same key.
-    Conflated,
+    Conflated = 3,
     /// Its consumer failed past all retries, or the reader went away.
-    DeadLetter,
+    DeadLetter = 4,
 }
 
 impl DropReason {
+    /// Every reason, in code order: `DropReason::ALL[r.code() as usize] == r`.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::Priority,
+        DropReason::Oldest,
+        DropReason::Newest,
+        DropReason::Conflated,
+        DropReason::DeadLetter,
+    ];
+    /// The reason's code at the wasm boundary.
+    ///
+    /// ```
+    /// use stream_engine::core::connection::DropReason;
+    /// assert_eq!(DropReason::ALL[DropReason::Conflated.code() as usize], DropReason::Conflated);
+    /// ```
+    pub fn code(self) -> u32 {
+        self as u32
+    }
     /// The reason as JS sees it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -137,21 +157,55 @@ impl FlowPolicy {
 
 /// Status bits returned by [`Connection::push`] and [`Connection::status`]: a zero status is the
 /// common case and lets the bindings skip all follow-up work.
-pub mod status {
+///
+/// This enum is the one definition of the bit values: the [`status`] constants are derived from
+/// it, and on wasm32 it is exported to JavaScript as the frozen object `Status`
+/// (`Status.Pending === 1`), which the JS glue and the binding tests read instead of copying
+/// numbers.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen::prelude::wasm_bindgen)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
     /// Not accepted: the caller keeps the message and retries after the reader drains.
-    pub const PENDING: u32 = 1;
+    Pending = 1,
     /// Backpressure is on and this connection holds writes: complete the write later.
-    pub const HOLD: u32 = 2;
+    Hold = 2,
     /// A full batch (or, with `batchTimeout: 0`, any message) is ready for a waiting reader.
-    pub const BATCH_READY: u32 = 4;
-    /// Connection events (backpressure start/end, circuit) are waiting in [`super::Connection::take_events`].
-    pub const EVENTS: u32 = 8;
-    /// Dropped messages are waiting for the `onDrop` callback in [`super::Connection::take_dropped`].
-    pub const DROPPED: u32 = 16;
+    BatchReady = 4,
+    /// Connection events (backpressure start/end, circuit) are waiting in [`Connection::take_events`].
+    Events = 8,
+    /// Dropped messages are waiting for the `onDrop` callback in [`Connection::take_dropped`].
+    Dropped = 16,
     /// The buffer was empty before this push: a waiting reader should start its batch timer.
-    pub const FIRST: u32 = 32;
+    First = 32,
     /// New drops since the last drop summary.
-    pub const DROP_SUMMARY: u32 = 64;
+    DropSummary = 64,
+    /// Bindings only: the write was refused for good (the connection is closed or unknown).
+    Closed = 128,
+    /// Bindings only, in a delivery's status: nothing is left buffered.
+    Empty = 65536,
+}
+
+/// The [`Status`] bits as `u32` constants, for combining with `|`.
+pub mod status {
+    use super::Status;
+    /// See [`Status::Pending`].
+    pub const PENDING: u32 = Status::Pending as u32;
+    /// See [`Status::Hold`].
+    pub const HOLD: u32 = Status::Hold as u32;
+    /// See [`Status::BatchReady`].
+    pub const BATCH_READY: u32 = Status::BatchReady as u32;
+    /// See [`Status::Events`].
+    pub const EVENTS: u32 = Status::Events as u32;
+    /// See [`Status::Dropped`].
+    pub const DROPPED: u32 = Status::Dropped as u32;
+    /// See [`Status::First`].
+    pub const FIRST: u32 = Status::First as u32;
+    /// See [`Status::DropSummary`].
+    pub const DROP_SUMMARY: u32 = Status::DropSummary as u32;
+    /// See [`Status::Closed`].
+    pub const CLOSED: u32 = Status::Closed as u32;
+    /// See [`Status::Empty`].
+    pub const EMPTY: u32 = Status::Empty as u32;
 }
 
 /// Connection events for the engine's event feed.
@@ -409,7 +463,10 @@ impl<T> Connection<T> {
             adaptive: policy
                 .adaptive
                 .map(|a| AdaptiveController::new(a, cfg.max_batch_size)),
-            breaker: CircuitBreaker::new(5, 30_000.0),
+            breaker: CircuitBreaker::new(
+                super::config::DEFAULT_FAILURE_THRESHOLD,
+                super::config::DEFAULT_RESET_TIMEOUT,
+            ),
             events: Vec::new(),
             summary: DropSummary::default(),
             keep_dropped,
@@ -1134,4 +1191,49 @@ enum Victim {
     Incoming,
     Buffered(u64),
     None,
+}
+
+#[cfg(test)]
+mod boundary_tests {
+    use super::{status, DropReason, Status};
+
+    #[test]
+    fn status_bits_are_distinct_single_bits() {
+        let all = [
+            Status::Pending,
+            Status::Hold,
+            Status::BatchReady,
+            Status::Events,
+            Status::Dropped,
+            Status::First,
+            Status::DropSummary,
+            Status::Closed,
+            Status::Empty,
+        ];
+        let mut seen = 0u32;
+        for s in all {
+            let b = s as u32;
+            assert_eq!(b.count_ones(), 1, "{s:?} is not a single bit");
+            assert_eq!(seen & b, 0, "{s:?} reuses a bit");
+            seen |= b;
+        }
+        // The bits a push can report fit below CLOSED; EMPTY is only in a delivery's status.
+        let push_bits = status::PENDING
+            | status::HOLD
+            | status::BATCH_READY
+            | status::EVENTS
+            | status::DROPPED
+            | status::FIRST
+            | status::DROP_SUMMARY;
+        assert!(push_bits < status::CLOSED && status::CLOSED < status::EMPTY);
+    }
+
+    #[test]
+    fn drop_reason_codes_index_their_table() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.code() as usize, i);
+        }
+        let names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, ["priority", "oldest", "newest", "conflated", "dead-letter"]);
+    }
 }

@@ -7,6 +7,9 @@ pub const DEFAULT_PRIORITY: f64 = 0.5;
 /// Priority at or above which a message is critical and never dropped.
 pub const CRITICAL: f64 = 1.0;
 
+/// The priority class names [`from_name`] knows, highest first.
+pub const NAMES: [&str; 4] = ["critical", "high", "normal", "low"];
+
 /// Maps a class name to its number, as the old API did (`'critical'` 1, `'high'` 0.75,
 /// `'normal'` 0.5, `'low'` 0.25).
 pub fn from_name(name: &str) -> Option<f64> {

@@ -28,17 +28,18 @@ pub mod out;
 use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
 use wasm_bindgen::prelude::*;
 
-use crate::core::config::{ConfigError, ErrorKind, StreamConfig};
+use crate::core::config::{self as cfg, ConfigError, ErrorKind, StreamConfig};
 use crate::core::connection::{status, ConnEvent, DropReason, Push};
 use crate::core::engine::{Engine, Handle};
 
+pub use crate::core::connection::Status;
 pub use options::{read_flow_policy, read_stream_patch, read_thresholds, thresholds_to_js};
 
 /// Status bit for a refused write: the connection is closed or unknown.
-pub const CLOSED: u32 = 128;
+pub const CLOSED: u32 = status::CLOSED;
 
 /// Extra bit in [`EngineCore::take_with_status`]'s status: nothing is left buffered.
-pub const EMPTY: u32 = 1 << 16;
+pub const EMPTY: u32 = status::EMPTY;
 
 /// A message's slot in its connection's JS-side store.
 pub type Slot = u32;
@@ -58,16 +59,9 @@ pub type Slot = u32;
 /// `externref` results.
 pub type NotInlined<T = JsValue> = Result<T, JsValue>;
 
-/// Reason codes of [`EngineCore::take_dropped`], in the order of the JS `DROP_REASONS` table.
-fn reason_code(r: DropReason) -> u32 {
-    match r {
-        DropReason::Priority => 0,
-        DropReason::Oldest => 1,
-        DropReason::Newest => 2,
-        DropReason::Conflated => 3,
-        DropReason::DeadLetter => 4,
-    }
-}
+/// The exchange area keeps at most this many slots between deliveries: a larger batch grows it
+/// for the one delivery and [`EngineCore::io_trim`] gives the memory back to the allocator.
+pub const IO_KEEP: usize = 4097;
 
 pub(crate) fn to_js_error(e: &ConfigError) -> JsValue {
     match e.kind {
@@ -90,6 +84,9 @@ pub struct EngineCore {
     /// Exchange area in wasm memory that JS reads through a cached `Uint32Array` view: a
     /// delivered batch's slots go here, so no typed array is created per delivery.
     io: Vec<Slot>,
+    /// How many messages the last `pushMany` took (read with `lastAccepted` when it was
+    /// `PENDING`; otherwise all were taken).
+    last_accepted: u32,
 }
 
 #[wasm_bindgen]
@@ -98,6 +95,7 @@ impl EngineCore {
     /// `metricsWindow`) and creates the core.
     #[wasm_bindgen(constructor)]
     pub fn new(config: &JsValue) -> Result<EngineCore, JsValue> {
+        options::check_keys(config, cfg::ENGINE_OPTIONS, "config")?;
         let patch = read_stream_patch(config, "config")?;
         let defaults = StreamConfig::default()
             .apply(&patch)
@@ -122,6 +120,7 @@ impl EngineCore {
             engine: Engine::new(defaults, window),
             metrics_interval: interval,
             io: Vec::new(),
+            last_accepted: 0,
         })
     }
 
@@ -146,17 +145,19 @@ impl EngineCore {
         Ok(stream_config_to_js(&cfg).into())
     }
 
-    /// Creates a connection. `policy` is `{ rule, dropThreshold, maxWait, adaptive?, conflate }`
-    /// as resolved by the JS glue from the handler and the config. Dropped slots are always
-    /// reported back (see [`EngineCore::take_dropped`]) so JS can free them.
-    pub fn create(&mut self, id: &str, config: &JsValue, policy: &JsValue) -> Result<u32, JsValue> {
+    /// Creates a connection from its config (the `StreamConfig` fields, `dropPolicy`,
+    /// `maxWaitTime`, `conflate`) and the handler in force (`{ kind, ...options }`, or
+    /// `undefined`); the core resolves them into the flow policy
+    /// ([`crate::core::config::PolicyRequest`]). Dropped slots are always reported back (see
+    /// [`EngineCore::take_dropped`]) so JS can free them.
+    pub fn create(&mut self, id: &str, config: &JsValue, handler: &JsValue) -> Result<u32, JsValue> {
         let patch = read_stream_patch(config, "config")?;
         let cfg = self
             .engine
             .defaults()
             .apply(&patch)
             .map_err(|e| to_js_error(&e))?;
-        let policy = read_flow_policy(policy)?;
+        let policy = read_flow_policy(config, handler)?;
         self.engine
             .create(id, cfg, policy, true)
             .map_err(|e| to_js_error(&e))
@@ -186,22 +187,32 @@ impl EngineCore {
         }
     }
 
-    /// Offers a batch; stops at the first message that must wait. Returns
-    /// `accepted * 256 + status bits` (status bits of the whole batch, `PENDING` if the batch
-    /// stopped early).
+    /// Offers a batch; stops at the first message that must wait. Returns the status bits of
+    /// the whole batch: `PENDING` if it stopped early (then [`EngineCore::last_accepted`] says
+    /// how many were taken, the first ones), `CLOSED` if none was.
     #[wasm_bindgen(js_name = pushMany)]
-    pub fn push_many(&mut self, h: Handle, msgs: &[Slot], priorities: &[f64], now: f64) -> f64 {
+    pub fn push_many(&mut self, h: Handle, msgs: &[Slot], priorities: &[f64], now: f64) -> u32 {
+        self.last_accepted = 0;
         let Some(c) = self.engine.get(h) else {
-            return CLOSED as f64;
+            return CLOSED;
         };
         let prios = priorities
             .iter()
             .copied()
             .chain(std::iter::repeat(f64::NAN));
         match c.push_many(msgs.iter().copied().zip(prios), now) {
-            Ok((accepted, st)) => (accepted as f64) * 256.0 + st as f64,
-            Err(_) => CLOSED as f64,
+            Ok((accepted, st)) => {
+                self.last_accepted = accepted as u32;
+                st
+            }
+            Err(_) => CLOSED,
         }
+    }
+
+    /// How many messages the last [`EngineCore::push_many`] took.
+    #[wasm_bindgen(js_name = lastAccepted)]
+    pub fn last_accepted(&self) -> u32 {
+        self.last_accepted
     }
 
     /// Counts a message that a user handler dropped on arrival.
@@ -246,11 +257,22 @@ impl EngineCore {
         self.io.len()
     }
 
+    /// Gives back the memory of an exchange area grown past [`IO_KEEP`] slots by a large batch
+    /// (JS calls it after reading such a batch, then reserves again before the next). Returns
+    /// whether the area changed (and so moved).
+    #[wasm_bindgen(js_name = ioTrim)]
+    pub fn io_trim(&mut self) -> bool {
+        if self.io.capacity() <= IO_KEEP {
+            return false;
+        }
+        self.io = Vec::new();
+        true
+    }
+
     /// [`EngineCore::take_with_status`] into the exchange area: writes the batch's slots and then
     /// the status (with [`EMPTY`]) and returns the batch length, or -1 when no batch is due. The
-    /// caller reserves room for `maxBatchSize + 1` slots first; a batch that does not fit is
-    /// still delivered correctly, by growing the area (the returned length then exceeds the
-    /// caller's view, and it reserves again and rereads).
+    /// area grows to fit the batch (the returned length then exceeds the caller's view, and it
+    /// reserves again and rereads); nothing is reserved up front for `maxBatchSize`.
     #[wasm_bindgen(js_name = takeIo)]
     pub fn take_io(&mut self, h: Handle, now: f64, force: bool) -> i32 {
         let Some(batch) = self.take_with_status(h, now, force) else {
@@ -416,15 +438,15 @@ impl EngineCore {
     }
 
     /// Slots the core dropped since the last call, with reason codes, as a flat
-    /// `[slot, reason, slot, reason, ...]` (reasons: 0 priority, 1 oldest, 2 newest,
-    /// 3 conflated, 4 dead-letter). The `DROPPED` status bit says when to call it.
+    /// `[slot, reason, slot, reason, ...]` (codes: [`DropReason::code`]; names:
+    /// [`drop_reason_names`]). The `DROPPED` status bit says when to call it.
     #[wasm_bindgen(js_name = takeDropped)]
     pub fn take_dropped(&mut self, h: Handle) -> Vec<u32> {
         let mut out = Vec::new();
         if let Some(c) = self.engine.get(h) {
             for (slot, r) in c.take_dropped() {
                 out.push(slot);
-                out.push(reason_code(r));
+                out.push(r.code());
             }
         }
         out
@@ -526,6 +548,70 @@ fn stream_config_to_js(c: &StreamConfig) -> Object {
 #[wasm_bindgen(js_name = validateOption)]
 pub fn validate_option(kind: &str, field: &str, value: &JsValue) -> Result<f64, JsValue> {
     options::validate(kind, field, value)
+}
+
+/// The drop reasons' names (`priority`, `oldest`, `newest`, `conflated`, `dead-letter`),
+/// indexed by their codes in [`EngineCore::take_dropped`].
+#[wasm_bindgen(js_name = dropReasonNames)]
+pub fn drop_reason_names() -> Vec<String> {
+    DropReason::ALL.iter().map(|r| r.as_str().to_string()).collect()
+}
+
+/// Validates a built-in handler's options (`kind`: `default` or `adaptive`), fills in the
+/// defaults and returns the full options object (`handler.options`). Unknown keys, wrong types
+/// and out-of-range values throw a `TypeError` / `RangeError` naming the field: the handler
+/// classes in JS hold no defaults or rules of their own.
+#[wasm_bindgen(js_name = resolveHandlerOptions)]
+pub fn resolve_handler_options(kind: &str, options: &JsValue) -> Result<JsValue, JsValue> {
+    let spec = options::read_handler_options(kind, options)?;
+    let policy = spec.resolve().map_err(|e| to_js_error(&e))?;
+    Ok(options::handler_options_to_js(kind, &policy))
+}
+
+/// Validates `DefaultErrorRecovery` options and fills in the core's defaults: returns
+/// `{ retryAttempts, retryDelay, maxRetryDelay, jitter, circuitBreaker: { failureThreshold,
+/// resetTimeout } }` or throws a `TypeError` / `RangeError` naming the field.
+#[wasm_bindgen(js_name = resolveRecoveryOptions)]
+pub fn resolve_recovery_options(options: &JsValue) -> Result<JsValue, JsValue> {
+    options::read_recovery(options)
+}
+
+/// The core's retry delay ([`crate::core::recovery::RetryPolicy::delay`]) for retry number
+/// `attempt`, with `random01` supplied by JS (`Math.random()`).
+#[wasm_bindgen(js_name = retryDelay)]
+pub fn retry_delay(
+    retry_delay: f64,
+    max_retry_delay: f64,
+    jitter: f64,
+    attempt: f64,
+    random01: f64,
+) -> f64 {
+    let attempt = if attempt.is_finite() && attempt > 0.0 {
+        attempt.min(u32::MAX as f64) as u32
+    } else {
+        0
+    };
+    crate::core::recovery::RetryPolicy {
+        retry_attempts: 0,
+        retry_delay,
+        max_retry_delay,
+        jitter,
+    }
+    .delay(attempt, random01)
+}
+
+/// The priority names and their numbers (`{ critical: 1, high: 0.75, normal: 0.5, low: 0.25 }`)
+/// plus `default`, the priority of a message without one: the JS glue reads message fields but
+/// takes these numbers from the core instead of repeating them.
+#[wasm_bindgen(js_name = priorityNames)]
+pub fn priority_names() -> NotInlined {
+    use crate::core::priority;
+    let o = Object::new();
+    for name in priority::NAMES {
+        set(&o, name, &priority::from_name(name).unwrap_or(f64::NAN).into());
+    }
+    set(&o, "default", &priority::DEFAULT_PRIORITY.into());
+    Ok(o.into())
 }
 
 /// The priority class name (`critical`, `high`, `normal`, `low`) of a number (Rust-side; JS

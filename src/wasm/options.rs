@@ -5,10 +5,10 @@
 
 use js_sys::{Object, RangeError, Reflect, TypeError};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
-use crate::core::adaptive::AdaptiveConfig;
 use crate::core::alerts::{Level, Thresholds};
-use crate::core::config::{self, StreamConfigPatch};
+use crate::core::config::{self, HandlerSpec, PolicyRequest, StreamConfigPatch};
 use crate::core::connection::{DropRule, FlowPolicy};
 use crate::core::num::js;
 
@@ -34,9 +34,34 @@ pub fn read_number(obj: &JsValue, field: &str) -> Result<Option<f64>, JsValue> {
     read_number_as(obj, field, field)
 }
 
+/// `obj[field]`; a getter that throws propagates its error (it is never mistaken for "absent").
+fn get(obj: &JsValue, field: &str) -> Result<JsValue, JsValue> {
+    Reflect::get(obj, &JsValue::from_str(field))
+}
+
+/// Refuses keys of `obj` outside `allowed` (see [`config::check_keys`]).
+pub fn check_keys(obj: &JsValue, allowed: &[&str], what: &str) -> Result<(), JsValue> {
+    let Some(o) = obj.dyn_ref::<Object>() else {
+        return Ok(());
+    };
+    let keys: Vec<String> = Object::keys(o).iter().filter_map(|k| k.as_string()).collect();
+    config::check_keys(what, keys.iter().map(String::as_str), allowed).map_err(|e| to_js_error(&e))
+}
+
+/// Reads `obj[field]` as an optional boolean.
+fn read_bool(obj: &JsValue, field: &str) -> Result<Option<bool>, JsValue> {
+    let v = get(obj, field)?;
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    v.as_bool().map(Some).ok_or_else(|| {
+        TypeError::new(&format!("{field} must be a boolean, got {}", type_name(&v))).into()
+    })
+}
+
 /// [`read_number`] with the field named `label` in errors (for nested options).
 fn read_number_as(obj: &JsValue, field: &str, label: &str) -> Result<Option<f64>, JsValue> {
-    let v = Reflect::get(obj, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED);
+    let v = get(obj, field)?;
     if v.is_undefined() {
         return Ok(None);
     }
@@ -86,76 +111,112 @@ pub fn read_time(obj: &JsValue, field: &str, default: f64) -> Result<f64, JsValu
     }
 }
 
-/// Reads the flow policy the JS glue resolved: `{ rule, dropThreshold, maxWait, adaptive,
-/// conflate }`.
-pub fn read_flow_policy(obj: &JsValue) -> Result<FlowPolicy, JsValue> {
-    let mut p = FlowPolicy::block();
-    if !check_object(obj, "policy")? {
-        return Ok(p);
+/// Reads a handler description as the JS glue passes it: `{ kind: 'default' | 'adaptive' |
+/// 'custom', ...options }` (a built-in handler's options, or a custom object's optional
+/// `dropThreshold` / `maxWaitTime`). Only built-in handlers' options are checked for unknown keys:
+/// a custom handler is the user's own object with methods of its own.
+pub fn read_handler_spec(obj: &JsValue) -> Result<Option<HandlerSpec>, JsValue> {
+    if !check_object(obj, "handler")? {
+        return Ok(None);
     }
-    let rule = Reflect::get(obj, &"rule".into()).unwrap_or(JsValue::UNDEFINED);
-    if !rule.is_undefined() {
-        p.rule = match rule.as_string().as_deref() {
-            Some("block") => DropRule::Block,
-            Some("priority") => DropRule::Priority,
-            Some("oldest") => DropRule::Oldest,
-            Some("newest") => DropRule::Newest,
-            _ => {
-                return Err(TypeError::new(&format!(
-                    "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got {}",
-                    rule.as_string()
-                        .map_or_else(|| type_name(&rule), |s| format!("'{s}'"))
-                ))
-                .into())
+    let kind = get(obj, "kind")?.as_string().unwrap_or_default();
+    read_handler_options(&kind, obj).map(Some)
+}
+
+/// Reads the user's options of a handler of `kind` (`default`, `adaptive` or `custom`).
+pub fn read_handler_options(kind: &str, obj: &JsValue) -> Result<HandlerSpec, JsValue> {
+    let what = match kind {
+        "default" => "DefaultBackpressureHandler options",
+        "adaptive" => "AdaptiveBackpressureHandler options",
+        _ => "backpressureHandler",
+    };
+    let present = check_object(obj, what)?;
+    let num = |f: &str| if present { read_number(obj, f) } else { Ok(None) };
+    match kind {
+        "default" => {
+            if present {
+                let mut allowed = config::DEFAULT_HANDLER_OPTIONS.to_vec();
+                allowed.push("kind");
+                check_keys(obj, &allowed, what)?;
             }
-        };
-    }
-    if let Some(v) = read_number(obj, "dropThreshold")? {
-        p.drop_threshold = config::fraction("dropThreshold", v).map_err(|e| to_js_error(&e))?;
-    }
-    if let Some(v) = read_number(obj, "maxWait")? {
-        p.max_wait = Some(config::time_ms("maxWaitTime", v).map_err(|e| to_js_error(&e))?);
-    }
-    let conflate = Reflect::get(obj, &"conflate".into()).unwrap_or(JsValue::UNDEFINED);
-    if !conflate.is_undefined() {
-        p.conflate = conflate.as_bool().ok_or_else(|| {
-            JsValue::from(TypeError::new(&format!(
-                "conflate must be a boolean, got {}",
-                type_name(&conflate)
-            )))
-        })?;
-    }
-    let adaptive = Reflect::get(obj, &"adaptive".into()).unwrap_or(JsValue::UNDEFINED);
-    if check_object(&adaptive, "adaptive")? {
-        let mut a = AdaptiveConfig::default();
-        if let Some(v) = read_number(&adaptive, "targetLatency")? {
-            a.target_latency = config::time_ms("targetLatency", v).map_err(|e| to_js_error(&e))?;
-            if a.target_latency <= 0.0 {
-                return Err(RangeError::new("targetLatency must be > 0 (ms), got 0").into());
+            Ok(HandlerSpec::Default {
+                drop_threshold: num("dropThreshold")?,
+                priority_drop: if present { read_bool(obj, "priorityDrop")? } else { None },
+                max_wait: num("maxWaitTime")?,
+            })
+        }
+        "adaptive" => {
+            if present {
+                let mut allowed = config::ADAPTIVE_HANDLER_OPTIONS.to_vec();
+                allowed.push("kind");
+                check_keys(obj, &allowed, what)?;
             }
+            Ok(HandlerSpec::Adaptive {
+                target_latency: num("targetLatency")?,
+                max_threshold: num("maxThreshold")?,
+                min_threshold: num("minThreshold")?,
+                max_wait: num("maxWaitTime")?,
+            })
         }
-        if let Some(v) = read_number(&adaptive, "maxThreshold")? {
-            a.max_threshold = config::fraction("maxThreshold", v).map_err(|e| to_js_error(&e))?;
-        }
-        if let Some(v) = read_number(&adaptive, "minThreshold")? {
-            a.min_threshold = config::fraction("minThreshold", v).map_err(|e| to_js_error(&e))?;
-        }
-        if a.min_threshold > a.max_threshold {
-            return Err(RangeError::new(&format!(
-                "minThreshold must be <= maxThreshold, got {} > {}",
-                js(a.min_threshold),
-                js(a.max_threshold)
-            ))
-            .into());
-        }
-        if let Some(v) = read_number(&adaptive, "maxWaitTime")? {
-            a.max_wait = config::time_ms("maxWaitTime", v).map_err(|e| to_js_error(&e))?;
-        }
-        p.rule = DropRule::Priority;
-        p.max_wait = Some(a.max_wait);
-        p.adaptive = Some(a);
+        "custom" => Ok(HandlerSpec::Custom {
+            drop_threshold: num("dropThreshold")?,
+            max_wait: num("maxWaitTime")?,
+        }),
+        _ => Err(TypeError::new(&format!("unknown handler kind '{kind}'")).into()),
     }
-    Ok(p)
+}
+
+/// The options of a resolved handler policy, in the JS shape of `handler.options`.
+pub fn handler_options_to_js(kind: &str, p: &FlowPolicy) -> JsValue {
+    let o = Object::new();
+    let set = |k: &str, v: JsValue| {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), &v);
+    };
+    let wait = p.max_wait.unwrap_or(0.0);
+    match (kind, p.adaptive) {
+        (_, Some(a)) => {
+            set("targetLatency", a.target_latency.into());
+            set("maxThreshold", a.max_threshold.into());
+            set("minThreshold", a.min_threshold.into());
+            set("maxWaitTime", a.max_wait.into());
+        }
+        ("default", None) => {
+            set("dropThreshold", p.drop_threshold.into());
+            set("priorityDrop", (p.rule == DropRule::Priority).into());
+            set("maxWaitTime", wait.into());
+        }
+        _ => {
+            set("dropThreshold", p.drop_threshold.into());
+            set("maxWaitTime", wait.into());
+        }
+    }
+    o.into()
+}
+
+/// Reads a connection config's flow options (`dropPolicy`, `maxWaitTime`, `conflate`) and the
+/// handler in force, and resolves them in the core ([`PolicyRequest::resolve`]).
+pub fn read_flow_policy(config: &JsValue, handler: &JsValue) -> Result<FlowPolicy, JsValue> {
+    let handler = read_handler_spec(handler)?;
+    let (mut rule, mut max_wait_time, mut conflate) = (None, None, None);
+    if check_object(config, "config")? {
+        let v = get(config, "dropPolicy")?;
+        if !v.is_undefined() {
+            let name = v
+                .as_string()
+                .ok_or_else(|| to_js_error(&config::bad_drop_policy(&type_name(&v))))?;
+            rule = Some(name);
+        }
+        max_wait_time = read_number(config, "maxWaitTime")?;
+        conflate = read_bool(config, "conflate")?;
+    }
+    PolicyRequest {
+        drop_policy: rule.as_deref(),
+        max_wait_time,
+        conflate,
+        handler,
+    }
+    .resolve()
+    .map_err(|e| to_js_error(&e))
 }
 
 fn read_level(
@@ -164,10 +225,11 @@ fn read_level(
     mut level: Level,
     fraction: bool,
 ) -> Result<Level, JsValue> {
-    let v = Reflect::get(obj, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
+    let v = get(obj, name)?;
     if !check_object(&v, name)? {
         return Ok(level);
     }
+    check_keys(&v, &["warning", "critical"], name)?;
     for (field, slot) in [
         ("warning", &mut level.warning),
         ("critical", &mut level.critical),
@@ -205,13 +267,19 @@ pub fn read_thresholds(obj: &JsValue, base: Thresholds) -> Result<Thresholds, Js
     if !check_object(obj, "thresholds")? {
         return Ok(base);
     }
+    check_keys(
+        obj,
+        &["latency", "errorRate", "backpressure", "memory", "dropRate"],
+        "thresholds",
+    )?;
     let mut t = base;
     t.latency = read_level(obj, "latency", t.latency, false)?;
     t.error_rate = read_level(obj, "errorRate", t.error_rate, true)?;
     t.backpressure = read_level(obj, "backpressure", t.backpressure, true)?;
     t.memory = read_level(obj, "memory", t.memory, true)?;
-    let d = Reflect::get(obj, &"dropRate".into()).unwrap_or(JsValue::UNDEFINED);
+    let d = get(obj, "dropRate")?;
     if check_object(&d, "dropRate")? {
+        check_keys(&d, &["warning"], "dropRate")?;
         if let Some(x) = read_number_as(&d, "warning", "dropRate.warning")? {
             if !(0.0..=1.0).contains(&x) {
                 return Err(RangeError::new(&format!(
@@ -244,6 +312,44 @@ pub fn thresholds_to_js(t: &Thresholds) -> JsValue {
     let _ = Reflect::set(&d, &"warning".into(), &t.drop_rate_warning.into());
     let _ = Reflect::set(&o, &"dropRate".into(), &d);
     o.into()
+}
+
+/// Reads `DefaultErrorRecovery` options (unknown keys refused, getters propagate) and resolves
+/// them in the core ([`config::RecoveryPatch`]); returns the full options object.
+pub fn read_recovery(obj: &JsValue) -> Result<JsValue, JsValue> {
+    let mut p = config::RecoveryPatch::default();
+    if check_object(obj, "ErrorRecovery options")? {
+        check_keys(
+            obj,
+            &["retryAttempts", "retryDelay", "maxRetryDelay", "jitter", "circuitBreaker"],
+            "ErrorRecovery options",
+        )?;
+        p.retry_attempts = read_number(obj, "retryAttempts")?;
+        p.retry_delay = read_number(obj, "retryDelay")?;
+        p.max_retry_delay = read_number(obj, "maxRetryDelay")?;
+        p.jitter = read_number(obj, "jitter")?;
+        let cb = get(obj, "circuitBreaker")?;
+        if check_object(&cb, "circuitBreaker")? {
+            check_keys(&cb, &["failureThreshold", "resetTimeout"], "circuitBreaker")?;
+            p.failure_threshold =
+                read_number_as(&cb, "failureThreshold", "circuitBreaker.failureThreshold")?;
+            p.reset_timeout = read_number_as(&cb, "resetTimeout", "circuitBreaker.resetTimeout")?;
+        }
+    }
+    let r = p.resolve().map_err(|e| to_js_error(&e))?;
+    let o = Object::new();
+    let set = |o: &Object, k: &str, v: f64| {
+        let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
+    };
+    set(&o, "retryAttempts", r.retry.retry_attempts as f64);
+    set(&o, "retryDelay", r.retry.retry_delay);
+    set(&o, "maxRetryDelay", r.retry.max_retry_delay);
+    set(&o, "jitter", r.retry.jitter);
+    let cb = Object::new();
+    set(&cb, "failureThreshold", r.failure_threshold as f64);
+    set(&cb, "resetTimeout", r.reset_timeout);
+    let _ = Reflect::set(&o, &"circuitBreaker".into(), &cb);
+    Ok(o.into())
 }
 
 /// See [`super::validate_option`].

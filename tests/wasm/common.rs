@@ -8,18 +8,12 @@ use stream_engine::wasm::EngineCore;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// Status bits, as documented in `core::connection::status` (repeated here on purpose: the
-/// numbers are part of the JS contract).
-pub const PENDING: u32 = 1;
-pub const HOLD: u32 = 2;
-pub const BATCH_READY: u32 = 4;
-pub const EVENTS: u32 = 8;
-pub const DROPPED: u32 = 16;
-pub const FIRST: u32 = 32;
-pub const DROP_SUMMARY: u32 = 64;
-pub const CLOSED: u32 = 128;
-/// Only in `takeWithStatus`'s status element: nothing is left buffered.
-pub const EMPTY: u32 = 1 << 16;
+/// Status bits: the one definition in `core::connection::Status` (the JS glue reads the same
+/// enum through wasm-bindgen), never copied as numbers.
+pub use stream_engine::core::connection::status::{
+    BATCH_READY, CLOSED, DROPPED, DROP_SUMMARY, EMPTY, EVENTS, FIRST, HOLD, PENDING,
+};
+use stream_engine::core::connection::DropReason;
 
 /// A plain JS object from `(key, value)` pairs.
 pub fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -110,12 +104,13 @@ pub fn slots(n: u32) -> Vec<u32> {
     (0..n).map(|_| slot()).collect()
 }
 
-/// Reason codes of `takeDropped` (the order of the JS `DROP_REASONS` table).
-pub const R_PRIORITY: u32 = 0;
-pub const R_OLDEST: u32 = 1;
-pub const R_NEWEST: u32 = 2;
-pub const R_CONFLATED: u32 = 3;
-pub const R_DEAD_LETTER: u32 = 4;
+/// Reason codes of `takeDropped`: `DropReason`'s discriminants (JS maps them to names with
+/// `dropReasonNames()`).
+pub const R_PRIORITY: u32 = DropReason::Priority as u32;
+pub const R_OLDEST: u32 = DropReason::Oldest as u32;
+pub const R_NEWEST: u32 = DropReason::Newest as u32;
+pub const R_CONFLATED: u32 = DropReason::Conflated as u32;
+pub const R_DEAD_LETTER: u32 = DropReason::DeadLetter as u32;
 
 /// Checks the flat `[slot, reason, slot, reason, ...]` of `takeDropped` (even length, known
 /// reason codes) and splits it into pairs.
@@ -218,14 +213,22 @@ pub fn engine(cfg: &[(&str, JsValue)]) -> EngineCore {
     EngineCore::new(&obj(cfg)).expect("valid engine config")
 }
 
-/// The block (lossless) policy.
+/// The block (lossless) policy: a connection config's flow part (see [`conn`]).
 pub fn block() -> JsValue {
-    obj(&[("rule", "block".into())])
+    obj(&[("dropPolicy", "block".into())])
 }
 
-/// A dropping policy with the given rule and drop threshold 1.
+/// A fixed drop policy (drop threshold 1) with the given rule.
 pub fn dropping(rule: &str) -> JsValue {
-    obj(&[("rule", rule.into()), ("dropThreshold", 1.0.into())])
+    obj(&[("dropPolicy", rule.into())])
+}
+
+/// A built-in handler (`kind`: `default` or `adaptive`) with options, as `handler` in a
+/// [`conn`] policy.
+pub fn handler(kind: &str, options: &[(&str, JsValue)]) -> JsValue {
+    let mut pairs = vec![("kind", JsValue::from_str(kind))];
+    pairs.extend(options.iter().cloned());
+    obj(&pairs)
 }
 
 /// A connection with `bufferSize`, `maxBatchSize` and `batchTimeout`.
@@ -237,21 +240,25 @@ pub fn conn(
     timeout: f64,
     policy: &JsValue,
 ) -> u32 {
-    let cfg = obj(&[
-        ("bufferSize", buffer.into()),
-        ("maxBatchSize", batch.into()),
-        ("batchTimeout", timeout.into()),
-    ]);
-    e.create(id, &cfg, policy).expect("valid connection")
+    // `policy` holds the connection config's flow options (dropPolicy, maxWaitTime, conflate)
+    // and optionally `handler`, which `create` takes as its own argument.
+    let cfg = Object::assign(&Object::new(), policy.unchecked_ref());
+    let handler = get(policy, "handler");
+    Reflect::delete_property(&cfg, &"handler".into()).unwrap();
+    for (k, v) in [
+        ("bufferSize", buffer as f64),
+        ("maxBatchSize", batch as f64),
+        ("batchTimeout", timeout),
+    ] {
+        Reflect::set(&cfg, &k.into(), &v.into()).unwrap();
+    }
+    e.create(id, &cfg, &handler).expect("valid connection")
 }
 
-/// Splits a `pushMany` result into (accepted, status bits).
-pub fn split_many(r: f64) -> (u32, u32) {
-    assert!(
-        r.is_finite() && r >= 0.0 && r.fract() == 0.0,
-        "pushMany returned {r}"
-    );
-    ((r / 256.0).floor() as u32, (r % 256.0) as u32)
+/// `pushMany` and then, as JS does, `lastAccepted`: (accepted, status bits).
+pub fn push_many(e: &mut EngineCore, h: u32, slots: &[u32], prios: &[f64], now: f64) -> (u32, u32) {
+    let st = e.push_many(h, slots, prios, now);
+    (e.last_accepted(), st)
 }
 
 /// Checks `messagesIn == messagesOut + dropped + bufferSize` on a metrics object.

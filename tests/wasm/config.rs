@@ -143,13 +143,13 @@ fn config_must_be_an_object() {
     for (cfg, message) in &cases {
         assert_err(&expect_err(ok.resolve_config(cfg)), Kind::Type, message);
         assert_err(
-            &expect_err(ok.create("a", cfg, &block())),
+            &expect_err(ok.create("a", cfg, &JsValue::UNDEFINED)),
             Kind::Type,
             message,
         );
     }
     // The failed creates left nothing behind.
-    assert!(ok.create("a", &JsValue::UNDEFINED, &block()).is_ok());
+    assert!(ok.create("a", &JsValue::UNDEFINED, &JsValue::UNDEFINED).is_ok());
 }
 
 #[wasm_bindgen_test]
@@ -224,7 +224,7 @@ fn every_config_field_is_validated() {
             let mut ok = EngineCore::new(&JsValue::UNDEFINED).unwrap();
             let cfg = obj(&[(field, v)]);
             assert_err(&expect_err(ok.resolve_config(&cfg)), kind, message);
-            assert_err(&expect_err(ok.create("a", &cfg, &block())), kind, message);
+            assert_err(&expect_err(ok.create("a", &cfg, &JsValue::UNDEFINED)), kind, message);
         }
     }
     let e = expect_err(EngineCore::new(&obj(&[("metricsWindow", 0.into())])));
@@ -235,85 +235,115 @@ fn every_config_field_is_validated() {
         Kind::Type,
         "metricsInterval must be a number, got string",
     );
-    // Unknown fields are the JS layer's business; the core ignores them.
-    assert!(EngineCore::new(&obj(&[("colour", "red".into())])).is_ok());
+    // Unknown fields are refused, naming the key.
+    let e = expect_err(EngineCore::new(&obj(&[("colour", "red".into())])));
+    assert_err(&e, Kind::Type, "config has an unknown option \"colour\"");
 }
 
 #[wasm_bindgen_test]
 fn bad_policies_name_the_field() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
-    let cfg = JsValue::UNDEFINED;
-    let cases: [(JsValue, Kind, &str); 9] = [
+    let none = JsValue::UNDEFINED;
+    let cfg = |pairs: &[(&str, JsValue)]| obj(pairs);
+    // (config, handler, kind, message): the connection config's flow options and the handler
+    // in force, both resolved in the core.
+    let cases: [(JsValue, JsValue, Kind, &str); 10] = [
         (
-            obj(&[("rule", "random".into())]),
+            cfg(&[("dropPolicy", "random".into())]),
+            none.clone(),
             Kind::Type,
             "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got 'random'",
         ),
         (
-            obj(&[("rule", 3.into())]),
+            cfg(&[("dropPolicy", 3.into())]),
+            none.clone(),
             Kind::Type,
             "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got number",
         ),
         (
-            obj(&[("rule", JsValue::NULL)]),
+            cfg(&[("dropPolicy", JsValue::NULL)]),
+            none.clone(),
             Kind::Type,
             "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got null",
         ),
         (
+            none.clone(),
             "priority".into(),
             Kind::Type,
-            "policy must be an object, got string",
+            "handler must be an object, got string",
         ),
         (
-            obj(&[("rule", "oldest".into()), ("dropThreshold", 0.into())]),
+            none.clone(),
+            handler("default", &[("dropThreshold", 0.into())]),
             Kind::Range,
             "dropThreshold must be in (0, 1], got 0",
         ),
         (
-            obj(&[("rule", "oldest".into()), ("maxWait", (-5).into())]),
+            cfg(&[("dropPolicy", "oldest".into()), ("maxWaitTime", (-5).into())]),
+            none.clone(),
             Kind::Range,
             "maxWaitTime must be a finite number >= 0 (ms), got -5",
         ),
         (
-            obj(&[("conflate", "yes".into())]),
+            cfg(&[("conflate", "yes".into())]),
+            none.clone(),
             Kind::Type,
             "conflate must be a boolean, got string",
         ),
         (
-            obj(&[(
+            none.clone(),
+            handler(
                 "adaptive",
-                obj(&[("minThreshold", 0.9.into()), ("maxThreshold", 0.5.into())]),
-            )]),
+                &[("minThreshold", 0.9.into()), ("maxThreshold", 0.5.into())],
+            ),
             Kind::Range,
             "minThreshold must be <= maxThreshold, got 0.9 > 0.5",
         ),
         (
-            obj(&[("adaptive", obj(&[("targetLatency", 0.into())]))]),
+            none.clone(),
+            handler("adaptive", &[("targetLatency", 0.into())]),
             Kind::Range,
             "targetLatency must be > 0 (ms), got 0",
         ),
+        (
+            none.clone(),
+            handler("adaptive", &[("target", 5.into())]),
+            Kind::Type,
+            "AdaptiveBackpressureHandler options has an unknown option \"target\"",
+        ),
     ];
-    for (policy, kind, message) in &cases {
-        assert_err(&expect_err(e.create("a", &cfg, policy)), *kind, message);
+    for (c, h, kind, message) in &cases {
+        assert_err(&expect_err(e.create("a", c, h)), *kind, message);
     }
-    let e2 = expect_err(e.create("a", &cfg, &obj(&[("adaptive", 7.into())])));
-    assert_err(&e2, Kind::Type, "adaptive must be an object, got number");
+    let e2 = expect_err(e.create("a", &none, &7.into()));
+    assert_err(&e2, Kind::Type, "handler must be an object, got number");
     // Every rule name is accepted, and a missing policy means block.
     for (i, rule) in ["priority", "oldest", "newest", "block"].iter().enumerate() {
         let id = format!("ok{i}");
         assert!(e
-            .create(&id, &cfg, &obj(&[("rule", (*rule).into())]))
+            .create(&id, &cfg(&[("dropPolicy", (*rule).into())]), &none)
             .is_ok());
     }
-    let h = e.create("nopolicy", &cfg, &JsValue::UNDEFINED).unwrap();
+    let h = e.create("nopolicy", &none, &none).unwrap();
     assert!(e.max_wait(h).is_nan(), "block policy holds no writes");
+    // The handler's defaults are the core's: the adaptive hold is min(10, targetLatency / 10).
+    let h = e
+        .create("adaptive", &none, &handler("adaptive", &[("targetLatency", 40.into())]))
+        .unwrap();
+    assert_eq!(e.max_wait(h), 4.0);
+    let o = stream_engine::wasm::resolve_handler_options(
+        "adaptive",
+        &obj(&[("targetLatency", 40.into())]),
+    )
+    .unwrap();
+    assert_eq!(num(&o, "maxWaitTime"), 4.0);
 }
 
 #[wasm_bindgen_test]
 fn duplicate_ids_are_a_plain_error() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
-    let h = e.create("a->b", &JsValue::UNDEFINED, &block()).unwrap();
-    let err = expect_err(e.create("a->b", &JsValue::UNDEFINED, &block()));
+    let h = e.create("a->b", &JsValue::UNDEFINED, &JsValue::UNDEFINED).unwrap();
+    let err = expect_err(e.create("a->b", &JsValue::UNDEFINED, &JsValue::UNDEFINED));
     assert_err(&err, Kind::Plain, "connection a->b already exists");
     // After removal the id (and the handle slot) can be reused; the old handle stays dead.
     e.remove(h, 0.0).unwrap();
@@ -330,14 +360,14 @@ fn a_stale_handle_reads_as_closed_everywhere() {
     let old = e.create("a", &JsValue::UNDEFINED, &block()).unwrap();
     e.remove(old, 0.0).unwrap();
     let h = e.create("b", &JsValue::UNDEFINED, &block()).unwrap();
-    let closed = 128;
+    let closed = CLOSED;
     assert_eq!(e.push(h, 0, 0.5, 0.0) & closed, 0);
     assert_eq!(e.push(old, 1, 0.5, 0.0), closed);
     assert_eq!(e.push_keyed(old, 1, 0.5, "k", 0.0), closed);
-    assert_eq!(e.push_many(old, &[1, 2], &[0.5, 0.5], 0.0), closed as f64);
+    assert_eq!(e.push_many(old, &[1, 2], &[0.5, 0.5], 0.0), closed);
+    assert_eq!(e.last_accepted(), 0);
     assert_eq!(e.drop_incoming(old, 1, 0.5, 0.0), closed);
     assert_eq!(e.status(old), closed);
-    assert!(e.take(old, 1.0, true).is_none());
     assert_eq!(e.take_io(old, 1.0, true), -1);
     assert!(e.consume_take(old, 1.0, true).is_none());
     assert_eq!(e.consume_success(old, 1.0), closed);

@@ -56,7 +56,7 @@ fn any_slot_number_is_opaque() {
     let got = e.take(h, 0.0, true).unwrap();
     assert_same(&got, &values);
     // The same through pushMany and pushKeyed.
-    let (n, _) = split_many(e.push_many(h, &values, &[], 1.0));
+    let (n, _) = push_many(&mut e, h, &values, &[], 1.0);
     assert_eq!(n as usize, values.len());
     assert_same(&e.take(h, 1.0, true).unwrap(), &values);
     for &v in &values {
@@ -132,7 +132,7 @@ fn push_many_reports_accepted_and_stops_at_pending() {
     let mut e = fresh();
     let h = conn(&mut e, "a", 5, 2, 16.0, &block());
     let ms = slots(8);
-    let (n, st) = split_many(e.push_many(h, &ms, &[0.5; 8], 0.0));
+    let (n, st) = push_many(&mut e, h, &ms, &[0.5; 8], 0.0);
     assert_eq!(n, 5, "a block buffer of 5 takes 5");
     assert_ne!(st & PENDING, 0, "stopped early: {st}");
     assert_ne!(st & FIRST, 0, "{st}");
@@ -143,24 +143,24 @@ fn push_many_reports_accepted_and_stops_at_pending() {
     let mut taken = e.take(h, 0.0, false).unwrap();
     assert_eq!(taken.len(), 2);
     // Retry the rest, as the JS glue does: 2 more fit.
-    let (n, st) = split_many(e.push_many(h, &ms[5..], &[0.5; 3], 1.0));
+    let (n, st) = push_many(&mut e, h, &ms[5..], &[0.5; 3], 1.0);
     assert_eq!((n, st & PENDING), (2, PENDING));
     while let Some(b) = e.take(h, 100.0, true) {
         taken.extend(b);
     }
-    let (n, st) = split_many(e.push_many(h, &ms[7..], &[0.5], 101.0));
+    let (n, st) = push_many(&mut e, h, &ms[7..], &[0.5], 101.0);
     assert_eq!((n, st & PENDING), (1, 0));
     taken.extend(e.take(h, 200.0, true).unwrap());
     assert_same(&taken, &ms);
 
     // Fewer priorities than messages (missing ones read as "none"), and an empty batch.
-    let (n, st) = split_many(e.push_many(h, &slots(3), &[], 300.0));
+    let (n, st) = push_many(&mut e, h, &slots(3), &[], 300.0);
     assert_eq!((n, st & PENDING), (3, 0));
-    let (n, _) = split_many(e.push_many(h, &[], &[1.0, 2.0], 300.0));
+    let (n, _) = push_many(&mut e, h, &[], &[1.0, 2.0], 300.0);
     assert_eq!(n, 0);
     // A full buffer accepts nothing.
     e.push_many(h, &slots(2), &[0.5, 0.5], 300.0);
-    let (n, st) = split_many(e.push_many(h, &slots(4), &[0.5; 4], 300.0));
+    let (n, st) = push_many(&mut e, h, &slots(4), &[0.5; 4], 300.0);
     assert_eq!((n, st & PENDING), (0, PENDING));
     let m = e.metrics(h, 300.0).unwrap();
     assert_eq!(num(&m, "messagesIn"), 13.0);
@@ -214,7 +214,7 @@ fn a_closed_connection_refuses_writes_but_stays_readable() {
     e.close(h);
     assert_eq!(e.push(h, slot(), 0.5, 1.0), CLOSED);
     assert_eq!(e.push_keyed(h, slot(), 0.5, "k", 1.0), CLOSED);
-    assert_eq!(e.push_many(h, &slots(2), &[0.5, 0.5], 1.0), CLOSED as f64);
+    assert_eq!(e.push_many(h, &slots(2), &[0.5, 0.5], 1.0), CLOSED);
     assert_eq!(e.drop_incoming(h, slot(), 0.5, 1.0), CLOSED);
     assert_same(&e.take(h, 1.0, true).unwrap(), &ms);
     let m = e.metrics(h, 1.0).unwrap();
@@ -272,7 +272,7 @@ fn removed_connections_read_as_closed() {
 #[wasm_bindgen_test]
 fn conflation_keeps_the_latest_value_in_the_oldest_place() {
     let mut e = fresh();
-    let policy = obj(&[("rule", "block".into()), ("conflate", true.into())]);
+    let policy = obj(&[("conflate", true.into())]);
     let h = conn(&mut e, "a", 100, 10, 16.0, &policy);
     let (a, b, c) = (slot(), slot(), slot());
     assert_eq!(e.push_keyed(h, a, 0.5, "k1", 0.0) & PENDING, 0);
@@ -508,11 +508,7 @@ fn backpressure_events_start_and_end() {
 #[wasm_bindgen_test]
 fn writes_are_held_under_backpressure_when_max_wait_is_set() {
     let mut e = fresh();
-    let policy = obj(&[
-        ("rule", "oldest".into()),
-        ("dropThreshold", 1.into()),
-        ("maxWait", 100.into()),
-    ]);
+    let policy = obj(&[("dropPolicy", "oldest".into()), ("maxWaitTime", 100.into())]);
     let h = conn(&mut e, "a", 10, 5, 16.0, &policy);
     assert_eq!(e.max_wait(h), 100.0);
     for _ in 0..7 {
@@ -610,7 +606,7 @@ fn the_dropped_bit_stays_until_take_dropped() {
     let st = e.push(h, ss[4], 0.5, 2.0);
     assert_eq!(st & DROP_SUMMARY, 0, "ss[4] fits: {st}");
     assert_ne!(st & DROPPED, 0, "still untaken: {st}");
-    let (n, st) = split_many(e.push_many(h, &ss[5..], &[0.5], 2.0));
+    let (n, st) = push_many(&mut e, h, &ss[5..], &[0.5], 2.0);
     assert_eq!(n, 1);
     assert_ne!(st & DROPPED, 0, "pushMany reports it too: {st}");
     assert_eq!(e.take_dropped(h), vec![ss[2], R_NEWEST, ss[3], R_NEWEST]);
@@ -695,26 +691,28 @@ fn every_slot_comes_back_exactly_once() {
         ("priority", dropping("priority"), &[R_PRIORITY]),
         (
             "oldest-0.5",
-            obj(&[("rule", "oldest".into()), ("dropThreshold", 0.5.into())]),
+            obj(&[(
+                "handler",
+                handler(
+                    "default",
+                    &[("priorityDrop", false.into()), ("dropThreshold", 0.5.into())],
+                ),
+            )]),
             &[R_PRIORITY, R_OLDEST],
         ),
         (
             "block-conflate",
-            obj(&[("rule", "block".into()), ("conflate", true.into())]),
+            obj(&[("conflate", true.into())]),
             &[R_PRIORITY, R_CONFLATED],
         ),
         (
             "newest-conflate",
-            obj(&[
-                ("rule", "newest".into()),
-                ("dropThreshold", 1.into()),
-                ("conflate", true.into()),
-            ]),
+            obj(&[("dropPolicy", "newest".into()), ("conflate", true.into())]),
             &[R_PRIORITY, R_NEWEST, R_CONFLATED],
         ),
         (
             "adaptive-conflate",
-            obj(&[("adaptive", obj(&[])), ("conflate", true.into())]),
+            obj(&[("handler", handler("adaptive", &[])), ("conflate", true.into())]),
             &[R_PRIORITY, R_CONFLATED],
         ),
     ];
@@ -770,7 +768,7 @@ fn every_slot_comes_back_exactly_once() {
                     let ps: Vec<f64> = (0..n)
                         .map(|_| PRIOS[rng.below(PRIOS.len() as u32) as usize])
                         .collect();
-                    let (acc, st) = split_many(e.push_many(h, &ss, &ps, t));
+                    let (acc, st) = push_many(&mut e, h, &ss, &ps, t);
                     let acc = acc as usize;
                     assert!(acc <= n, "{name}: accepted {acc} of {n}");
                     assert_eq!(
@@ -1005,4 +1003,26 @@ fn take_with_status_is_take_then_status() {
     let b = e.take_with_status(h1, 100.0, true).unwrap();
     assert_eq!((b.len(), b[1] & CLOSED), (2, 0), "{b:?}");
     assert!(e.take_with_status(h1, 100.0, true).is_none());
+}
+
+#[wasm_bindgen_test]
+fn the_exchange_area_is_not_reserved_up_front_and_is_trimmed_after_a_big_batch() {
+    let mut e = fresh();
+    let h = conn(&mut e, "a", 10_000, 10_000, 0.0, &block());
+    assert_eq!(e.io_length(), 0, "nothing reserved for maxBatchSize");
+    let ss = slots(5000);
+    let (n, st) = push_many(&mut e, h, &ss, &[], 0.0);
+    assert_eq!((n, st & PENDING), (5000, 0));
+    assert_eq!(e.take_io(h, 0.0, true), 5000);
+    assert!(e.io_length() > 5000, "grown to fit the batch and its status");
+    assert!(e.io_trim(), "a big area is given back");
+    assert_eq!(e.io_length(), 0);
+    assert!(!e.io_trim(), "nothing left to give back");
+    // Small batches keep the area.
+    e.push_many(h, &slots(3), &[], 1.0);
+    assert_eq!(e.take_io(h, 1.0, true), 3);
+    assert!(!e.io_trim());
+    // pushMany's count: all when not PENDING, none when CLOSED.
+    e.close(h);
+    assert_eq!(push_many(&mut e, h, &slots(2), &[], 2.0), (0, CLOSED));
 }

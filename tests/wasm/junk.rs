@@ -45,8 +45,8 @@ fn poke_unknown(e: &mut EngineCore, h: u32) {
         assert_eq!(e.push_keyed(h, slot, 0.5, "k", 0.0), CLOSED);
         assert_eq!(e.drop_incoming(h, slot, 0.5, 0.0), CLOSED);
     }
-    assert_eq!(e.push_many(h, &JUNK_SLOTS, &[0.5; 3], 0.0), CLOSED as f64);
-    assert_eq!(e.push_many(h, &[], &[], 0.0), CLOSED as f64);
+    assert_eq!(e.push_many(h, &JUNK_SLOTS, &[0.5; 3], 0.0), CLOSED);
+    assert_eq!(e.push_many(h, &[], &[], 0.0), CLOSED);
     assert_eq!(e.status(h), CLOSED);
     assert!(e.deadline(h).is_nan());
     assert!(e.take(h, 0.0, true).is_none());
@@ -99,8 +99,8 @@ fn junk_priorities_and_times_never_panic() {
         dropping("priority"),
         dropping("oldest"),
         dropping("newest"),
-        obj(&[("rule", "priority".into()), ("conflate", true.into())]),
-        obj(&[("adaptive", obj(&[]))]),
+        obj(&[("dropPolicy", "priority".into()), ("conflate", true.into())]),
+        obj(&[("handler", handler("adaptive", &[]))]),
     ];
     let mut handles = Vec::new();
     for (i, p) in policies.iter().enumerate() {
@@ -168,14 +168,14 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
     // The largest allowed sizes: nothing is preallocated, so this is cheap.
     let mut e = engine(&[
         ("bufferSize", 10_000_000.into()),
-        ("maxBatchSize", 10_000_000.into()),
+        ("maxBatchSize", 100_000.into()),
         ("batchTimeout", 1e308.into()),
         ("metricsWindow", 1e308.into()),
         ("metricsInterval", 1e-300.into()),
     ]);
-    let h = e.create("big", &JsValue::UNDEFINED, &block()).unwrap();
+    let h = e.create("big", &JsValue::UNDEFINED, &JsValue::UNDEFINED).unwrap();
     let ms = slots(5000);
-    let (n, st) = split_many(e.push_many(h, &ms, &[], 0.0));
+    let (n, st) = push_many(&mut e, h, &ms, &[], 0.0);
     assert_eq!((n, st & PENDING), (5000, 0));
     assert!(
         e.take(h, 1e300, false).is_none(),
@@ -189,8 +189,8 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
     assert!(e.tick(f64::MAX, 1.0).unwrap().is_object());
 
     // A tiny block buffer offered a huge batch takes what fits and stops.
-    let h2 = conn(&mut e, "small", 1000, 10_000_000, 16.0, &block());
-    let (n, st) = split_many(e.push_many(h2, &slots(100_000), &[], 0.0));
+    let h2 = conn(&mut e, "small", 1000, 100_000, 16.0, &block());
+    let (n, st) = push_many(&mut e, h2, &slots(100_000), &[], 0.0);
     assert_eq!((n, st & PENDING), (1000, PENDING));
     assert_eq!(e.take(h2, 0.0, true).map(|b| b.len()), Some(1000));
 
@@ -205,7 +205,7 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
     ] {
         let err = expect_err(EngineCore::new(&obj(&[(field, v.into())])));
         assert_err_prefix(&err, Kind::Range, field);
-        let err = expect_err(e.create("x", &obj(&[(field, v.into())]), &block()));
+        let err = expect_err(e.create("x", &obj(&[(field, v.into())]), &JsValue::UNDEFINED));
         assert_err_prefix(&err, Kind::Range, field);
     }
     for (field, v) in [
@@ -262,7 +262,15 @@ fn junk_options_never_panic() {
         "metricsInterval",
         "metricsWindow",
     ];
-    let policy_fields = ["rule", "dropThreshold", "maxWait", "conflate", "adaptive"];
+    let policy_fields = ["dropPolicy", "maxWaitTime", "conflate"];
+    let handler_fields = [
+        "dropThreshold",
+        "priorityDrop",
+        "maxWaitTime",
+        "targetLatency",
+        "maxThreshold",
+        "minThreshold",
+    ];
     let mut created = 0;
     for v in &junk_values {
         let _ = EngineCore::new(v);
@@ -270,22 +278,28 @@ fn junk_options_never_panic() {
             let cfg = obj(&[(f, v.clone())]);
             let _ = EngineCore::new(&cfg);
             let _ = e.resolve_config(&cfg);
-            if e.create(&format!("c{created}"), &cfg, &block()).is_ok() {
+            if e.create(&format!("c{created}"), &cfg, &JsValue::UNDEFINED).is_ok() {
                 created += 1;
             }
         }
         for f in policy_fields {
             let p = obj(&[(f, v.clone())]);
-            if e.create(&format!("c{created}"), &JsValue::UNDEFINED, &p)
+            if e.create(&format!("c{created}"), &p, &JsValue::UNDEFINED)
                 .is_ok()
             {
                 created += 1;
             }
-            let adaptive = obj(&[("adaptive", obj(&[(f, v.clone())]))]);
-            if e.create(&format!("c{created}"), &JsValue::UNDEFINED, &adaptive)
-                .is_ok()
-            {
-                created += 1;
+        }
+        for kind in ["default", "adaptive", "custom", "junk"] {
+            let _ = stream_engine::wasm::resolve_handler_options(kind, v);
+            for f in handler_fields {
+                let h = handler(kind, &[(f, v.clone())]);
+                let _ = stream_engine::wasm::resolve_handler_options(kind, &h);
+                if e.create(&format!("c{created}"), &JsValue::UNDEFINED, &h)
+                    .is_ok()
+                {
+                    created += 1;
+                }
             }
         }
         for name in ["latency", "errorRate", "backpressure", "memory", "dropRate"] {
@@ -298,7 +312,7 @@ fn junk_options_never_panic() {
     // Odd but valid ids.
     for id in ["", " ", "\u{1F600}->\u{0}", &"x".repeat(10_000)] {
         assert!(
-            e.create(id, &JsValue::UNDEFINED, &block()).is_ok(),
+            e.create(id, &JsValue::UNDEFINED, &JsValue::UNDEFINED).is_ok(),
             "id {id:?}"
         );
     }
@@ -373,11 +387,11 @@ fn junk_slot_numbers_never_panic() {
         assert_eq!(e.push_keyed(h, s, 0.5, "same", 0.0) & (PENDING | CLOSED), 0);
         want.push(s);
     }
-    let (n, _) = split_many(e.push_many(h, &JUNK_SLOTS, &JUNK_NUMBERS, 0.0));
+    let (n, _) = push_many(&mut e, h, &JUNK_SLOTS, &JUNK_NUMBERS, 0.0);
     assert_eq!(n as usize, JUNK_SLOTS.len());
     want.extend_from_slice(&JUNK_SLOTS);
     let all_same = [u32::MAX; 50];
-    let (n, _) = split_many(e.push_many(h, &all_same, &[], 0.0));
+    let (n, _) = push_many(&mut e, h, &all_same, &[], 0.0);
     assert_eq!(n, 50);
     want.extend_from_slice(&all_same);
     assert_same(&e.take(h, 0.0, true).unwrap(), &want);
@@ -389,9 +403,9 @@ fn junk_slot_numbers_never_panic() {
         dropping("priority"),
         dropping("oldest"),
         dropping("newest"),
-        obj(&[("rule", "priority".into()), ("conflate", true.into())]),
-        obj(&[("rule", "block".into()), ("conflate", true.into())]),
-        obj(&[("adaptive", obj(&[]))]),
+        obj(&[("dropPolicy", "priority".into()), ("conflate", true.into())]),
+        obj(&[("conflate", true.into())]),
+        obj(&[("handler", handler("adaptive", &[]))]),
     ];
     for (pi, policy) in policies.iter().enumerate() {
         let h = conn(&mut e, &format!("p{pi}"), 4, 3, 16.0, policy);
@@ -411,7 +425,7 @@ fn junk_slot_numbers_never_panic() {
                 2 => e.drop_incoming(h, s, p, t),
                 _ => {
                     let batch = [s, s, u32::MAX, 0];
-                    let (n, st) = split_many(e.push_many(h, &batch, &[p], t));
+                    let (n, st) = push_many(&mut e, h, &batch, &[p], t);
                     taken.extend_from_slice(&batch[..n as usize]);
                     st
                 }

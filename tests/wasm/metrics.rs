@@ -81,8 +81,11 @@ fn metrics_is_a_plain_object_with_correct_counts() {
 fn adaptive_connections_report_their_state() {
     let mut e = fresh();
     let policy = obj(&[(
-        "adaptive",
-        obj(&[("targetLatency", 50.into()), ("maxThreshold", 0.9.into())]),
+        "handler",
+        handler(
+            "adaptive",
+            &[("targetLatency", 50.into()), ("maxThreshold", 0.9.into())],
+        ),
     )]);
     let h = conn(&mut e, "a", 100, 10, 16.0, &policy);
     for i in 0..20 {
