@@ -1,6 +1,6 @@
 // One connection as Web Streams: the glue between the platform's streams, timers and promises
 // and the Rust core, which owns the buffer, the policy decisions and the accounting.
-import { Status, dropReasonNames } from '#wasm';
+import { Status, dropReasonNames, resolveRecoveryOptions } from '#wasm';
 import { Fifo } from './fifo.js';
 import { frameOptions } from './frames.js';
 import { checkHandlerPriority, checkMessage, keyOf, priorityOf } from './priority.js';
@@ -371,6 +371,16 @@ export class Connection {
     const s = this._pushWrite(w, t, retry);
     if (s === 0) return undefined;
     return this._afterPush(s, s & PENDING ? w : null, t);
+  }
+
+  /**
+   * An array written from inside the package without a stream (the gateway's Feeder): the same
+   * admission as a `writable` write, refused once the connection is closing. Returns undefined when
+   * taken at once, else a promise for a pending or held write.
+   */
+  _write0(arr, t) {
+    if (this._closing) throw closedError(this.id);
+    return this._writeMany(arr, t);
   }
 
   _writeMany(arr, t) {
@@ -813,8 +823,13 @@ export class Connection {
     // Lock the readable so nobody else reads while the engine consumes.
     const lock = this.readable.getReader();
     const recovery = this._engine._recoveryFor(this);
-    const cb = recovery.options?.circuitBreaker ?? { failureThreshold: 5, resetTimeout: 30000 };
-    this._core.setCircuit(this._h, cb.failureThreshold, cb.resetTimeout);
+    // The core's breaker starts with the core's defaults; a recovery object's own settings are
+    // validated and completed by the core too (a custom object may give only part of them).
+    const own = recovery.options?.circuitBreaker;
+    if (own !== undefined) {
+      const cb = resolveRecoveryOptions({ circuitBreaker: own }).circuitBreaker;
+      this._core.setCircuit(this._h, cb.failureThreshold, cb.resetTimeout);
+    }
     let stopped = false;
     let wake = null;
     const sleep = (ms) =>

@@ -145,7 +145,8 @@ export class GatewayClient {
     if (!MODES.includes(hidden)) throw new RangeError(`hidden must be one of ${MODES.join(', ')}, got ${describe(s.hidden)}`);
     if (s.policy !== undefined && (typeof s.policy !== 'object' || s.policy === null || Array.isArray(s.policy))) throw new TypeError(`policy must be an object, got ${describe(s.policy)}`);
     const cfg = { ...this.localConfig, ...(s.connection ?? {}) };
-    const id = this.engine.createConnection(this.sourceNodeId, this.targetNodeId, topic, 'in', cfg);
+    // Topic names are any string; connection ids may not hold ':' or '->' (percent-encoded here).
+    const id = this.engine.createConnection(this.sourceNodeId, this.targetNodeId, encodeURIComponent(topic), 'in', cfg);
     const conn = this.engine.getConnection(id);
     const st = {
       topic,

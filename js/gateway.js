@@ -377,7 +377,10 @@ class Subscription {
       if (onDrop !== null) onDrop(message, reason, info);
     });
     const engine = client.gateway.engine;
-    this.id = engine.createConnection(`topic:${topic.name}`, `client-${client.id}`, 'out', topic.name, cfg);
+    // Topic names are any string; connection ids may not hold ':' or '->', so the name is
+    // percent-encoded where it becomes part of one.
+    const port = encodeURIComponent(topic.name);
+    this.id = engine.createConnection(`topic.${port}`, `client-${client.id}`, 'out', port, cfg);
     this.conn = engine.getConnection(this.id);
     const limit = client.gateway.hardLimit?.pendingMessages ?? Infinity;
     this.feeder = new Feeder(this.conn, limit, () => {

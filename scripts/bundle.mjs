@@ -1,4 +1,4 @@
-// Bundles js/ into the three entry points of the package, pointing '#wasm' at the wasm-bindgen
+// Bundles js/ into the entry points of the package (Node ESM + the gateway, Node CJS, web), pointing '#wasm' at the wasm-bindgen
 // glue (pkg/web, the one build of the .wasm that Node and browsers share). esbuild only joins our
 // own modules for ESM; the glue stays a separate file so that its `import.meta.url`-relative
 // .wasm lookup keeps working in browsers and bundlers. The CommonJS build includes the glue
@@ -35,20 +35,13 @@ for (const name of ['index', 'wasm']) {
   writeFileSync(new URL(`../dist/${name}.d.cts`, import.meta.url), readFileSync(new URL(`../types/${name}.d.ts`, import.meta.url)));
 }
 
-// The gateway entry shares the main Node build's engine: its imports of the engine modules point
-// at dist/node.mjs instead of bundling a second copy. `ws` stays an ordinary dependency.
-const sharedEngine = {
-  name: 'shared-engine',
-  setup(b) {
-    b.onResolve({ filter: /^\.\/(engine|handlers|recovery)\.js$/ }, () => ({ path: './node.mjs', external: true }));
-  },
-};
-
 const common = { bundle: true, logLevel: 'warning', target: 'es2022', legalComments: 'none' };
 await Promise.all([
-  build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.mjs', format: 'esm', platform: 'node', plugins: [wasmAlias({ external: true, cjs: false })] }),
+  // Node ESM: the main entry and the gateway in one build with code splitting, so that they share
+  // one chunk of engine code, one '#wasm' instance and one set of classes in a process.
+  // Chunks stay in dist/ beside the entries: the glue and .wasm paths are relative to it.
+  build({ ...common, entryPoints: { node: 'js/entry-node.js', gateway: 'js/entry-gateway.js' }, outdir: 'dist', outExtension: { '.js': '.mjs' }, splitting: true, chunkNames: 'chunk-[hash]', format: 'esm', platform: 'node', external: ['ws'], plugins: [wasmAlias({ external: true, cjs: false })] }),
   // The glue's default init path uses import.meta.url; Node never calls it (initSync with bytes).
   build({ ...common, entryPoints: ['js/entry-node.js'], outfile: 'dist/node.cjs', format: 'cjs', platform: 'node', plugins: [wasmAlias({ external: false, cjs: true })], logOverride: { 'empty-import-meta': 'silent' } }),
-  build({ ...common, entryPoints: ['js/entry-gateway.js'], outfile: 'dist/gateway.mjs', format: 'esm', platform: 'node', external: ['ws'], plugins: [sharedEngine] }),
   build({ ...common, entryPoints: ['js/entry-web.js'], outfile: 'dist/web.mjs', format: 'esm', platform: 'browser', plugins: [wasmAlias({ external: true, cjs: false })] }),
 ]);

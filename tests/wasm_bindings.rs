@@ -16,3 +16,7 @@ mod flow;
 mod junk;
 #[path = "wasm/metrics.rs"]
 mod metrics;
+#[path = "shared/samples.rs"]
+mod samples;
+#[path = "wasm/shapes.rs"]
+mod shapes;
