@@ -59,7 +59,12 @@ struct ConnSpec {
 impl ConnSpec {
     fn flow(&self) -> FlowPolicy {
         let rule = match self.policy {
-            Policy::Block => return FlowPolicy { conflate: self.conflate, ..FlowPolicy::block() },
+            Policy::Block => {
+                return FlowPolicy {
+                    conflate: self.conflate,
+                    ..FlowPolicy::block()
+                }
+            }
             Policy::Priority | Policy::Adaptive => DropRule::Priority,
             Policy::Oldest => DropRule::Oldest,
             Policy::Newest => DropRule::Newest,
@@ -95,32 +100,80 @@ impl ConnSpec {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Push { slot: usize, p: f64, key: Option<u8> },
-    PushMany { slot: usize, n: usize, p: f64 },
+    Push {
+        slot: usize,
+        p: f64,
+        key: Option<u8>,
+    },
+    PushMany {
+        slot: usize,
+        n: usize,
+        p: f64,
+    },
     /// A user handler (`shouldDropMessage`) dropping an incoming non-critical message.
-    DropIncoming { slot: usize, p: f64 },
-    Take { slot: usize, force: bool },
-    ConsumeTake { slot: usize, force: bool },
-    Success { slot: usize },
-    Failure { slot: usize, retry: bool },
-    DeadLetter { slot: usize },
-    Pause { slot: usize },
-    Resume { slot: usize },
-    Close { slot: usize },
-    Cancel { slot: usize },
+    DropIncoming {
+        slot: usize,
+        p: f64,
+    },
+    Take {
+        slot: usize,
+        force: bool,
+    },
+    ConsumeTake {
+        slot: usize,
+        force: bool,
+    },
+    Success {
+        slot: usize,
+    },
+    Failure {
+        slot: usize,
+        retry: bool,
+    },
+    DeadLetter {
+        slot: usize,
+    },
+    Pause {
+        slot: usize,
+    },
+    Resume {
+        slot: usize,
+    },
+    Close {
+        slot: usize,
+    },
+    Cancel {
+        slot: usize,
+    },
     /// Forget the connection (what the bindings do once it has finished) and maybe re-create
     /// the id right away.
-    Remove { slot: usize, recreate: bool },
-    Recreate { slot: usize },
+    Remove {
+        slot: usize,
+        recreate: bool,
+    },
+    Recreate {
+        slot: usize,
+    },
     /// Use the handle of the slot's previous, removed instance.
-    StalePush { slot: usize },
-    Advance { ms: f64 },
+    StalePush {
+        slot: usize,
+    },
+    Advance {
+        ms: f64,
+    },
     Tick,
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     let slot = 0..SLOTS;
-    let p = prop_oneof![Just(1.0), Just(0.75), Just(0.5), Just(0.25), Just(f64::NAN), 0.0..1.0f64];
+    let p = prop_oneof![
+        Just(1.0),
+        Just(0.75),
+        Just(0.5),
+        Just(0.25),
+        Just(f64::NAN),
+        0.0..1.0f64
+    ];
     prop_oneof![
         40 => (slot.clone(), p.clone(), prop::option::weighted(0.4, 0u8..4)).prop_map(|(slot, p, key)| Op::Push { slot, p, key }),
         10 => (slot.clone(), 1usize..12, p.clone()).prop_map(|(slot, n, p)| Op::PushMany { slot, n, p }),
@@ -144,19 +197,27 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 
 fn spec_strategy() -> impl Strategy<Value = ConnSpec> {
     (
-        prop::sample::select(vec![Policy::Block, Policy::Priority, Policy::Oldest, Policy::Newest, Policy::Adaptive]),
+        prop::sample::select(vec![
+            Policy::Block,
+            Policy::Priority,
+            Policy::Oldest,
+            Policy::Newest,
+            Policy::Adaptive,
+        ]),
         any::<bool>(),
         prop::sample::select(vec![1usize, 2, 4, 16]),
         prop::sample::select(vec![1usize, 3, 10]),
         prop::sample::select(vec![0.0, 5.0, 16.0]),
     )
-        .prop_map(|(policy, conflate, buffer_size, max_batch_size, batch_timeout)| ConnSpec {
-            policy,
-            conflate,
-            buffer_size,
-            max_batch_size,
-            batch_timeout,
-        })
+        .prop_map(
+            |(policy, conflate, buffer_size, max_batch_size, batch_timeout)| ConnSpec {
+                policy,
+                conflate,
+                buffer_size,
+                max_batch_size,
+                batch_timeout,
+            },
+        )
 }
 
 /// A case: for each slot the specs of its successive instances (cycled), and the operations.
@@ -274,7 +335,10 @@ impl Model {
 
     /// An accepted id enters the instance.
     fn accept(&mut self, ix: usize, id: u64) {
-        assert!(self.fate.insert(id, (ix, Fate::Held)).is_none(), "id {id} accepted twice");
+        assert!(
+            self.fate.insert(id, (ix, Fate::Held)).is_none(),
+            "id {id} accepted twice"
+        );
         self.insts[ix].accepted += 1;
     }
 
@@ -284,9 +348,23 @@ impl Model {
         let dropped = self.engine.get(h).unwrap().take_dropped();
         for (id, r) in dropped {
             let inst = &self.insts[ix];
-            assert!(inst.spec.allows(r), "{}: {id} dropped with {r:?} under {:?}", inst.name, inst.spec);
-            let f = self.fate.get_mut(&id).unwrap_or_else(|| panic!("{}: dropped unknown id {id}", inst.name));
-            assert_eq!(f.0, ix, "id {id} of {} dropped by {}", self_name(&self.insts, f.0), inst.name);
+            assert!(
+                inst.spec.allows(r),
+                "{}: {id} dropped with {r:?} under {:?}",
+                inst.name,
+                inst.spec
+            );
+            let f = self
+                .fate
+                .get_mut(&id)
+                .unwrap_or_else(|| panic!("{}: dropped unknown id {id}", inst.name));
+            assert_eq!(
+                f.0,
+                ix,
+                "id {id} of {} dropped by {}",
+                self_name(&self.insts, f.0),
+                inst.name
+            );
             assert_eq!(f.1, Fate::Held, "id {id} dropped ({r:?}) but was {:?}", f.1);
             f.1 = Fate::Dropped(r);
             self.insts[ix].dropped += 1;
@@ -297,10 +375,22 @@ impl Model {
     fn delivered(&mut self, ix: usize, ids: &[u64], from: Fate) {
         assert!(!ids.is_empty(), "{}: empty batch", self.insts[ix].name);
         for &id in ids {
-            let f = self.fate.get_mut(&id).unwrap_or_else(|| panic!("delivered unknown id {id}"));
-            assert_eq!(f.0, ix, "id {id} of {} delivered by {}", self_name(&self.insts, f.0), self.insts[ix].name);
+            let f = self
+                .fate
+                .get_mut(&id)
+                .unwrap_or_else(|| panic!("delivered unknown id {id}"));
+            assert_eq!(
+                f.0,
+                ix,
+                "id {id} of {} delivered by {}",
+                self_name(&self.insts, f.0),
+                self.insts[ix].name
+            );
             assert_eq!(f.1, from, "id {id} delivered but was {:?}", f.1);
-            f.1 = if from == Fate::Held && !self.insts[ix].inflight.is_empty() && self.insts[ix].inflight.contains(&id) {
+            f.1 = if from == Fate::Held
+                && !self.insts[ix].inflight.is_empty()
+                && self.insts[ix].inflight.contains(&id)
+            {
                 Fate::Inflight
             } else {
                 Fate::Delivered
@@ -318,7 +408,9 @@ impl Model {
                 assert_eq!(t.totals.connections, live, "totals.connections");
             }
             Op::StalePush { slot } => {
-                let Some(prev) = self.previous[slot] else { return };
+                let Some(prev) = self.previous[slot] else {
+                    return;
+                };
                 if !self.insts[prev].removed {
                     return;
                 }
@@ -401,7 +493,11 @@ impl Model {
                 let c = self.engine.get(h).unwrap();
                 match c.push(id, p, k.as_deref(), now) {
                     Err(ConnError::Closed) => {
-                        assert!(closed, "{}: push refused as closed while open", self.insts[ix].name);
+                        assert!(
+                            closed,
+                            "{}: push refused as closed while open",
+                            self.insts[ix].name
+                        );
                         self.seen.refused += 1;
                     }
                     Ok(Push::Pending(back)) => {
@@ -448,7 +544,11 @@ impl Model {
                         assert!(!closed);
                         self.accept(ix, id);
                         let d = self.engine.get(h).unwrap().take_dropped();
-                        assert_eq!(d, vec![(id, DropReason::Priority)], "a user drop drops exactly the incoming message");
+                        assert_eq!(
+                            d,
+                            vec![(id, DropReason::Priority)],
+                            "a user drop drops exactly the incoming message"
+                        );
                         self.fate.get_mut(&id).unwrap().1 = Fate::Dropped(DropReason::Priority);
                         self.insts[ix].dropped += 1;
                         self.seen.dropped += 1;
@@ -467,7 +567,10 @@ impl Model {
             Op::ConsumeTake { force, .. } => {
                 let c = self.engine.get(h).unwrap();
                 if let Some(batch) = c.consume_take(now, force) {
-                    assert!(self.insts[ix].inflight.is_empty(), "a second batch in flight");
+                    assert!(
+                        self.insts[ix].inflight.is_empty(),
+                        "a second batch in flight"
+                    );
                     self.insts[ix].inflight = batch.clone();
                     self.delivered(ix, &batch, Fate::Held);
                 }
@@ -517,8 +620,17 @@ impl Model {
 
     fn dead(&mut self, ix: usize, ids: Vec<u64>, from: Fate) {
         for id in ids {
-            let f = self.fate.get_mut(&id).unwrap_or_else(|| panic!("dead-lettered unknown id {id}"));
-            assert_eq!(f.0, ix, "id {id} of {} dead-lettered by {}", self_name(&self.insts, f.0), self.insts[ix].name);
+            let f = self
+                .fate
+                .get_mut(&id)
+                .unwrap_or_else(|| panic!("dead-lettered unknown id {id}"));
+            assert_eq!(
+                f.0,
+                ix,
+                "id {id} of {} dead-lettered by {}",
+                self_name(&self.insts, f.0),
+                self.insts[ix].name
+            );
             assert_eq!(f.1, from, "id {id} dead-lettered but was {:?}", f.1);
             f.1 = Fate::Dead;
             self.insts[ix].dropped += 1;
@@ -531,9 +643,19 @@ impl Model {
         let inst = &self.insts[ix];
         let c = self.engine.get(inst.handle).unwrap();
         assert_eq!(c.messages_in(), inst.accepted, "{}: messages_in", inst.name);
-        assert_eq!(c.messages_out(), inst.delivered, "{}: messages_out", inst.name);
+        assert_eq!(
+            c.messages_out(),
+            inst.delivered,
+            "{}: messages_out",
+            inst.name
+        );
         assert_eq!(c.dropped(), inst.dropped, "{}: dropped", inst.name);
-        assert_eq!(c.messages_in(), c.messages_out() + c.dropped() + c.held() as u64, "{}: identity", inst.name);
+        assert_eq!(
+            c.messages_in(),
+            c.messages_out() + c.dropped() + c.held() as u64,
+            "{}: identity",
+            inst.name
+        );
     }
 
     /// Drains every live connection and checks that each accepted id has exactly one final fate.
@@ -597,13 +719,21 @@ fn engine_oracle_every_id_has_one_fate_on_its_own_connection() {
     let steps = env_num("ORACLE_CASE_OPS").unwrap_or(500).max(2) as usize;
     let ops = env_num("ORACLE_OPS").unwrap_or(5000);
     // Cases average about steps / 2 operations.
-    let cases = env_num("PROPTEST_CASES").unwrap_or_else(|| (2 * ops).div_ceil(steps as u64)).max(1) as u32;
+    let cases = env_num("PROPTEST_CASES")
+        .unwrap_or_else(|| (2 * ops).div_ceil(steps as u64))
+        .max(1) as u32;
     let total = std::cell::RefCell::new(Seen::default());
     for seed in 0..seeds {
         let mut bytes = [0u8; 32];
         bytes[..8].copy_from_slice(&(seed + 0x0AC1E).to_le_bytes());
-        let config = PtConfig { cases, failure_persistence: None, max_shrink_iters: 20_000, ..PtConfig::default() };
-        let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+        let config = PtConfig {
+            cases,
+            failure_persistence: None,
+            max_shrink_iters: 20_000,
+            ..PtConfig::default()
+        };
+        let mut runner =
+            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
         let result = runner.run(&case_strategy(steps), |case| {
             let s = run_case(&case);
             let mut t = total.borrow_mut();
@@ -618,7 +748,9 @@ fn engine_oracle_every_id_has_one_fate_on_its_own_connection() {
         });
         match result {
             Ok(()) => {}
-            Err(TestError::Fail(why, minimal)) => panic!("seed {seed}: {why}\nminimal failing case: {minimal:#?}"),
+            Err(TestError::Fail(why, minimal)) => {
+                panic!("seed {seed}: {why}\nminimal failing case: {minimal:#?}")
+            }
             Err(e) => panic!("seed {seed}: {e}"),
         }
     }
@@ -627,7 +759,13 @@ fn engine_oracle_every_id_has_one_fate_on_its_own_connection() {
         eprintln!("engine oracle: {t:?}");
     }
     // The sequences reach what the oracle is about.
-    assert!(t.delivered > 0 && t.dropped > 0 && t.dead > 0 && t.refused > 0, "{t:?}");
-    assert!(t.instances > seeds * cases as u64 * SLOTS as u64, "re-created ids: {t:?}");
+    assert!(
+        t.delivered > 0 && t.dropped > 0 && t.dead > 0 && t.refused > 0,
+        "{t:?}"
+    );
+    assert!(
+        t.instances > seeds * cases as u64 * SLOTS as u64,
+        "re-created ids: {t:?}"
+    );
     assert!(t.handle_reuse > 0, "removed handles are reused: {t:?}");
 }
