@@ -104,8 +104,9 @@ const slotArb = fc.integer({ min: 0, max: SLOTS.length - 1 });
 const msgSpecArb = fc.record({
   p: fc.constantFrom(...PRIORITIES),
   key: fc.option(fc.integer({ min: 0, max: 3 }), { freq: 2 }),
-  // A malformed message (rare): rejected with a TypeError/RangeError, nothing taken.
-  bad: fc.constantFrom(null, null, null, null, null, null, null, null, null, null, null, null, null, null, 'priority', 'key'),
+  // A malformed message (rare): rejected with a TypeError/RangeError, nothing taken. 'throw':
+  // well-formed, but the custom handler's shouldDropMessage throws for it.
+  bad: fc.constantFrom(null, null, null, null, null, null, null, null, null, null, null, null, null, null, 'priority', 'key', 'throw'),
 });
 const opArb = fc.oneof(
   { weight: 30, arbitrary: fc.record({ op: fc.constant('write'), slot: slotArb, msgs: fc.array(msgSpecArb, { minLength: 1, maxLength: 12, size: 'max' }), array: fc.boolean(), awaited: fc.boolean() }) },
@@ -296,6 +297,7 @@ class Run {
     if (spec.key !== null) metadata.key = `k${spec.key}`;
     if (spec.bad === 'priority') metadata.priority = 'urgent';
     if (spec.bad === 'key') metadata.key = {};
+    const throwInHandler = spec.bad === 'throw';
     const prio = typeof spec.p === 'number' ? spec.p : { critical: 1, high: 0.75, normal: 0.5, low: 0.25 }[spec.p] ?? 0.5;
     this.prio.set(id, prio);
     return {
@@ -304,7 +306,7 @@ class Run {
       sourceNodeId: source,
       targetNodeId: '*',
       port: 'out',
-      data: { inst: inst, n: k, prio: prioForData ?? prio },
+      data: { inst, n: k, prio: prioForData ?? prio, throwInHandler },
       metadata,
     };
   }
@@ -312,6 +314,7 @@ class Run {
   /** Whether a spec is malformed for the policy in force (some gates keep known bugs out). */
   specOk(spec, policy, array) {
     if (spec.bad === null) return true;
+    if (spec.bad === 'throw') return policy === 'custom' && !gated('customThrows');
     // Keys matter (and are validated) only where messages conflate.
     if (spec.bad === 'key' && !CONFLATING.has(policy)) return false;
     if (policy === 'custom' && gated('customValidation')) return false;
@@ -350,12 +353,6 @@ class Run {
         const specs = o.msgs.filter((s) => this.specOk(s, inst.policy, o.array));
         if (specs.length === 0) return;
         const msgs = specs.map((s) => this.makeMsg(s, inst.tag, SLOTS[inst.slot].source));
-        if (inst.policy === 'custom' && gated('customThrows')) {
-          // never throw from the handler
-        } else if (inst.policy === 'custom' && msgs[0].data.n % 11 === 0) {
-          // shouldDropMessage throws for it (if asked, i.e. under pressure): the write may reject.
-          msgs[0].data.throwInHandler = true;
-        }
         let writer;
         try {
           writer = inst.conn.writer;
@@ -715,11 +712,13 @@ class Run {
         // - refused as malformed (TypeError/RangeError from validation, or the writable errored
         //   by an earlier such rejection): nothing of it was taken, not even a prefix of an
         //   array;
-        // - refused because the connection closed, was aborted or cancelled while it waited:
-        //   the messages taken before (a prefix of an array, in order) are accounted for
-        //   exactly once like any others, the rest were never taken;
+        // - refused because the connection closed, was aborted or cancelled while it waited, or
+        //   because the user's handler threw for one of its messages: the messages taken before
+        //   (a prefix of an array, in order) are accounted for exactly once like any others,
+        //   the rest were never taken;
         // - in every case no message is seen more than once or on another connection.
-        const closed = /clos|abort|cancel/i.test(String(w.error?.message ?? w.error)) || w.error?.code === 'ERR_INTERNAL_ASSERTION';
+        const text = String(w.error?.message ?? w.error);
+        const closed = /clos|abort|cancel|handler failure/i.test(text) || w.error?.code === 'ERR_INTERNAL_ASSERTION';
         if (!closed) {
           if (w.bad && !(w.error instanceof TypeError || w.error instanceof RangeError)) v.push(`malformed write to ${w.inst} rejected with ${w.error}, not a TypeError/RangeError`);
           w.ids.forEach((id, i) => {
