@@ -79,11 +79,20 @@ const SEED_BASE = envInt('ORACLE_SEED_BASE', 1);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const turn = () => new Promise((r) => setImmediate(r));
 
-/** Waits until `cond()` holds, for at most `turns` event-loop turns (a hang guard). */
-async function until(cond, turns = 1000) {
+/**
+ * Waits until `cond()` holds. A hang guard, not a timing threshold: it gives up only after
+ * `turns` event-loop turns in a row without progress (`progress()` returning a new value).
+ */
+async function until(cond, turns = 1000, progress = () => 0) {
+  let last = progress();
   for (let i = 0; i < turns; i++) {
     if (cond()) return true;
     await (i < 50 ? turn() : sleep(1));
+    const p = progress();
+    if (p !== last) {
+      last = p;
+      i = 0;
+    }
   }
   return cond();
 }
@@ -200,6 +209,7 @@ class Run {
     this.violations = [];
     this.aborts = [];
     this.prio = new Map(); // id -> numeric priority
+    this.progress = 0; // outcomes and settled writes so far (see until)
   }
 
   fail(msg) {
@@ -251,6 +261,7 @@ class Run {
   }
 
   record(id, o) {
+    this.progress++;
     let list = this.outcomes.get(id);
     if (!list) this.outcomes.set(id, (list = []));
     list.push(o);
@@ -267,6 +278,7 @@ class Run {
       // Counted once: it also shows in deadLetters(), where verify() records it.
       if (inst.deadOnDrop.has(m.id)) this.fail(`${m.id}: dead-lettered twice on ${inst.tag}`);
       inst.deadOnDrop.add(m.id);
+      this.progress++;
       return;
     }
     this.record(m.id, { kind: 'dropped', inst: inst.tag, reason, policy: inst.policy });
@@ -329,10 +341,12 @@ class Run {
     w.promise = p.then(
       () => {
         w.settled = true;
+        this.progress++;
         w.result = 'resolved';
       },
       (e) => {
         w.settled = true;
+        this.progress++;
         w.result = 'rejected';
         w.error = e;
       },
@@ -593,8 +607,13 @@ class Run {
     if (!gated('totals')) {
       const e = this.engine;
       if (!e.destroyed) {
-        const t = e.getMetrics().totals;
-        if (t.connections !== e.listConnections().length) this.fail(`totals.connections ${t.connections} with ${e.listConnections().length} listed`);
+        // One getMetrics() is consistent: its totals sum the connections it lists.
+        const { totals, connections } = e.getMetrics();
+        const list = Object.values(connections);
+        const sumIn = list.reduce((s, m) => s + m.messagesIn, 0);
+        if (totals.connections !== list.length || totals.messagesIn !== sumIn) {
+          this.fail(`getMetrics(): totals.connections ${totals.connections} / messagesIn ${totals.messagesIn} but connections lists ${list.length} / ${sumIn}`);
+        }
       }
     }
   }
@@ -628,7 +647,7 @@ class Run {
     const settled = await until(() => {
       readAll();
       return this.writes.every((w) => w.settled);
-    });
+    }, 1000, () => this.progress);
     if (!settled) {
       const open = this.writes.filter((w) => !w.settled).map((w) => `${w.inst}:${w.ids.join(',')}`);
       this.fail(`writes never settled: ${open.slice(0, 5).join(' ')}`);
@@ -638,7 +657,7 @@ class Run {
     const empty = await until(() => {
       readAll();
       return this.insts.every((i) => !this.live(i) || i.engine.getMetrics(i.id).bufferSize === 0);
-    });
+    }, 1000, () => this.progress);
     if (!empty) {
       this.fail(`buffers never drained: ${this.insts.filter((i) => this.live(i)).map((i) => `${i.tag}:${i.engine.getMetrics(i.id).bufferSize}`)}`);
       return;
@@ -654,7 +673,7 @@ class Run {
     const ended = await until(() => {
       readAll();
       return this.insts.every((i) => i.consumer === null && (i.reader === null || i.readerEnded));
-    });
+    }, 1000, () => this.progress);
     if (!ended) {
       const stuck = this.insts.filter((i) => i.consumer !== null || (i.reader !== null && !i.readerEnded));
       this.fail(`readers or consumers never ended: ${stuck.map((i) => `${i.tag} (${i.consumer !== null ? 'consumer' : 'reader'}${i.paused ? ', paused' : ''}${i.conn._finished ? ', finished' : ''})`)}`);
@@ -759,7 +778,9 @@ async function runScenario(scenario) {
   } finally {
     for (const e of run.engines) e.destroy();
   }
-  const v = run.verify();
+  // A violation seen while operating stops the run: report it alone (the messages in flight then
+  // were never drained, so the per-id verdict would only add noise).
+  const v = run.violations.length > 0 ? run.violations : run.verify();
   // fast-check reports the thrown error with the shrunk scenario.
   if (v.length > 0) throw new Error(`${v.length} violations:\n  ${v.slice(0, 12).join('\n  ')}`);
   for (const list of run.outcomes.values()) for (const o of list) totals[o.kind === 'dropped' ? `dropped:${o.reason}` : o.kind] = (totals[o.kind === 'dropped' ? `dropped:${o.reason}` : o.kind] ?? 0) + 1;
