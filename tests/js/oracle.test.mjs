@@ -413,7 +413,8 @@ class Run {
         if (specs.length === 0) return;
         const msgs = specs.map((s) => this.makeMsg(s, 'route', source));
         const targets = new Set(this.insts.filter((i) => SLOTS[i.slot].source === source && this.live(i)).map((i) => i.tag));
-        const bad = msgs.some((m) => isBad(m));
+        const routed = o.array ? msgs : msgs.slice(0, 1);
+        const bad = routed.some((m) => isBad(m));
         let n;
         try {
           n = this.engine.route(o.array ? msgs : msgs[0]);
@@ -422,8 +423,7 @@ class Run {
           else if (!(e instanceof TypeError || e instanceof RangeError)) this.fail(`route threw a ${e?.constructor?.name}: ${e}`);
           n = 'threw';
         }
-        if (n !== 'threw' && bad) this.fail(`route accepted a malformed message: ${JSON.stringify(msgs.map((m) => m.metadata))}`);
-        const routed = o.array ? msgs : msgs.slice(0, 1);
+        if (n !== 'threw' && bad) this.fail(`route accepted a malformed message: ${JSON.stringify(routed.map((m) => m.metadata))}`);
         for (const m of routed) this.msgs.set(m.id, { inst: 'route', targets });
         this.routes.push({ ids: routed.map((m) => m.id), n, targets });
         return;
