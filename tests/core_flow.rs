@@ -13,6 +13,9 @@
 //! Tests marked `` document genuine defects of `src/core`; run them with
 //! `cargo test --test core_flow -- --ignored`.
 
+// proptest is a native-only dev-dependency (see Cargo.toml).
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::collections::{HashMap, VecDeque};
 
 use stream_engine::core::adaptive::AdaptiveConfig;

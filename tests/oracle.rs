@@ -14,6 +14,9 @@
 //! Scale: `ORACLE_SEEDS` seeds (default 20) × `ORACLE_OPS` operations per seed (default 5,000)
 //! in cases of at most `ORACLE_CASE_OPS` steps (default 500). `npm run oracle` runs the long form.
 
+// proptest is a native-only dev-dependency (see Cargo.toml).
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;
