@@ -235,10 +235,11 @@ class Run {
     const ac = c.signal ? new AbortController() : null;
     const inst = {
       tag, slot, policy: c.policy, cfg: c, engine: e, ac, conn: null, id: null,
-      reader: null, readerDone: null, consumer: null, consumerDone: null,
-      delivered: 0, dropped: 0, deadOnDrop: new Set(), dead: [],
+      reader: null, readerEnded: false, consumer: null,
+      delivered: 0, dropped: 0, // what the oracle saw, to compare with the metrics
+      deadOnDrop: new Set(), // ids passed to onDrop(_, 'dead-letter'), to match deadLetters()
       failedAt: null, // abort/cancel completed: nothing may be delivered afterwards
-      closedByEngine: false, paused: false,
+      paused: false,
     };
     const config = {
       bufferSize: c.bufferSize,
@@ -301,7 +302,7 @@ class Run {
     }
   }
 
-  makeMsg(spec, inst, source, prioForData) {
+  makeMsg(spec, inst, source) {
     const k = this.n++;
     const id = `m${k}`;
     const metadata = {};
@@ -318,7 +319,7 @@ class Run {
       sourceNodeId: source,
       targetNodeId: '*',
       port: 'out',
-      data: { inst, n: k, prio: prioForData ?? prio, throwInHandler },
+      data: { inst, n: k, prio, throwInHandler },
       metadata,
     };
   }
@@ -470,7 +471,7 @@ class Run {
           return;
         }
         inst.consumer = c;
-        inst.consumerDone = c.done.then(
+        c.done.then(
           () => {
             inst.consumer = null;
           },
@@ -557,7 +558,7 @@ class Run {
         }
         return;
       case 'recreate': {
-        if (this.engine.getConnection(SLOTS[o.slot].source + ':out->' + SLOTS[o.slot].target + ':in') !== undefined) return;
+        if (this.engine.getConnection(`${SLOTS[o.slot].source}:out->${SLOTS[o.slot].target}:in`) !== undefined) return;
         if (gated('staleHandles') && this.busyOld()) return;
         this.create(o.slot);
         return;
