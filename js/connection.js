@@ -542,7 +542,13 @@ export class Connection {
     const run = async () => {
       while (!stopped) {
         const batch = await next();
-        if (batch === null || stopped) break;
+        if (batch === null) break;
+        if (stopped) {
+          // stop() came after the batch was taken: give it up, counted and retrievable, rather
+          // than leave it in flight for ever.
+          deadLetter(batch);
+          break;
+        }
         let attempt = 0;
         for (;;) {
           if (!this._core.circuitAllow(this._h, now())) {

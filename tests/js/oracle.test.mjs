@@ -848,3 +848,27 @@ test('after a consumer ends with its connection, a new reader of the readable se
   assert.equal(result.done, true);
   e.destroy();
 });
+
+test('consumer.stop() right after a batch was taken dead-letters it instead of stranding it in flight', async () => {
+  const e = new StreamEngine({ batchTimeout: 0 });
+  const dropped = [];
+  const id = e.createConnection('a', 'b', 'out', 'in', { onDrop: (m, reason) => dropped.push(`${m.id}:${reason}`) });
+  const c = e.getConnection(id);
+  const handled = [];
+  const consumer = c.consume((batch) => {
+    handled.push(...batch.map((m) => m.id));
+  });
+  // route() offers synchronously: the waiting consumer takes the batch at once, and stop()
+  // comes before its loop resumes.
+  assert.equal(e.route({ id: 'm0', timestamp: 0, sourceNodeId: 'a', targetNodeId: 'b', port: 'out', data: 0 }), 1);
+  consumer.stop();
+  await consumer.done;
+  // Before the fix: not handled, not dead-lettered, and held in flight for ever.
+  assert.deepEqual(handled, []);
+  assert.deepEqual(c.deadLetters().map((m) => m.id), ['m0']);
+  assert.deepEqual(dropped, ['m0:dead-letter']);
+  const m = e.getMetrics(id);
+  assert.equal(m.bufferSize, 0);
+  assert.equal(m.drops['dead-letter'], 1);
+  e.destroy();
+});
