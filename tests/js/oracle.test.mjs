@@ -794,8 +794,8 @@ const totals = { cases: 0, ops: 0, messages: 0, instances: 0 };
 for (let k = 0; k < SEEDS; k++) {
   const seed = SEED_BASE + k;
   test(`per-message oracle, seed ${seed}: every id delivered once to its own connection, dropped with a reason, or dead-lettered`, { timeout: 30 * 60_000 }, async () => {
-    // Cases average about CASE_OPS / 2 operations.
-    const numRuns = Math.max(1, Math.ceil((2 * OPS) / CASE_OPS));
+    // Cases average a little under CASE_OPS / 2 operations (measured: 0.48 * CASE_OPS).
+    const numRuns = Math.max(1, Math.ceil((2.2 * OPS) / CASE_OPS));
     await fc.assert(
       fc.asyncProperty(scenarioArb, async (scenario) => {
         const r = await runScenario(scenario);
