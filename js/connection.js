@@ -603,18 +603,15 @@ export class Connection {
     if (this._finished) return;
     this._finished = true;
     this._clearTimer();
-    if (this._consumer === null) {
-      // A pending read resolves as done.
-      this._waiter = null;
-      try {
-        this._readController.close();
-      } catch {
-        // already closed
-      }
-    } else {
-      const w = this._waiter;
-      this._waiter = null;
-      if (w) w(null);
+    const w = this._waiter;
+    this._waiter = null;
+    // A consumer's waiter learns that nothing more comes (a reader's pending read ends below).
+    if (this._consumer !== null && w) w(null);
+    // Closed in both cases: after a consumer ends, a new reader must see the stream done.
+    try {
+      this._readController.close();
+    } catch {
+      // already closed
     }
     this._engine._finished(this);
   }

@@ -2,9 +2,10 @@
 //! clock (`now` in ms) and `u64` messages (a message is its own sequence number).
 //!
 //! Groups:
-//! 1. `prop_*`: long random operation sequences under every flow policy, checked after every
+//! 1. `prop_*`: long random operation sequences under every flow policy (generated and shrunk
+//!    by proptest; scaled by `ORACLE_SEEDS` / `ORACLE_OPS`, see `scale`), checked after every
 //!    step against a reference model of the documented semantics (exact victims, exact batches,
-//!    exact counters), plus a buffer-level memory-bound property.
+//!    exact counters, every id's fate), plus a buffer-level memory-bound property.
 //! 2. Targeted connection tests: batching, backpressure hysteresis, drop rules, conflation, drop
 //!    summaries, reset, cancel/close, circuit breaker, error rate.
 //! 3. Adaptive flow control under a 10x overload and afterwards under light load.
@@ -12,6 +13,9 @@
 //!
 //! Tests marked `` document genuine defects of `src/core`; run them with
 //! `cargo test --test core_flow -- --ignored`.
+
+// proptest is a native-only dev-dependency (see Cargo.toml).
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,38 +28,12 @@ use stream_engine::core::connection::{
 use stream_engine::core::engine::{AlertEventOut, Engine, Tick};
 use stream_engine::core::recovery::CircuitState;
 
+use proptest::prelude::*;
+use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestError, TestRng, TestRunner};
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// xorshift64*: tiny, deterministic, good enough for test sequences.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        // splitmix64 of the seed so that small seeds give unrelated streams; never zero.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Rng(z | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Uniform in [0, 1).
-    fn f64(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn cfg(buffer_size: usize, batch_timeout: f64, max_batch_size: usize, bp: f64) -> StreamConfig {
     StreamConfig {
@@ -220,6 +198,7 @@ struct Stats {
     circuit_opens: u64,
     full: u64,
     generations: u64,
+    ops: u64,
 }
 
 impl Stats {
@@ -234,6 +213,7 @@ impl Stats {
         self.circuit_opens += o.circuit_opens;
         self.full += o.full;
         self.generations += o.generations;
+        self.ops += o.ops;
     }
 }
 
@@ -456,30 +436,8 @@ impl Sim {
         }
     }
 
-    fn op_push(&mut self, rng: &mut Rng, id: u64, now: f64) {
-        let praw = match rng.below(12) {
-            0..=2 => 1.0,
-            3 => 0.75,
-            4 => 0.5,
-            5 => 0.25,
-            6 => f64::NAN,
-            7 => 1.5,
-            8 => -0.5,
-            9 => {
-                if rng.below(2) == 0 {
-                    0.0
-                } else {
-                    -0.0
-                }
-            }
-            _ => rng.f64(),
-        };
+    fn op_push(&mut self, praw: f64, key_n: Option<u8>, id: u64, now: f64) {
         let p = san(praw);
-        let key_n = if rng.below(4) == 0 || (self.policy.conflate && rng.below(2) == 0) {
-            Some(rng.below(5) as u8)
-        } else {
-            None
-        };
         let key_s = key_n.map(|k| ["k0", "k1", "k2", "k3", "k4"][k as usize]);
         let buffered_before = self.q.len();
         let held_before = self.held();
@@ -913,73 +871,150 @@ impl Sim {
     }
 }
 
-fn random_cfg(rng: &mut Rng) -> StreamConfig {
-    StreamConfig {
-        buffer_size: [4, 8, 16, 64][rng.below(4) as usize],
-        batch_timeout: [0.0, 5.0, 16.0][rng.below(3) as usize],
-        max_batch_size: [1, 4, 7, 20][rng.below(4) as usize],
-        backpressure_threshold: [0.5, 0.8, 1.0, 0.3 + 0.7 * rng.f64()][rng.below(4) as usize],
-        ..StreamConfig::default()
-    }
+// ---- random operation sequences (proptest: generated, and shrunk when a check fails) ---------
+
+/// One random operation on a [`Sim`]; each step first advances the fake clock by `dt`.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A write with a raw priority (NaN, out-of-range and -0 included) and maybe a key.
+    Push {
+        praw: f64,
+        key: Option<u8>,
+    },
+    Take {
+        force: bool,
+    },
+    ConsumeTake {
+        force: bool,
+    },
+    Success,
+    Failure {
+        retry: bool,
+    },
+    DeadLetter,
+    TogglePause,
+    CircuitAllow,
+    Reset,
+    Summary,
+    /// A user handler dropping a non-critical message on arrival.
+    DropIncoming {
+        p: f64,
+    },
+    Close,
+    Cancel,
 }
 
-fn run_property(seed: u64, policy: FlowPolicy, steps: usize) -> Stats {
-    let mut rng = Rng::new(seed);
+fn raw_priority() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        3 => Just(1.0),
+        1 => Just(0.75),
+        1 => Just(0.5),
+        1 => Just(0.25),
+        1 => Just(f64::NAN),
+        1 => Just(1.5),
+        1 => Just(-0.5),
+        1 => prop_oneof![Just(0.0), Just(-0.0)],
+        2 => 0.0..1.0f64,
+    ]
+}
+
+/// Weighted like a busy connection: mostly writes, then reads, consumer outcomes, and rare
+/// lifecycle events. `conflate` makes keyed writes more common (they matter only then).
+fn op_strategy(conflate: bool) -> impl Strategy<Value = Op> {
+    let key_weight = if conflate { 5 } else { 1 };
+    let key = prop_oneof![3 => Just(None), key_weight => (0u8..5).prop_map(Some)];
+    prop_oneof![
+        575 => (raw_priority(), key).prop_map(|(praw, key)| Op::Push { praw, key }),
+        150 => prop::bool::weighted(1.0 / 3.0).prop_map(|force| Op::Take { force }),
+        40 => any::<bool>().prop_map(|force| Op::ConsumeTake { force }),
+        30 => Just(Op::Success),
+        25 => any::<bool>().prop_map(|retry| Op::Failure { retry }),
+        15 => Just(Op::DeadLetter),
+        10 => Just(Op::TogglePause),
+        10 => Just(Op::CircuitAllow),
+        4 => Just(Op::Reset),
+        20 => Just(Op::Summary),
+        10 => (0.0..0.99f64).prop_map(|p| Op::DropIncoming { p }),
+        2 => Just(Op::Close),
+        2 => Just(Op::Cancel),
+    ]
+}
+
+/// Time between operations (ms): mostly none or a few ms, sometimes long gaps that let batch
+/// deadlines, circuit timeouts and metric windows pass.
+fn dt_strategy() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        1 => (50u32..2550).prop_map(f64::from),
+        5 => 0.0..10.0f64,
+        14 => (0u32..3).prop_map(f64::from),
+    ]
+}
+
+fn cfg_strategy() -> impl Strategy<Value = StreamConfig> {
+    (
+        prop::sample::select(vec![4usize, 8, 16, 64]),
+        prop::sample::select(vec![0.0, 5.0, 16.0]),
+        prop::sample::select(vec![1usize, 4, 7, 20]),
+        prop_oneof![Just(0.5), Just(0.8), Just(1.0), (0.3..1.0f64)],
+    )
+        .prop_map(
+            |(buffer_size, batch_timeout, max_batch_size, bp)| StreamConfig {
+                buffer_size,
+                batch_timeout,
+                max_batch_size,
+                backpressure_threshold: bp,
+                ..StreamConfig::default()
+            },
+        )
+}
+
+/// A case: the configurations of the successive connections (a closed or cancelled connection
+/// is replaced by a new one with the next configuration) and the steps.
+type Case = (Vec<StreamConfig>, Vec<(f64, Op)>);
+
+fn case_strategy(conflate: bool, steps: usize) -> impl Strategy<Value = Case> {
+    (
+        prop::collection::vec(cfg_strategy(), 1..8),
+        prop::collection::vec((dt_strategy(), op_strategy(conflate)), steps / 2..=steps),
+    )
+}
+
+/// Runs one case against the model; panics (with the model's message) on the first mismatch.
+fn run_case(policy: FlowPolicy, (cfgs, steps): &Case) -> Stats {
     let mut now = 0.0f64;
     let mut next_id = 0u64;
-    let mut gen = 0;
-    let mut sim = Sim::new(format!("s{seed}-0"), random_cfg(&mut rng), policy, 0);
-    let mut push_w = 400 + rng.below(350);
+    let mut gen = 0usize;
+    let mut sim = Sim::new("g0".into(), cfgs[0], policy, 0);
     let mut total = Stats::default();
-    for step in 0..steps {
-        now += match rng.below(20) {
-            0 => 50.0 + rng.below(2500) as f64,
-            1..=5 => rng.f64() * 10.0,
-            _ => rng.below(3) as f64,
-        };
-        // Weighted operation choice.
-        let w = [push_w, 150, 40, 30, 25, 15, 10, 10, 4, 20, 10, 2, 2];
-        let wsum: u64 = w.iter().sum();
-        let mut pick = rng.below(wsum);
-        let mut op = 0;
-        while pick >= w[op] {
-            pick -= w[op];
-            op += 1;
-        }
+    for (step, (dt, op)) in steps.iter().enumerate() {
+        now += dt;
         let mut full = step % 64 == 0;
-        match op {
-            0 => {
+        match *op {
+            Op::Push { praw, key } => {
                 let id = next_id;
                 next_id += 1;
-                sim.op_push(&mut rng, id, now);
+                sim.op_push(praw, key, id, now);
             }
-            1 => {
-                let force = rng.below(3) == 0;
-                sim.op_take(now, force, false);
-            }
-            2 => {
-                let force = rng.below(2) == 0;
-                sim.op_take(now, force, true);
-            }
-            3 => {
+            Op::Take { force } => sim.op_take(now, force, false),
+            Op::ConsumeTake { force } => sim.op_take(now, force, true),
+            Op::Success => {
                 if !sim.inflight.is_empty() {
                     sim.op_success(now);
                 }
             }
-            4 => {
+            Op::Failure { retry } => {
                 if !sim.inflight.is_empty() {
-                    let retry = rng.below(2) == 0;
                     sim.conn.consume_failure(now, retry);
                     sim.c_errors += 1;
                     sim.c_retries += retry as u64;
                 }
             }
-            5 => {
+            Op::DeadLetter => {
                 if !sim.inflight.is_empty() {
                     sim.op_dead_letter(now);
                 }
             }
-            6 => {
+            Op::TogglePause => {
                 if sim.paused {
                     sim.conn.resume();
                 } else {
@@ -987,20 +1022,18 @@ fn run_property(seed: u64, policy: FlowPolicy, steps: usize) -> Stats {
                 }
                 sim.paused = !sim.paused;
             }
-            7 => {
+            Op::CircuitAllow => {
                 sim.conn.circuit_allow(now);
             }
-            8 => {
+            Op::Reset => {
                 sim.op_reset();
                 full = true;
             }
-            9 => sim.op_summary(),
-            10 => {
-                // A user handler dropping a non-critical message on arrival.
+            Op::Summary => sim.op_summary(),
+            Op::DropIncoming { p } => {
                 if sim.policy.rule != DropRule::Block {
                     let id = next_id;
                     next_id += 1;
-                    let p = rng.f64() * 0.99;
                     let r = sim.conn.drop_incoming(id, p, DropReason::Priority, now);
                     if sim.closed {
                         assert_eq!(r, Err(ConnError::Closed));
@@ -1015,16 +1048,15 @@ fn run_property(seed: u64, policy: FlowPolicy, steps: usize) -> Stats {
                     }
                 }
             }
-            11 => {
+            Op::Close => {
                 sim.conn.close();
                 sim.closed = true;
                 full = true;
             }
-            12 => {
+            Op::Cancel => {
                 sim.op_cancel(now);
                 full = true;
             }
-            _ => unreachable!(),
         }
         if sim.held() >= sim.cap {
             sim.stats.full += 1;
@@ -1037,52 +1069,127 @@ fn run_property(seed: u64, policy: FlowPolicy, steps: usize) -> Stats {
                 sim.stats.generations = 1;
                 total.add(&sim.stats);
                 gen += 1;
-                sim = Sim::new(
-                    format!("s{seed}-{gen}"),
-                    random_cfg(&mut rng),
-                    policy,
-                    next_id,
-                );
-                push_w = 400 + rng.below(350);
+                sim = Sim::new(format!("g{gen}"), cfgs[gen % cfgs.len()], policy, next_id);
             }
         }
     }
     sim.finish(now);
     sim.stats.generations = 1;
     total.add(&sim.stats);
+    total.ops = steps.len() as u64;
     total
 }
 
-const SEEDS: u64 = 20;
-const STEPS: usize = 5000;
+/// How much random work each property test does. The CI share is the default; the long form
+/// (`npm run oracle`) raises it: `ORACLE_SEEDS` seeds, each running `ORACLE_OPS` operations in
+/// cases of at most `ORACLE_CASE_OPS` steps (`PROPTEST_CASES`, if set, fixes the case count per
+/// seed instead).
+struct Scale {
+    seeds: u64,
+    cases: u32,
+    steps: usize,
+}
+
+fn env_num(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn scale(default_ops_per_seed: u64) -> Scale {
+    let seeds = env_num("ORACLE_SEEDS").unwrap_or(20).max(1);
+    let steps = env_num("ORACLE_CASE_OPS").unwrap_or(1000).max(2) as usize;
+    let ops = env_num("ORACLE_OPS").unwrap_or(default_ops_per_seed);
+    // Cases average about 3/4 of `steps` operations.
+    let cases = env_num("PROPTEST_CASES")
+        .unwrap_or_else(|| (4 * ops).div_ceil(3 * steps as u64))
+        .max(1) as u32;
+    Scale {
+        seeds,
+        cases,
+        steps,
+    }
+}
+
+/// A deterministic proptest runner per seed (reproducible in CI; failures are shrunk and the
+/// minimal case is printed).
+fn runner(seed: u64, cases: u32) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&0x9E37_79B9_7F4A_7C15u64.to_le_bytes());
+    let config = PtConfig {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 20_000,
+        ..PtConfig::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
+
+/// Runs `check` on generated values for every seed; panics with the shrunk counterexample.
+fn for_all_seeds<S: Strategy>(
+    salt: u64,
+    sc: &Scale,
+    strategy: impl Fn() -> S,
+    check: impl Fn(&S::Value),
+) where
+    S::Value: std::fmt::Debug,
+{
+    for seed in 0..sc.seeds {
+        let mut r = runner(seed * 7919 + salt, sc.cases);
+        let result = r.run(&strategy(), |v| {
+            check(&v);
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TestError::Fail(why, minimal)) => {
+                panic!("seed {seed}: {why}\nminimal failing case: {minimal:#?}")
+            }
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+}
 
 fn run_all(policy: FlowPolicy, salt: u64) {
-    let mut t = Stats::default();
-    for seed in 0..SEEDS {
-        let s = run_property(seed * 7919 + salt, policy, STEPS);
-        assert!(s.full > 0, "seed {seed}: the buffer was never full");
-        t.add(&s);
-    }
-    // The random sequences reach every state the checks are about.
+    let sc = scale(1200);
+    let t = std::cell::RefCell::new(Stats::default());
+    for_all_seeds(
+        salt,
+        &sc,
+        || case_strategy(policy.conflate, sc.steps),
+        |case| {
+            let s = run_case(policy, case);
+            t.borrow_mut().add(&s);
+        },
+    );
+    let t = t.into_inner();
+    // The random sequences reach every state the checks are about (summed over all seeds).
+    // Thresholds are shares of the operations run (about 100k in the default scale).
     let [prio, oldest, newest, conflated, dead] = t.drops;
-    assert!(t.accepted > 10_000 && t.critical_accepted > 1000, "{t:?}");
+    let k = t.ops / 1000;
+    assert!(t.full > 0, "the buffer was never full: {t:?}");
     assert!(
-        dead > 0 && t.bp_starts > 100 && t.circuit_opens > 0,
+        t.accepted > 100 * k && t.critical_accepted > 10 * k,
         "{t:?}"
     );
+    assert!(dead > 0 && t.bp_starts > k && t.circuit_opens > 0, "{t:?}");
     assert!(
-        t.generations > SEEDS,
+        t.generations > sc.seeds,
         "close/cancel start new connections: {t:?}"
     );
     assert_eq!(conflated > 0, policy.conflate, "{t:?}");
     match policy.rule {
-        DropRule::Block => assert!(t.pending > 100 && prio + oldest + newest == 0, "{t:?}"),
-        DropRule::Priority => assert!(prio > 1000 && oldest + newest == 0, "{t:?}"),
-        DropRule::Oldest => assert!(oldest > 1000 && t.pending > 0, "{t:?}"),
-        DropRule::Newest => assert!(newest > 1000 && t.pending > 0, "{t:?}"),
+        DropRule::Block => assert!(t.pending > k && prio + oldest + newest == 0, "{t:?}"),
+        DropRule::Priority => assert!(prio > 10 * k && oldest + newest == 0, "{t:?}"),
+        DropRule::Oldest => assert!(oldest > 10 * k && t.pending > 0, "{t:?}"),
+        DropRule::Newest => assert!(newest > 10 * k && t.pending > 0, "{t:?}"),
     }
     if std::env::var_os("CORE_FLOW_STATS").is_some() {
-        eprintln!("{:?}: {t:?}", policy.rule);
+        let name = if policy.adaptive.is_some() {
+            "Adaptive".to_string()
+        } else {
+            format!("{:?}", policy.rule)
+        };
+        eprintln!("{name} conflate {}: {t:?}", policy.conflate);
     }
 }
 
@@ -1136,114 +1243,147 @@ fn prop_adaptive_conflate() {
     run_all(adaptive_policy(true), 10);
 }
 
+/// One operation of the buffer-level property.
+#[derive(Debug, Clone)]
+enum BufOp {
+    /// Push (or replace by key) with a priority and maybe a key.
+    Push(f64, Option<u8>),
+    PopFront,
+    RemoveLowest,
+    /// Remove the entry at this fraction of the queue.
+    RemoveAt(f64),
+    OldestNonCritical,
+    /// The reader stalls (pops become lowest-removals) or resumes.
+    Stall(bool),
+}
+
+fn buf_op_strategy() -> impl Strategy<Value = BufOp> {
+    let p = prop_oneof![Just(1.0), Just(0.75), Just(0.5), Just(0.25), 0.0..1.0f64];
+    let key = prop_oneof![2 => Just(None), 1 => (0u8..8).prop_map(Some)];
+    prop_oneof![
+        200 => (p, key).prop_map(|(p, k)| BufOp::Push(p, k)),
+        100 => Just(BufOp::PopFront),
+        100 => Just(BufOp::RemoveLowest),
+        100 => (0.0..1.0f64).prop_map(BufOp::RemoveAt),
+        100 => Just(BufOp::OldestNonCritical),
+        1 => any::<bool>().prop_map(BufOp::Stall),
+    ]
+}
+
 /// Memory of the buffer itself: slots (live + tombstones) stay bounded by the capacity the
 /// connection enforces, whatever mix of pushes, pops, removals and replacements happens.
 #[test]
 fn prop_buffer_slots_bounded() {
-    for seed in 0..SEEDS {
-        let mut rng = Rng::new(seed + 1000);
-        let mut b: Buffer<u64> = Buffer::new(true, true);
-        let mut model: VecDeque<(u64, f64, Option<u8>)> = VecDeque::new();
-        let mut seqs: HashMap<u64, u64> = HashMap::new();
-        let cap = 64;
-        let mut stalled = false;
-        for i in 0..STEPS as u64 {
-            if i % 500 == 0 {
-                // Phases where the reader stalls: the head stays, and tombstones from removals
-                // in the middle pile up unless compacted.
-                stalled = rng.below(2) == 0;
-            }
-            let mut op = rng.below(6);
-            if stalled && op == 2 {
-                op = 3;
-            }
-            let mut removed = false;
-            match op {
-                0 | 1 if model.len() < cap => {
-                    let p = [1.0, 0.75, 0.5, 0.25, rng.f64()][rng.below(5) as usize];
-                    let key = (rng.below(3) == 0).then(|| rng.below(8) as u8);
-                    let ks = key.map(|k| Box::<str>::from(format!("k{k}")));
-                    let existing = key.and_then(|k| b.find_key(&format!("k{k}")));
-                    let e = Entry {
-                        item: i,
-                        priority: p,
-                        accepted_at: i as f64,
-                        key: ks,
-                    };
-                    if let Some(seq) = existing {
-                        let old = b.replace(seq, e).unwrap_or_else(|_| panic!("key is held"));
-                        let pos = model.iter().position(|x| x.0 == old.item).unwrap();
-                        seqs.remove(&old.item);
-                        model[pos] = (i, p, key);
-                        seqs.insert(i, seq);
-                    } else {
-                        let seq = b.push(e);
-                        model.push_back((i, p, key));
-                        seqs.insert(i, seq);
-                    }
-                }
-                2 => {
-                    let got = b.pop_front().map(|e| e.item);
-                    assert_eq!(got, model.pop_front().map(|x| x.0));
-                    if let Some(id) = got {
-                        seqs.remove(&id);
-                    }
-                }
-                3 => {
-                    // Lowest non-critical, oldest among equals.
-                    let mut low: Option<usize> = None;
-                    for (j, x) in model.iter().enumerate() {
-                        if x.1 < 1.0 && low.map_or(true, |l| x.1 < model[l].1) {
-                            low = Some(j);
-                        }
-                    }
-                    let got = b.lowest();
-                    match low {
-                        None => assert_eq!(got, None),
-                        Some(j) => {
-                            let (p, seq) = got.expect("a non-critical entry is held");
-                            assert_eq!(p, model[j].1);
-                            assert_eq!(seqs[&model[j].0], seq);
-                            let e = b.remove(seq).unwrap();
-                            removed = true;
-                            assert_eq!(e.item, model[j].0);
-                            seqs.remove(&e.item);
-                            model.remove(j);
-                        }
-                    }
-                }
-                4 if !model.is_empty() => {
-                    let j = rng.below(model.len() as u64) as usize;
-                    let seq = seqs[&model[j].0];
-                    assert_eq!(b.remove(seq).map(|e| e.item), Some(model[j].0));
-                    removed = true;
-                    seqs.remove(&model[j].0);
-                    model.remove(j);
-                }
-                _ => {
-                    let want = model.iter().position(|x| x.1 < 1.0);
-                    let got = b.oldest_non_critical().map(|(_, s)| s);
-                    assert_eq!(got, want.map(|j| seqs[&model[j].0]));
+    let sc = scale(2000);
+    for_all_seeds(
+        1000,
+        &sc,
+        || prop::collection::vec(buf_op_strategy(), sc.steps / 2..=sc.steps),
+        |ops| check_buffer_ops(ops),
+    );
+}
+
+fn check_buffer_ops(ops: &[BufOp]) {
+    let mut b: Buffer<u64> = Buffer::new(true, true);
+    let mut model: VecDeque<(u64, f64, Option<u8>)> = VecDeque::new();
+    let mut seqs: HashMap<u64, u64> = HashMap::new();
+    let cap = 64;
+    // Phases where the reader stalls: the head stays, and tombstones from removals in the
+    // middle pile up unless compacted.
+    let mut stalled = false;
+    for (i, op) in ops.iter().enumerate() {
+        let i = i as u64;
+        let mut op = op.clone();
+        if stalled && matches!(op, BufOp::PopFront) {
+            op = BufOp::RemoveLowest;
+        }
+        let mut removed = false;
+        match op {
+            BufOp::Stall(s) => stalled = s,
+            BufOp::Push(p, key) if model.len() < cap => {
+                let ks = key.map(|k| Box::<str>::from(format!("k{k}")));
+                let existing = key.and_then(|k| b.find_key(&format!("k{k}")));
+                let e = Entry {
+                    item: i,
+                    priority: p,
+                    accepted_at: i as f64,
+                    key: ks,
+                };
+                if let Some(seq) = existing {
+                    let old = b.replace(seq, e).unwrap_or_else(|_| panic!("key is held"));
+                    let pos = model.iter().position(|x| x.0 == old.item).unwrap();
+                    seqs.remove(&old.item);
+                    model[pos] = (i, p, key);
+                    seqs.insert(i, seq);
+                } else {
+                    let seq = b.push(e);
+                    model.push_back((i, p, key));
+                    seqs.insert(i, seq);
                 }
             }
-            assert_eq!(b.len(), model.len());
-            assert_eq!(b.front_accepted_at(), model.front().map(|x| x.0 as f64));
-            if removed {
-                // `remove` compacts once tombstones outnumber live entries (plus 32).
-                assert!(
-                    b.slot_count() <= 2 * b.len() + 32,
-                    "{} slots",
-                    b.slot_count()
-                );
+            BufOp::Push(..) => {}
+            BufOp::PopFront => {
+                let got = b.pop_front().map(|e| e.item);
+                assert_eq!(got, model.pop_front().map(|x| x.0));
+                if let Some(id) = got {
+                    seqs.remove(&id);
+                }
             }
-            // Bounded by the largest possible live count, never by history.
+            BufOp::RemoveLowest => {
+                // Lowest non-critical, oldest among equals.
+                let mut low: Option<usize> = None;
+                for (j, x) in model.iter().enumerate() {
+                    if x.1 < 1.0 && low.map_or(true, |l| x.1 < model[l].1) {
+                        low = Some(j);
+                    }
+                }
+                let got = b.lowest();
+                match low {
+                    None => assert_eq!(got, None),
+                    Some(j) => {
+                        let (p, seq) = got.expect("a non-critical entry is held");
+                        assert_eq!(p, model[j].1);
+                        assert_eq!(seqs[&model[j].0], seq);
+                        let e = b.remove(seq).unwrap();
+                        removed = true;
+                        assert_eq!(e.item, model[j].0);
+                        seqs.remove(&e.item);
+                        model.remove(j);
+                    }
+                }
+            }
+            BufOp::RemoveAt(f) if !model.is_empty() => {
+                let j = ((f * model.len() as f64) as usize).min(model.len() - 1);
+                let seq = seqs[&model[j].0];
+                assert_eq!(b.remove(seq).map(|e| e.item), Some(model[j].0));
+                removed = true;
+                seqs.remove(&model[j].0);
+                model.remove(j);
+            }
+            BufOp::RemoveAt(_) => {}
+            BufOp::OldestNonCritical => {
+                let want = model.iter().position(|x| x.1 < 1.0);
+                let got = b.oldest_non_critical().map(|(_, s)| s);
+                assert_eq!(got, want.map(|j| seqs[&model[j].0]));
+            }
+        }
+        assert_eq!(b.len(), model.len());
+        assert_eq!(b.front_accepted_at(), model.front().map(|x| x.0 as f64));
+        if removed {
+            // `remove` compacts once tombstones outnumber live entries (plus 32).
             assert!(
-                b.slot_count() <= 2 * cap + 33,
-                "slots {} with {} live",
-                b.slot_count(),
-                b.len()
+                b.slot_count() <= 2 * b.len() + 32,
+                "{} slots",
+                b.slot_count()
             );
         }
+        // Bounded by the largest possible live count, never by history.
+        assert!(
+            b.slot_count() <= 2 * cap + 33,
+            "slots {} with {} live",
+            b.slot_count(),
+            b.len()
+        );
     }
 }
 
