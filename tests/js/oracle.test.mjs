@@ -27,45 +27,6 @@ import {
   GracefulErrorRecovery,
 } from '@nodeflow/stream-engine';
 
-// Known bugs of issue 8 that other branches fix. While a gate is listed here, the generator
-// avoids producing its trigger (or the check that exposes it is skipped), so that this file
-// passes on the current engine. Remove a line once its fix is merged: the generator then
-// produces the trigger again and the oracle checks it.
-const AWAITING_FIX = {
-  // Item 1: a finished connection's writer/writable/consumer reaches whichever connection took
-  // its core handle next (writes in flight at closeConnection, a stale writer, a late consumer
-  // acknowledgement). Gated: no create while an earlier instance has unsettled writes or a
-  // running consumer; no writes through an old instance's writer.
-  staleHandles: 'issue 8 item 1',
-  // Item 3: a consume() handler throwing Object.create(null) or a Proxy breaks the consumer.
-  weirdThrows: 'issue 8 item 3',
-  // Item 4: a conflating array write with a bad key rejects but has taken a prefix.
-  conflateAtomic: 'issue 8 item 4',
-  // Item 5: a custom handler skips validation of metadata.priority / metadata.key.
-  customValidation: 'issue 8 item 5',
-  // Item 6: a throwing shouldDropMessage leaves the message in the JS slot store.
-  customThrows: 'issue 8 item 6',
-  // Item 9: writer.abort() never settles on a full lossless connection with no reader, and the
-  // buffered messages are delivered later instead of dead-lettered.
-  abortSettles: 'issue 8 item 9',
-  // Item 1 family (a consumer outliving its connection): writer.abort() or readable.cancel()
-  // while a consume() handler has a batch in flight (failing, waiting to retry): the consumer
-  // then sees the connection finished and gives the batch up without dead-lettering it: the
-  // messages vanish. Gated: no abort/cancel while a consumer runs.
-  abortInflight: 'issue 8 item 1 (consumer outliving its connection)',
-  // Item 1 family (inert objects): consume() on a connection that has already finished (closed
-  // and drained) waits forever: its `done` never settles. Gated: consume() only on live ones.
-  consumeAfterFinish: 'issue 8 item 1 (consume() on a finished connection)',
-  // Item 10: a paused connection's reader never ends after closeConnection or destroy.
-  pausedClose: 'issue 8 item 10',
-  // Item 11: totals count a draining connection that the id's new connection replaced.
-  totals: 'issue 8 item 11',
-  // Item 14: route([good, bad, good]) throws after taking the first message.
-  routeAtomic: 'issue 8 item 14',
-};
-// ORACLE_UNGATE=name,name lifts gates for one run (to reproduce a bug, or check a fix).
-for (const name of (process.env.ORACLE_UNGATE ?? '').split(',').filter(Boolean)) delete AWAITING_FIX[name];
-const gated = (name) => Object.prototype.hasOwnProperty.call(AWAITING_FIX, name);
 
 const envInt = (name, dflt) => {
   const v = Number.parseInt(process.env[name] ?? '', 10);
@@ -285,13 +246,13 @@ class Run {
     this.record(m.id, { kind: 'dropped', inst: inst.tag, reason, policy: inst.policy });
   }
 
-  onDelivered(inst, batch, via) {
+  onDelivered(inst, batch, via, failedAt = inst.failedAt) {
     if (!Array.isArray(batch)) {
       this.fail(`${inst.tag}: ${via} got a non-array batch ${batch}`);
       return;
     }
     if (batch.length === 0) this.fail(`${inst.tag}: ${via} got an empty batch`);
-    if (inst.failedAt !== null) this.fail(`${inst.tag}: ${via} got a batch after ${inst.failedAt} completed`);
+    if (failedAt !== null) this.fail(`${inst.tag}: ${via} got a batch after ${failedAt} completed`);
     for (const m of batch) {
       if (m === undefined || m === null || typeof m.id !== 'string') {
         this.fail(`${inst.tag}: ${via} delivered ${m}`);
@@ -327,11 +288,9 @@ class Run {
   /** Whether a spec is malformed for the policy in force (some gates keep known bugs out). */
   specOk(spec, policy, array) {
     if (spec.bad === null) return true;
-    if (spec.bad === 'throw') return policy === 'custom' && !gated('customThrows');
+    if (spec.bad === 'throw') return policy === 'custom';
     // Keys matter (and are validated) only where messages conflate.
     if (spec.bad === 'key' && !CONFLATING.has(policy)) return false;
-    if (policy === 'custom' && gated('customValidation')) return false;
-    if (spec.bad === 'key' && array && gated('conflateAtomic')) return false;
     return true;
   }
 
@@ -393,7 +352,6 @@ class Run {
         return;
       }
       case 'staleWrite': {
-        if (gated('staleHandles')) return;
         const old = this.insts.filter((i) => i.slot === o.slot && i !== inst);
         if (old.length === 0) return;
         const target = old[old.length - 1];
@@ -410,7 +368,7 @@ class Run {
       }
       case 'route': {
         const source = SLOTS[o.slot].source;
-        const specs = o.msgs.filter((s) => s.bad === null || (s.bad === 'priority' && !gated('routeAtomic')));
+        const specs = o.msgs.filter((s) => s.bad === null || s.bad === 'priority');
         if (specs.length === 0) return;
         const msgs = specs.map((s) => this.makeMsg(s, 'route', source));
         const targets = new Set(this.insts.filter((i) => SLOTS[i.slot].source === source && this.live(i)).map((i) => i.tag));
@@ -434,10 +392,11 @@ class Run {
         return;
       case 'consume': {
         if (inst === null || inst.reader !== null || inst.consumer !== null || inst.conn.readable.locked) return;
-        if (o.handler === 'weird-throw' && gated('weirdThrows')) return;
-        if (gated('consumeAfterFinish') && inst.conn._finished) return;
         const failed = new Set();
         const handler = async (batch) => {
+          // A batch handed over before the connection failed is settled by its handler (the
+          // engine's rule): judge it by the moment it was handed over, not when the handler ends.
+          const failedBefore = inst.failedAt;
           switch (o.handler) {
             case 'ok':
               break;
@@ -461,7 +420,7 @@ class Run {
             default:
               throw new Error(o.handler);
           }
-          this.onDelivered(inst, batch, 'consumer');
+          this.onDelivered(inst, batch, 'consumer', failedBefore);
         };
         let c;
         try {
@@ -511,8 +470,6 @@ class Run {
         return;
       case 'writerAbort': {
         if (!this.live(inst)) return;
-        if (gated('abortSettles') && inst.reader === null && inst.consumer === null) return;
-        if (gated('abortInflight') && inst.consumer !== null) return;
         let p;
         try {
           p = inst.conn.writer.abort(new Error('aborted by test'));
@@ -538,20 +495,23 @@ class Run {
         // Through the active reader if there is one (reader.cancel), else the readable itself.
         const target = inst.reader !== null ? inst.reader : inst.conn.readable.locked ? null : inst.conn.readable;
         if (target === null) return;
-        target.cancel(new Error('cancelled by test')).then(() => {
-          inst.failedAt ??= 'readable.cancel';
-        });
+        target.cancel(new Error('cancelled by test')).then(
+          () => {
+            inst.failedAt ??= 'readable.cancel';
+          },
+          // A stream already errored (writer.abort) rejects cancel() with its error, as Web
+          // Streams do: nothing was cancelled.
+          () => {},
+        );
         return;
       }
       case 'signalAbort':
         if (inst !== null && inst.ac !== null) {
-          if (gated('pausedClose') && inst.paused) return;
           inst.ac.abort();
         }
         return;
       case 'closeConnection':
         if (!this.live(inst)) return;
-        if (gated('pausedClose') && inst.paused) return;
         {
           const p = this.engine.closeConnection(inst.id);
           if (!(p instanceof Promise)) this.fail('closeConnection returned no promise');
@@ -559,13 +519,10 @@ class Run {
         return;
       case 'recreate': {
         if (this.engine.getConnection(`${SLOTS[o.slot].source}:out->${SLOTS[o.slot].target}:in`) !== undefined) return;
-        if (gated('staleHandles') && this.busyOld()) return;
         this.create(o.slot);
         return;
       }
       case 'destroy':
-        if (gated('pausedClose') && this.insts.some((i) => i.paused && this.live(i))) return;
-        if (gated('staleHandles') && this.busyOld()) return;
         this.engine.destroy();
         this.newEngine();
         for (let s = 0; s < SLOTS.length; s++) this.create(s);
@@ -605,16 +562,14 @@ class Run {
         this.fail(`${inst.tag}: messagesIn ${m.messagesIn} != out ${m.messagesOut} + dropped ${m.dropped} + held ${m.bufferSize}`);
       }
     }
-    if (!gated('totals')) {
-      const e = this.engine;
-      if (!e.destroyed) {
-        // One getMetrics() is consistent: its totals sum the connections it lists.
-        const { totals, connections } = e.getMetrics();
-        const list = Object.values(connections);
-        const sumIn = list.reduce((s, m) => s + m.messagesIn, 0);
-        if (totals.connections !== list.length || totals.messagesIn !== sumIn) {
-          this.fail(`getMetrics(): totals.connections ${totals.connections} / messagesIn ${totals.messagesIn} but connections lists ${list.length} / ${sumIn}`);
-        }
+    const e = this.engine;
+    if (!e.destroyed) {
+      // One getMetrics() is consistent: its totals sum the connections it lists.
+      const { totals, connections } = e.getMetrics();
+      const list = Object.values(connections);
+      const sumIn = list.reduce((s, m) => s + m.messagesIn, 0);
+      if (totals.connections !== list.length || totals.messagesIn !== sumIn) {
+        this.fail(`getMetrics(): totals.connections ${totals.connections} / messagesIn ${totals.messagesIn} but connections lists ${list.length} / ${sumIn}`);
       }
     }
   }
@@ -633,8 +588,8 @@ class Run {
   /** Resumes and reads everything, checks live counters, then closes all and collects. */
   async drain() {
     for (const inst of this.insts) {
-      // A closed connection must end its reader even while paused (unless gated).
-      if (this.live(inst) || gated('pausedClose')) {
+      // A closed connection must end its reader even while paused.
+      if (this.live(inst)) {
         inst.conn.resume();
         inst.paused = false;
       }
@@ -680,10 +635,8 @@ class Run {
       this.fail(`readers or consumers never ended: ${stuck.map((i) => `${i.tag} (${i.consumer !== null ? 'consumer' : 'reader'}${i.paused ? ', paused' : ''}${i.conn._finished ? ', finished' : ''})`)}`);
       return;
     }
-    if (!gated('abortSettles')) {
-      const ok = await until(() => this.aborts.every((a) => a.settled));
-      if (!ok) this.fail(`writer.abort() never settled on ${this.aborts.filter((a) => !a.settled).map((a) => a.inst.tag)}`);
-    }
+    const ok = await until(() => this.aborts.every((a) => a.settled));
+    if (!ok) this.fail(`writer.abort() never settled on ${this.aborts.filter((a) => !a.settled).map((a) => a.inst.tag)}`);
     for (const inst of this.insts) {
       for (const m of inst.conn.deadLetters()) {
         if (m === undefined || m === null) {
