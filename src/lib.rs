@@ -6,6 +6,8 @@
 //!   with a fake clock.
 //! - `wasm` (only on `wasm32`): the thin wasm-bindgen layer. Messages stay in JS (the core sees
 //!   slot numbers); it turns core results into status bits, JS values and errors.
+//! - `api` (feature `futures`; on wasm32 also `web`): the Rust API, a `StreamEngine<T>` whose
+//!   connections are `futures` Sinks and Streams, and on wasm32 Web Streams through wasm-streams.
 //!
 //! The JavaScript API (Web Streams, timers, promises) lives in `js/` and calls the `wasm` layer.
 

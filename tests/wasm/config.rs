@@ -347,7 +347,7 @@ fn duplicate_ids_are_a_plain_error() {
     assert_err(&err, Kind::Plain, "connection a->b already exists");
     // After removal the id (and the handle slot) can be reused; the old handle stays dead.
     e.remove(h, 0.0).unwrap();
-    let h2 = e.create("a->b", &JsValue::UNDEFINED, &block()).unwrap();
+    let h2 = e.create("a->b", &block(), &JsValue::UNDEFINED).unwrap();
     assert_ne!(h2, h);
     assert_eq!(h2 & 0xFFFF, h & 0xFFFF, "same slot, new generation");
     assert!(e.metrics(h, 0.0).unwrap().is_undefined());
@@ -357,9 +357,9 @@ fn duplicate_ids_are_a_plain_error() {
 #[wasm_bindgen_test]
 fn a_stale_handle_reads_as_closed_everywhere() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
-    let old = e.create("a", &JsValue::UNDEFINED, &block()).unwrap();
+    let old = e.create("a", &block(), &JsValue::UNDEFINED).unwrap();
     e.remove(old, 0.0).unwrap();
-    let h = e.create("b", &JsValue::UNDEFINED, &block()).unwrap();
+    let h = e.create("b", &block(), &JsValue::UNDEFINED).unwrap();
     let closed = CLOSED;
     assert_eq!(e.push(h, 0, 0.5, 0.0) & closed, 0);
     assert_eq!(e.push(old, 1, 0.5, 0.0), closed);
