@@ -61,18 +61,20 @@ test('the packed tarball installs and works in a fresh project (ESM and CommonJS
   }
 });
 
-test('@arethetypeswrong/cli finds no problem in the packed tarball (ESM, CommonJS, bundler; ./wasm too)', () => {
+test('@arethetypeswrong/cli finds no problem in the packed tarball (ESM, CommonJS, bundler; ./wasm, ./gateway and ./redis too)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nodeflow-attw-'));
   try {
     const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
     const [info] = JSON.parse(out);
     const r = spawnSync(process.execPath, [join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js'), join(dir, info.filename), '--format', 'json'], { cwd: root, encoding: 'utf8' });
     const report = JSON.parse(r.stdout);
-    assert.deepEqual(report.analysis.problems, [], JSON.stringify(report.analysis.problems).slice(0, 2000));
-    assert.deepEqual(report.problems, {});
-    assert.equal(r.status, 0, r.stderr);
+    // The gateway and the Redis bridge are Node ES modules only (documented): a CommonJS require
+    // of them resolving to ESM is what they are. Anything else is a problem.
+    const esmOnly = new Set(['./gateway', './redis']);
+    const problems = report.analysis.problems.filter((p) => !(p.kind === 'CJSResolvesToESM' && esmOnly.has(p.entrypoint)));
+    assert.deepEqual(problems, [], JSON.stringify(problems).slice(0, 2000));
     const entrypoints = Object.keys(report.analysis.entrypoints);
-    assert.deepEqual(entrypoints.sort(), ['.', './package.json', './wasm']);
+    assert.deepEqual(entrypoints.sort(), ['.', './gateway', './package.json', './redis', './wasm']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

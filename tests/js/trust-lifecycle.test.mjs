@@ -333,7 +333,7 @@ test('item 13: destroy() frees the wasm core at once; every later call is safe; 
   assert.throws(() => E.setThresholds({}), /destroyed/);
   assert.deepEqual(E.getThresholds(), thresholdsBefore, 'configuration stays readable');
   assert.equal(E.config.bufferSize, 1000);
-  assert.throws(() => E.closeConnection(id), /destroyed/);
+  await assert.rejects(E.closeConnection(id), /destroyed/); // promise APIs reject, never throw
   assert.deepEqual(E.listConnections(), []);
   assert.equal(E.getConnection(id), undefined);
   c.pause();
@@ -369,9 +369,9 @@ test('item 13: the stand-in for a freed core answers exactly what the core answe
   for (const name of called) assert.ok(name in GONE_CORE || guarded.has(name), `GONE_CORE lacks ${name}`);
   // Same answers as the real core for a removed connection's handle (whose slot is reused).
   const core = new EngineCore({});
-  const stale = core.create('a', {}, { rule: 'block' });
+  const stale = core.create('a', {}, undefined);
   core.remove(stale, 0);
-  const live = core.create('b', {}, { rule: 'block' });
+  const live = core.create('b', {}, undefined);
   const args = {
     push: [1, 0.5, 0], pushKeyed: [1, 0.5, 'k', 0], pushMany: [[1, 2], [0.5, 0.5], 0], dropIncoming: [1, 0.5, 0],
     takeIo: [0, true], consumeTake: [0, true], consumeSuccess: [0],

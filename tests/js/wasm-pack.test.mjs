@@ -15,10 +15,10 @@ const out = join(root, 'test-output', 'wasm-pack');
 const have = spawnSync('wasm-pack', ['--version'], { encoding: 'utf8' }).status === 0;
 const skip = have ? false : 'wasm-pack is not installed: run `bash scripts/setup.sh --wasm-pack`';
 
-/** The names a wasm-bindgen `.d.ts` exports (classes, functions, `default`). */
+/** The names a wasm-bindgen `.d.ts` exports (classes, enums, functions, `default`). */
 function exportsOf(dts) {
   const names = new Set();
-  for (const m of dts.matchAll(/^export (?:class|function) (\w+)/gm)) names.add(m[1]);
+  for (const m of dts.matchAll(/^export (?:class|enum|function) (\w+)/gm)) names.add(m[1]);
   if (/^export default function/m.test(dts)) names.add('default');
   return names;
 }
@@ -49,7 +49,8 @@ test('wasm-pack build --target web: name, README and exports say what the packag
   const mod = await import(pathToFileURL(join(out, 'stream_engine.js')).href);
   assert.deepEqual(Object.keys(mod).sort(), [...exported].sort(), 'the module exports what the .d.ts says');
   mod.initSync({ module: readFileSync(join(out, 'stream_engine_bg.wasm')) });
-  assert.equal(mod.priorityClass(1), 'critical');
+  assert.equal(mod.dropReasonNames()[0], 'priority');
+  assert.equal(mod.priorityNames().critical, 1);
   assert.throws(() => mod.validateOption('fraction', 'dropThreshold', 2), RangeError);
   const core = new mod.EngineCore({ bufferSize: 10 });
   assert.equal(core.config().bufferSize, 10);
