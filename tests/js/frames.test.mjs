@@ -169,7 +169,12 @@ test('frames(): bad options are a TypeError or RangeError naming the field; a lo
 });
 
 test('frames() default clock: animation frames when visible; a hiddenInterval timer when hidden, cut short on becoming visible; 60 Hz without rAF', async (t) => {
-  t.mock.timers.enable({ apis: ['setTimeout'] });
+  // Node 20.4+ takes an options object; Node 18 the list of APIs itself.
+  try {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+  } catch {
+    t.mock.timers.enable(['setTimeout']);
+  }
   const g = globalThis;
   const rafCallbacks = new Map();
   let nextId = 1;
