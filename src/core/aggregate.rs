@@ -40,6 +40,8 @@
 
 use std::collections::BTreeMap;
 
+use super::num::js;
+
 use crate::core::config::ConfigError;
 use crate::core::histogram::Histogram;
 
@@ -101,20 +103,24 @@ impl WindowOptions {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.size.is_finite() || self.size < MIN_SPAN || self.size > MAX_TIME {
             return Err(ConfigError::range(format!(
-                "size must be a finite number in [{MIN_SPAN}, {MAX_TIME}] (ms), got {}",
-                self.size
+                "size must be a finite number in [{}, {}] (ms), got {}",
+                js(MIN_SPAN),
+                js(MAX_TIME),
+                js(self.size)
             )));
         }
         if !self.slide.is_finite() || self.slide < MIN_SPAN || self.slide > self.size {
             return Err(ConfigError::range(format!(
-                "slide must be >= {MIN_SPAN} and <= size (ms), got {}",
-                self.slide
+                "slide must be >= {} and <= size (ms), got {}",
+                js(MIN_SPAN),
+                js(self.slide)
             )));
         }
         if self.size / self.slide > MAX_WINDOWS_PER_EVENT {
             return Err(ConfigError::range(format!(
-                "slide must be at least size / {MAX_WINDOWS_PER_EVENT}, got {}",
-                self.slide
+                "slide must be at least size / {}, got {}",
+                js(MAX_WINDOWS_PER_EVENT),
+                js(self.slide)
             )));
         }
         if !self.allowed_lateness.is_finite()
@@ -123,7 +129,7 @@ impl WindowOptions {
         {
             return Err(ConfigError::range(format!(
                 "allowedLateness must be a finite number >= 0 (ms), got {}",
-                self.allowed_lateness
+                js(self.allowed_lateness)
             )));
         }
         Ok(())

@@ -21,6 +21,8 @@
 
 use std::collections::BTreeMap;
 
+use super::num::js;
+
 use crate::core::aggregate::{valid_time, Added, MAX_TIME, MIN_SPAN};
 use crate::core::config::ConfigError;
 
@@ -68,7 +70,10 @@ impl<K: Ord + Clone> MinMaxDownsampler<K> {
     pub fn new(bucket: f64) -> Result<Self, ConfigError> {
         if !bucket.is_finite() || !(MIN_SPAN..=MAX_TIME).contains(&bucket) {
             return Err(ConfigError::range(format!(
-                "bucketMs must be a finite number in [{MIN_SPAN}, {MAX_TIME}] (ms), got {bucket}"
+                "bucketMs must be a finite number in [{}, {}] (ms), got {}",
+                js(MIN_SPAN),
+                js(MAX_TIME),
+                js(bucket)
             )));
         }
         Ok(MinMaxDownsampler {
