@@ -97,7 +97,6 @@ export function describeError(error) {
 export class Connection {
   constructor(engine, handle, ids, config, extras) {
     this._engine = engine;
-    this._core = engine._core;
     this._h = handle;
     this.id = ids.id;
     this.sourceNodeId = ids.sourceNodeId;
@@ -176,6 +175,15 @@ export class Connection {
       },
       strategy,
     );
+  }
+
+  /**
+   * The engine's core, read through the engine on every use: when `destroy()` frees it, the
+   * engine swaps in GONE_CORE, and every connection object the engine ever made (finished,
+   * released or not) sees the stand-in instead of freed WebAssembly memory.
+   */
+  get _core() {
+    return this._engine._core;
   }
 
   /** The default writer of `writable`, taken on first access. */

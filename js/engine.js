@@ -584,7 +584,6 @@ export class StreamEngine {
     if (this._dropTimer !== null) clearTimeout(this._dropTimer);
     this._dropTimer = null;
     this._flushDrops();
-    for (const c of this._all) c._core = GONE_CORE;
     this._all.clear();
     this._conns.clear();
     this._routes.clear();
