@@ -45,19 +45,45 @@ function positive(o, name, dflt) {
 
 /**
  * Connects to a gateway and subscribes to `options.topics`. Returns the client at once; it
- * connects (and reconnects) in the background. See the README's "Network edge" section.
+ * connects (and reconnects) in the background. `url` may be a list of gateways (each reconnect
+ * tries the next one) or a function `(attempt) => url`. See the README's "Network edge" section.
  */
 export function connectGateway(url, options) {
   return new GatewayClient(url, options);
 }
 
+/**
+ * The gateways a client may connect to: one URL, a non-empty list (tried in turn: every reconnect
+ * moves on to the next one, so a client of a dead gateway resumes on another), or a function
+ * `(attempt) => url` called before each connection attempt. Returns `(attempt) => string`.
+ */
+function urlSource(url) {
+  const one = (u, name) => {
+    if (typeof u !== 'string' && !(u instanceof URL)) throw new TypeError(`${name} must be a string or URL, got ${describe(u)}`);
+    return String(u);
+  };
+  if (typeof url === 'function') {
+    return { first: null, next: (attempt) => one(url(attempt), 'url(attempt)') };
+  }
+  if (Array.isArray(url)) {
+    if (url.length === 0) throw new RangeError('url must list at least one gateway URL, got an empty array');
+    const list = url.map((u, i) => one(u, `url[${i}]`));
+    return { first: list[0], next: (attempt) => list[attempt % list.length] };
+  }
+  const u = one(url, 'url');
+  return { first: u, next: () => u };
+}
+
 export class GatewayClient {
   constructor(url, options) {
-    if (typeof url !== 'string' && !(url instanceof URL)) throw new TypeError(`url must be a string or URL, got ${describe(url)}`);
+    const src = urlSource(url);
     const o = options ?? {};
     if (typeof o !== 'object' || Array.isArray(o)) throw new TypeError(`connectGateway options must be an object, got ${describe(o)}`);
     for (const k of Object.keys(o)) if (!CLIENT_OPTIONS.has(k)) throw new TypeError(`connectGateway has an unknown option ${JSON.stringify(k)}`);
-    this.url = String(url);
+    this.nextUrl = src.next;
+    // Connection attempts so far (all URLs): a list is walked in this order, a function gets it.
+    this.tries = 0;
+    this.url = src.first ?? this.nextUrl(0);
     this.WebSocket = o.WebSocket ?? globalThis.WebSocket;
     if (typeof this.WebSocket !== 'function') throw new TypeError('no WebSocket constructor: pass options.WebSocket (e.g. `WebSocket` from the ws package) on Node < 22');
     this.protocols = o.protocols;
@@ -191,11 +217,11 @@ export class GatewayClient {
     return this._send({ op: 'publish', topic, messages, ...(ref !== undefined ? { ref } : {}) });
   }
 
-  /** Per-topic figures and the connection state. */
+  /** Per-topic figures, the connection state and the URL in use (or last tried). */
   metrics() {
     const topics = {};
     for (const [name, st] of this.topics) topics[name] = { ...st.m, refused: st.feeder.refused };
-    return { state: this.state, connects: this.connects, stale: this.stale, hidden: this.hidden, topics };
+    return { state: this.state, url: this.url, connects: this.connects, stale: this.stale, hidden: this.hidden, topics };
   }
 
   /** Hidden (true) or visible (false): asks the gateway to conflate or pause, or to go live again. */
@@ -281,6 +307,9 @@ export class GatewayClient {
     this.attemptStarted = Date.now();
     let ws;
     try {
+      // The first attempt uses the URL chosen in the constructor; each later one the next URL.
+      if (this.tries > 0) this.url = this.nextUrl(this.tries);
+      this.tries++;
       ws = this.protocols === undefined ? new this.WebSocket(this.url) : new this.WebSocket(this.url, this.protocols);
     } catch (e) {
       this._event('error', { message: String(e?.message ?? e) });

@@ -87,3 +87,22 @@ export class MemoryHistory {
     return t === undefined || t.ring.length === 0 ? undefined : String(t.next - 1);
   }
 }
+
+/**
+ * Orders two seqs: negative, 0 or positive; NaN when either is not made of decimal groups joined
+ * by '-' (the in-memory history's `123` or a Redis entry id `1700000000000-0`). Groups compare as
+ * numbers (by length, then digits: no precision limit), left to right.
+ */
+export function compareSeqs(a, b) {
+  if (typeof a !== 'string' || typeof b !== 'string' || !SEQ.test(a) || !SEQ.test(b)) return NaN;
+  const pa = a.split('-');
+  const pb = b.split('-');
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = (pa[i] ?? '0').replace(/^0+(?=\d)/, '');
+    const y = (pb[i] ?? '0').replace(/^0+(?=\d)/, '');
+    if (x.length !== y.length) return x.length - y.length;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+const SEQ = /^\d{1,20}(-\d{1,20})?$/;

@@ -8,7 +8,7 @@ import { WebSocketServer } from 'ws';
 import { StreamEngine } from './engine.js';
 import { AdaptiveBackpressureHandler } from './handlers.js';
 import { Feeder } from './feeder.js';
-import { MemoryHistory } from './gateway-history.js';
+import { MemoryHistory, compareSeqs } from './gateway-history.js';
 import { CLOSE_CODES, ERROR_CODES, MODES, PROTOCOL_VERSION, topicError } from './gateway-protocol.js';
 import { checkMessage, describe, priorityOf } from './priority.js';
 
@@ -365,6 +365,7 @@ class Subscription {
     this.mode = mode;
     this.dropped = 0;
     this.replaying = false;
+    this.replayedTo = null;
     this.pendingLive = [];
     this.pendingCount = 0;
     this.wake = null;
@@ -401,13 +402,28 @@ class Subscription {
       this.pendingCount += messages.length;
       return;
     }
-    this.feeder.write(messages);
+    if (this.replayedTo !== null) messages = this._afterReplay(messages);
+    if (messages.length > 0) this.feeder.write(messages);
+  }
+
+  /**
+   * A history read by another process (Redis) can be ahead of this gateway's live feed: drops live
+   * messages the replay already sent (seq not after its last), until the feed passes it.
+   */
+  _afterReplay(messages) {
+    const to = this.replayedTo;
+    const seqOf = this.topic.seqOf;
+    // Not comparable (NaN) counts as after: never drop what cannot be shown to be a repeat.
+    const rest = messages.filter((m) => !(compareSeqs(seqOf.get(m), to) <= 0));
+    if (rest.length > 0) this.replayedTo = null; // the live feed has caught up
+    return rest;
   }
 
   /** Replays what the client missed from the history, then lets live messages through. */
   async replay(afterSeq) {
     const g = this.client.gateway;
     this.replaying = true;
+    this.replayedTo = null;
     const seen = new Set();
     try {
       let after = afterSeq;
@@ -427,7 +443,7 @@ class Subscription {
           this.topic.seqOf.set(message, seq);
         }
         this.feeder.write(msgs);
-        after = entries[entries.length - 1].seq;
+        after = this.replayedTo = entries[entries.length - 1].seq;
         if (entries.length < limit) break;
       }
     } catch (e) {
@@ -440,7 +456,7 @@ class Subscription {
     this.pendingCount = 0;
     for (const batch of live) {
       const rest = seen.size === 0 ? batch : batch.filter((m) => !seen.has(m.id));
-      if (rest.length > 0) this.feeder.write(rest);
+      if (rest.length > 0) this.offer(rest);
     }
   }
 

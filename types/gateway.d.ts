@@ -7,7 +7,7 @@ export interface UpgradeRequest {
 }
 import type { GatewayPolicy, StreamEngine, StreamMessage } from './index.js';
 
-export { connectGateway, GatewayClient, GatewayClientOptions, GatewayPolicy, GatewayMode } from './index.js';
+export { connectGateway, GatewayClient, GatewayClientOptions, GatewayPolicy, GatewayMode, GatewayUrls } from './index.js';
 
 /** Which topics a client may subscribe to / publish to: all, a list, or a predicate. */
 export type TopicAccess = boolean | string[] | ((topic: string) => boolean);

@@ -622,6 +622,7 @@ export interface GatewayTopicMetrics {
 
 export class GatewayClient {
   readonly engine: StreamEngine;
+  /** The gateway URL in use (or last tried). */
   readonly url: string;
   readonly state: 'connecting' | 'open' | 'reconnecting' | 'closed';
   /** Resolves once connected and every subscription is answered. */
@@ -631,13 +632,19 @@ export class GatewayClient {
   connection<T = unknown>(topic: string): StreamConnection<T> | undefined;
   readable<T = unknown>(topic: string): ReadableStream<StreamMessage<T>[]> | undefined;
   publish(topic: string, messages: StreamMessage | StreamMessage[], ref?: string | number): boolean;
-  metrics(): { state: string; connects: number; stale: boolean; hidden: boolean; topics: Record<string, GatewayTopicMetrics> };
+  metrics(): { state: string; url: string; connects: number; stale: boolean; hidden: boolean; topics: Record<string, GatewayTopicMetrics> };
   setHidden(hidden: boolean): void;
   close(): void;
 }
 
+/**
+ * Where a gateway client connects: one URL; a non-empty list of gateways (each reconnect tries the
+ * next one, so a client of a dead gateway resumes on another from its last seq); or a function
+ * called with the attempt number (0, 1, ...) before each connection attempt.
+ */
+export type GatewayUrls = string | URL | readonly (string | URL)[] | ((attempt: number) => string | URL);
 /** Connects to a gateway (browsers and Node) and writes each topic into an engine connection. */
-export function connectGateway(url: string | URL, options?: GatewayClientOptions): GatewayClient;
+export function connectGateway(url: GatewayUrls, options?: GatewayClientOptions): GatewayClient;
 /** Whether this platform can transfer a ReadableStream through postMessage (not Safari). */
 export function canTransferStreams(): boolean;
 /** Any endpoint with postMessage: a Web Worker, its global scope, a MessagePort, a Node Worker or parentPort. */

@@ -29,6 +29,15 @@ export async function gatewayUsage(): Promise<number> {
     void g.action;
   }
   const m = client.metrics().topics.prices.duplicates;
+  // Failover: a list of gateways (or a function of the attempt number).
+  const spread = connectGateway([gw.url, new URL(gw.url)], { topics: ['prices'] });
+  const picked = connectGateway((attempt) => (attempt % 2 === 0 ? gw.url : gw.url), { topics: ['prices'] });
+  const where: string = spread.metrics().url + picked.url;
+  // @ts-expect-error a URL list holds strings or URLs only
+  connectGateway([gw.url, 42]);
+  spread.close();
+  picked.close();
+  void where;
   client.close();
   await gw.close();
   return (first ?? 0) + m + CLOSE_CODES.TOO_SLOW + gw.metrics().clients;
