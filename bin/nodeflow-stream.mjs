@@ -31,7 +31,9 @@ Commands:
   worker  Run one consumer-group member of the Redis Streams scale-out (see README, "Scale-out on
           Redis Streams"): it owns a share of the partitions, aggregates their messages in
           event-time windows and XADDs the results, idempotently, to an output stream.
-            --redis URL          redis://host:port (required)
+            --redis URL          redis://host:port (required, unless --cluster)
+            --cluster URL,URL    Redis Cluster nodes (some; the rest are discovered); needs
+                                 an --output with {p}, e.g. 'nodeflow:out:{p}'
             --group G            consumer group (default nodeflow)
             --partitions P       number of input partitions (default 8)
             --window D           window size, e.g. 1s, 500ms (default 1s); --slide D for sliding
@@ -59,7 +61,7 @@ const FLAGS = {
   demo: { '--duration': 'value', '--rate': 'value' },
   perf: { '--scenario': 'value', '--all': 'bool', '--duration-scale': 'value', '--json': 'value' },
   worker: {
-    '--redis': 'value', '--group': 'value', '--partitions': 'value', '--window': 'value', '--slide': 'value',
+    '--redis': 'value', '--cluster': 'value', '--group': 'value', '--partitions': 'value', '--window': 'value', '--slide': 'value',
     '--lateness': 'value', '--prefix': 'value', '--output': 'value', '--name': 'value', '--lease': 'value',
     '--idle-flush': 'value', '--lineage': 'bool', '--delay': 'value', '--duration': 'value',
   },

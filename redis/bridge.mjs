@@ -5,7 +5,7 @@
 // Entry layout: fields `id` (the message id) and `m` (the message as JSON). Stream keys are
 // `${prefix}:{${partition}}`: the braces are a Redis Cluster hash tag, so each partition is one
 // slot and the partitions spread over the cluster.
-import { createClient } from 'redis';
+import { createClient, createCluster } from 'redis';
 
 /** 32-bit FNV-1a of a string's UTF-16 code units (stable across processes and languages that do the same). */
 export function fnv1a32(str) {
@@ -75,6 +75,107 @@ export async function connectRedis(url, { name, onError } = {}) {
   return client;
 }
 
+/**
+ * The key that routes a command on Redis Cluster: the first stream after `STREAMS` (XREAD,
+ * XREADGROUP), the first key of a script (EVAL, EVALSHA), the key after the subcommand (XINFO,
+ * XGROUP), else the first argument. Undefined for a keyless command (any node answers).
+ */
+export function commandKey(args) {
+  const cmd = String(args[0]).toUpperCase();
+  if (cmd === 'XREAD' || cmd === 'XREADGROUP') {
+    const i = args.findIndex((a) => String(a).toUpperCase() === 'STREAMS');
+    return i >= 0 ? args[i + 1] : undefined;
+  }
+  if (cmd === 'EVAL' || cmd === 'EVALSHA') return Number(args[2]) > 0 ? args[3] : undefined;
+  if (cmd === 'XINFO' || cmd === 'XGROUP') return args[2];
+  return args[1];
+}
+
+/**
+ * The hash tag of a key (what Redis Cluster hashes: the part between the first `{` and the next
+ * `}` when not empty, else the whole key). Keys with the same tag are in the same slot.
+ */
+export function hashTag(key) {
+  const k = String(key);
+  const open = k.indexOf('{');
+  if (open >= 0) {
+    const close = k.indexOf('}', open + 1);
+    if (close > open + 1) return k.slice(open + 1, close);
+  }
+  return k;
+}
+
+/**
+ * Groups stream keys by hash tag: one multi-key command may only name keys of one slot on a
+ * cluster, so a read of many partitions becomes one read per group.
+ */
+export function bySlotTag(keys) {
+  const groups = new Map();
+  for (const k of keys) {
+    const t = hashTag(k);
+    if (!groups.has(t)) groups.set(t, []);
+    groups.get(t).push(k);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * A node-redis cluster (`createCluster`) behind the single-node client's interface used here:
+ * `sendCommand(args)` routes each command to the master owning its key's slot (following MOVED
+ * and ASK), `duplicate()`, `connect()`, `close()`, `destroy()`, `isOpen`, `on()`. `isCluster` tells
+ * the readers to split multi-stream reads by slot.
+ */
+function clusterFacade(cluster) {
+  const f = {
+    isCluster: true,
+    cluster,
+    sendCommand: (args) => cluster.sendCommand(commandKey(args), false, args),
+    duplicate: () => clusterFacade(cluster.duplicate()),
+    connect: async () => {
+      await cluster.connect();
+      return f;
+    },
+    close: () => cluster.close(),
+    destroy: () => cluster.destroy(),
+    get isOpen() {
+      return cluster.isOpen;
+    },
+    on: (event, fn) => {
+      cluster.on(event, fn);
+      return f;
+    },
+  };
+  return f;
+}
+
+/**
+ * Connects to a Redis Cluster: `cluster.rootNodes` lists some of its nodes (`'redis://host:port'`
+ * strings or node-redis `{ url }` objects); the rest are discovered. Returns a client with the
+ * same `sendCommand(args)` as `connectRedis`'s, routed by slot. Node sockets reconnect with
+ * `reconnectBackoff`.
+ */
+export async function connectRedisCluster(cluster, { onError } = {}) {
+  const roots = cluster?.rootNodes;
+  if (!Array.isArray(roots) || roots.length === 0) throw new TypeError(`cluster.rootNodes must be a non-empty array of redis:// URLs, got ${describe(roots)}`);
+  const rootNodes = roots.map((n, i) => {
+    if (typeof n === 'string') return { url: n };
+    if (n !== null && typeof n === 'object' && typeof n.url === 'string') return n;
+    throw new TypeError(`cluster.rootNodes[${i}] must be a redis:// URL or { url }, got ${describe(n)}`);
+  });
+  const c = createCluster({ rootNodes, defaults: { socket: { reconnectStrategy: reconnectBackoff, connectTimeout: 5000 } } });
+  c.on('error', (e) => onError?.(e));
+  await c.connect();
+  return clusterFacade(c);
+}
+
+/** `options.client`, else a client for `options.cluster` (a Redis Cluster), else for `options.url`. */
+export async function redisFrom(options, what) {
+  if (options.client) return { client: options.client, owned: false };
+  if (options.cluster !== undefined) return { client: await connectRedisCluster(options.cluster, { onError: options.onError }), owned: true };
+  if (typeof options.url !== 'string') throw new TypeError(`${what}: url must be a string (or pass cluster or client), got ${describe(options.url)}`);
+  return { client: await connectRedis(options.url, { onError: options.onError }), owned: true };
+}
+
 /** Destroys a client now, whatever its state (closing twice is not an error here). */
 export function safeDestroy(client) {
   try {
@@ -84,13 +185,12 @@ export function safeDestroy(client) {
   }
 }
 
-async function clientFrom(options, what) {
-  if (options.client) return { client: options.client, owned: false };
-  if (typeof options.url !== 'string') throw new TypeError(`${what}: url must be a string (or pass client), got ${describe(options.url)}`);
-  return { client: await connectRedis(options.url, { onError: options.onError }), owned: true };
-}
+const clientFrom = redisFrom;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** On a cluster, readers poll (no BLOCK) this often when nothing is new. */
+export const CLUSTER_POLL_MS = 50;
 
 // ---- producer ---------------------------------------------------------------------------------
 
@@ -182,9 +282,10 @@ export async function createRedisConsumer(options) {
 
   const { client, owned } = await clientFrom(options, 'createRedisConsumer');
   // Blocking reads get their own connection, so acks and claims never wait behind a BLOCK.
-  const reader = client.duplicate();
-  reader.on('error', (e) => options.onError?.(e));
-  await reader.connect();
+  // (On a cluster, reads do not block: no second connection.)
+  const reader = client.isCluster ? null : client.duplicate();
+  reader?.on('error', (e) => options.onError?.(e));
+  await reader?.connect();
 
   const meta = new WeakMap(); // message -> { stream, entryId }
   const inFlight = new Map(); // `${stream} ${entryId}` -> true
@@ -323,7 +424,19 @@ export async function createRedisConsumer(options) {
     }
     const per = Math.floor(room / keys.length);
     for (const s of keys) await ensureGroup(s);
-    const res = await reader.sendCommand(['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(per), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map(() => '>')]);
+    let res;
+    if (client.isCluster) {
+      // A cluster: one read per slot (a multi-key command cannot span slots), all at once and
+      // without BLOCK (several blocking reads would queue on one node's connection); when all
+      // come back empty, wait a short poll interval instead.
+      const parts = await Promise.all(
+        bySlotTag(keys).map((ks) => client.sendCommand(['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(per), 'STREAMS', ...ks, ...ks.map(() => '>')])),
+      );
+      res = parts.flatMap((r) => r ?? []);
+      if (res.length === 0) await sleep(Math.min(block, CLUSTER_POLL_MS));
+    } else {
+      res = await reader.sendCommand(['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(per), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map(() => '>')]);
+    }
     const now = Date.now();
     const got = new Set();
     for (const [stream, entries] of res ?? []) {

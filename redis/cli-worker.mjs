@@ -5,8 +5,11 @@ import { startWorker, parseDuration } from './worker.mjs';
 
 export async function worker(flags, UsageError) {
   const url = flags['--redis'];
-  if (!url) throw new UsageError('worker needs --redis URL');
-  if (!/^rediss?:\/\//.test(url)) throw new UsageError(`--redis must be a redis:// URL, got '${url}'`);
+  const nodes = flags['--cluster'] === undefined ? undefined : String(flags['--cluster']).split(',').filter((u) => u !== '');
+  if (!url && !nodes) throw new UsageError('worker needs --redis URL (or --cluster URL,URL)');
+  if (url && nodes) throw new UsageError('worker takes --redis or --cluster, not both');
+  for (const u of url ? [url] : nodes) if (!/^rediss?:\/\//.test(u)) throw new UsageError(`${url ? '--redis' : '--cluster'} must be redis:// URLs, got '${u}'`);
+  if (nodes && !String(flags['--output'] ?? '').includes('{p}')) throw new UsageError("--cluster needs an --output with {p}, e.g. --output 'nodeflow:out:{p}'");
   const dur = (name, dflt) => {
     if (flags[name] === undefined) return dflt;
     try {
@@ -18,7 +21,7 @@ export async function worker(flags, UsageError) {
   const partitions = Number(flags['--partitions'] ?? 8);
   if (!Number.isInteger(partitions) || partitions < 1) throw new UsageError(`--partitions must be a positive integer, got '${flags['--partitions']}'`);
   const w = await startWorker({
-    url,
+    ...(nodes ? { cluster: { rootNodes: nodes } } : { url }),
     group: flags['--group'] ?? 'nodeflow',
     partitions,
     window: dur('--window', 1000),

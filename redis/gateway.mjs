@@ -2,7 +2,7 @@
 // feed it broadcasts, both read from Redis Streams. Every gateway reads the same streams with
 // XREAD (no consumer group: each one broadcasts everything), so a client may resume on any
 // gateway: its last seen sequence number is a Redis entry id.
-import { connectRedis, reconnectBackoff, safeDestroy } from './bridge.mjs';
+import { CLUSTER_POLL_MS, bySlotTag, reconnectBackoff, redisFrom, safeDestroy } from './bridge.mjs';
 
 const ID = /^\d+-\d+$/;
 
@@ -34,7 +34,8 @@ function decode(fields) {
 }
 
 /**
- * `redisGatewaySource({ url | client, topics: { topic: streamKey }, block?, count?, maxLen? })`
+ * `redisGatewaySource({ url | cluster | client, topics: { topic: streamKey }, block?, count?, maxLen? })`
+ * (`cluster: { rootNodes }`: a Redis Cluster, see `connectRedisCluster`)
  * returns `{ history, attach(gateway), close(), stats }`:
  * - `history.since(topic, afterSeq, limit)`: entries after `afterSeq` (exclusive; `null` = from
  *   the oldest retained), at most `limit`, as `{ entries: [{ seq, message }], gap }`; `gap` is
@@ -57,8 +58,7 @@ export async function redisGatewaySource(options) {
   const block = options.block ?? 1000;
   const count = options.count ?? 500;
   const maxLen = options.maxLen ?? 0;
-  const owned = !options.client;
-  const client = options.client ?? (await connectRedis(options.url, { onError: options.onError }));
+  const { client, owned } = await redisFrom(options, 'redisGatewaySource');
   const stats = { published: 0, batches: 0, errors: 0, publishErrors: 0 };
   const keyOf = (topic) => {
     const k = topics[topic];
@@ -114,9 +114,12 @@ export async function redisGatewaySource(options) {
     const keys = names.map((t) => topics[t]);
     const topicOf = new Map(names.map((t) => [topics[t], t]));
     const loop = (async () => {
-      reader = client.duplicate();
-      reader.on('error', () => {});
-      await reader.connect();
+      // Blocking reads get their own connection (on a cluster, reads poll: none needed).
+      reader = client.isCluster ? client : client.duplicate();
+      if (!client.isCluster) {
+        reader.on('error', () => {});
+        await reader.connect();
+      }
       // Start from each stream's current end (`$` would miss entries added between reads).
       const last = new Map();
       let retries = 0;
@@ -135,7 +138,14 @@ export async function redisGatewaySource(options) {
       while (running) {
         let res;
         try {
-          res = await reader.sendCommand(['XREAD', 'COUNT', String(count), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map((k) => last.get(k))]);
+          if (client.isCluster) {
+            // One read per slot (keys of several slots cannot share a command), without BLOCK.
+            const parts = await Promise.all(bySlotTag(keys).map((ks) => client.sendCommand(['XREAD', 'COUNT', String(count), 'STREAMS', ...ks, ...ks.map((k) => last.get(k))])));
+            res = parts.flatMap((r) => r ?? []);
+            if (res.length === 0) await new Promise((r) => setTimeout(r, Math.min(block, CLUSTER_POLL_MS)));
+          } else {
+            res = await reader.sendCommand(['XREAD', 'COUNT', String(count), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map((k) => last.get(k))]);
+          }
           retries = 0;
         } catch {
           if (!running) break;
@@ -169,7 +179,7 @@ export async function redisGatewaySource(options) {
     stats,
     async close() {
       running = false;
-      if (reader) safeDestroy(reader);
+      if (reader && reader !== client) safeDestroy(reader);
       reader = null;
       if (owned && client.isOpen) await client.close().catch(() => client.destroy());
     },

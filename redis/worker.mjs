@@ -12,7 +12,7 @@
 //   recomputes the same windows from them, so a result written by a dead owner before it could
 //   ack is recomputed identically and skipped.
 import { StreamEngine, WindowAggregator } from '../dist/node.mjs';
-import { connectRedis, createRedisConsumer, streamKey } from './bridge.mjs';
+import { createRedisConsumer, redisFrom, streamKey } from './bridge.mjs';
 
 // One atomic step per emission: fencing by lease, idempotent XADDs (dedup keys with a TTL), the
 // XACK of every input whose effect this writes, and the partition's emitted-up-to time (so a new
@@ -69,7 +69,7 @@ export function parseDuration(v, name = 'duration') {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts a worker. Options: `url`, `group`, `partitions`, `prefix` (input streams
+ * Starts a worker. Options: `url` (or `cluster: { rootNodes }`, a Redis Cluster), `group`, `partitions`, `prefix` (input streams
  * `${prefix}:{p}`), `output` (stream key; `{p}` in it makes one output stream per partition,
  * as Redis Cluster needs), `window` (ms or '1s'), `slide`, `allowedLateness`, `name`
  * (consumer name), `leaseMs`, `idleFlush` (ms without input after which a partition's open
@@ -80,7 +80,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  */
 export async function startWorker(options) {
   const o = options ?? {};
-  if (typeof o.url !== 'string') throw new TypeError('url must be a string like redis://127.0.0.1:6379');
+  if (o.cluster === undefined && typeof o.url !== 'string') throw new TypeError('url must be a string like redis://127.0.0.1:6379 (or pass cluster: { rootNodes })');
   const group = o.group ?? 'nodeflow';
   const partitions = o.partitions ?? 8;
   if (!Number.isInteger(partitions) || partitions < 1 || partitions > 16384) throw new RangeError(`partitions must be an integer in 1..16384, got ${partitions}`);
@@ -100,7 +100,12 @@ export async function startWorker(options) {
   const outKey = (p) => output.replaceAll('{p}', `{${p}}`);
   const workersKey = `${prefix}:workers:${group}`;
 
-  const client = await connectRedis(o.url, { onError: () => {} });
+  // On a cluster, one emission script touches the partition's input, lease, emitted-up-to and
+  // output keys: they must share the partition's slot, so the output needs the `{p}` tag too.
+  if (o.cluster !== undefined && !output.includes('{p}')) {
+    throw new RangeError(`output must contain {p} on a Redis Cluster (one output stream per partition, e.g. 'nodeflow:out:{p}'), got '${output}'`);
+  }
+  const { client } = await redisFrom({ url: o.url, cluster: o.cluster, onError: () => {} }, 'startWorker');
   const stats = { results: 0, late: 0, written: 0, duplicates: 0, fenced: 0, acked: 0, batches: 0, errors: 0, rebalances: 0, maxHeld: 0, forcedFlushes: 0 };
   // Entries read but not yet in the output: must exceed rate x (window + lateness) per worker, or
   // windows get flushed early (forcedFlushes) and their stragglers become late records.

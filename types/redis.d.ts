@@ -15,7 +15,20 @@ export function streamKeys(prefix: string, partitions: number): string[];
 export function connectRedis(url: string, options?: { name?: string; onError?: (e: unknown) => void }): Promise<RedisClientLike & { close(): Promise<void> }>;
 export function reconnectBackoff(retries: number): number;
 
-interface Connect { url?: string; client?: RedisClientLike; onError?: (e: unknown) => void }
+/** A Redis Cluster: some of its nodes (the rest are discovered). */
+export interface ClusterOptions { rootNodes: (string | { url: string })[] }
+/**
+ * Connects to a Redis Cluster (node-redis `createCluster`); the result's `sendCommand(args)` routes
+ * each command to the master owning its key's slot.
+ */
+export function connectRedisCluster(cluster: ClusterOptions, options?: { onError?: (e: unknown) => void }): Promise<RedisClientLike & { isCluster: true; close(): Promise<void> }>;
+/** The hash tag of a key (what Redis Cluster hashes): the part in the first non-empty `{...}`, else the key. */
+export function hashTag(key: string): string;
+/** ms between reads of an idle reader on a cluster (reads there do not BLOCK). */
+export const CLUSTER_POLL_MS: number;
+
+/** Where Redis is: `url` (one node), `cluster` (a Redis Cluster) or a connected `client`. */
+interface Connect { url?: string; cluster?: ClusterOptions; client?: RedisClientLike; onError?: (e: unknown) => void }
 
 export interface ProducerOptions extends Connect { prefix?: string; partitions?: number; maxLen?: number }
 export function createRedisProducer(options: ProducerOptions): Promise<{
@@ -54,7 +67,8 @@ export interface RedisConsumer {
 export function createRedisConsumer(options: ConsumerOptions): Promise<RedisConsumer>;
 
 export interface WorkerOptions {
-  url: string; group?: string; partitions?: number; prefix?: string; output?: string;
+  /** One Redis node; or `cluster` (then `output` must contain `{p}`). */
+  url?: string; cluster?: ClusterOptions; group?: string; partitions?: number; prefix?: string; output?: string;
   window?: number | string; slide?: number | string; allowedLateness?: number; name?: string; leaseMs?: number;
   idleFlush?: number; lineage?: boolean; maxInFlight?: number; count?: number; block?: number; bufferSize?: number;
   outMaxLen?: number; dedupTtl?: number; maxDeliveries?: number; claimIdle?: number; delay?: number; log?: (line: string) => void;

@@ -1,7 +1,7 @@
 // A real redis-server for tests and benchmarks (Debian's package; scripts/setup.sh installs it):
 // started on a free loopback port in a temporary folder with AOF on, stopped by the caller.
 // Never a mock.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -106,4 +106,59 @@ export async function startRedis({ port } = {}) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Runs redis-cli with `args` (bounded in time); resolves with its stdout. */
+function redisCli(args, timeout = 20_000) {
+  return new Promise((resolve, reject) => {
+    execFile('redis-cli', args, { timeout }, (err, stdout, stderr) => (err ? reject(new Error(`redis-cli ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve(stdout)));
+  });
+}
+
+/**
+ * Starts a Redis Cluster of `masters` (default 3) redis-servers on free loopback ports (client
+ * and cluster-bus ports both chosen free), each in a temporary folder with AOF on, joins them with
+ * `redis-cli --cluster create` and waits until every node reports `cluster_state:ok`.
+ * Returns `{ ports, urls, destroy() }`; `destroy()` kills every node and removes the folders,
+ * and the nodes are killed on process exit whatever happens.
+ */
+export async function startRedisCluster({ masters = 3 } = {}) {
+  const nodes = [];
+  const destroy = async () => {
+    await Promise.all(nodes.map(({ proc }) => (proc.exitCode !== null || proc.signalCode !== null ? null : new Promise((r) => {
+      proc.once('exit', r);
+      proc.kill('SIGKILL');
+    }))));
+    for (const { dir } of nodes) rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      const dir = mkdtempSync(join(tmpdir(), 'nodeflow-redis-cluster-'));
+      const port = await freePort();
+      let bus = await freePort();
+      while (bus === port) bus = await freePort();
+      const proc = spawn('redis-server', [
+        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--protected-mode', 'yes',
+        '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(bus), '--cluster-node-timeout', '2000',
+      ], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const reap = () => proc.kill('SIGKILL');
+      process.once('exit', reap);
+      proc.once('exit', () => process.removeListener('exit', reap));
+      nodes.push({ port, dir, proc });
+      await waitFor(async () => {
+        if (proc.exitCode !== null) throw new Error(`redis-server (cluster node) exited at start (port ${port})`);
+        return ping(port);
+      }, 10_000, `redis-server on port ${port}`);
+    }
+    const addrs = nodes.map(({ port }) => `127.0.0.1:${port}`);
+    await redisCli(['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes']);
+    await waitFor(async () => {
+      for (const { port } of nodes) if (!(await redisCli(['-p', String(port), 'cluster', 'info'])).includes('cluster_state:ok')) return false;
+      return true;
+    }, 20_000, 'cluster_state:ok on every node');
+  } catch (e) {
+    await destroy();
+    throw e;
+  }
+  return { ports: nodes.map((n) => n.port), urls: nodes.map((n) => `redis://127.0.0.1:${n.port}`), destroy };
 }
