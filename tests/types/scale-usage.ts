@@ -1,6 +1,6 @@
 // Type-checks the windowing stages and the Redis subpath.
 import { StreamEngine, WindowAggregator, createWindowStage, createDownsampleStage, downsampleLTTB, type WindowResult } from '@nodeflow/stream-engine';
-import { createRedisProducer, createRedisConsumer, startWorker, redisGatewaySource, partitionOf } from '@nodeflow/stream-engine/redis';
+import { createRedisProducer, createRedisConsumer, startWorker, redisGatewaySource, partitionOf, connectRedisCluster, hashTag } from '@nodeflow/stream-engine/redis';
 
 export async function scale(url: string): Promise<void> {
   const engine = new StreamEngine();
@@ -21,5 +21,10 @@ export async function scale(url: string): Promise<void> {
   const w = await startWorker({ url, window: '1s' });
   const src = await redisGatewaySource({ url, topics: { metrics: 'nodeflow:out' } });
   const h = await src.history.since('metrics', null, 10);
+  // Redis Cluster: the same options with `cluster` instead of `url`.
+  const cluster = { rootNodes: ['redis://127.0.0.1:7000', { url: 'redis://127.0.0.1:7001' }] };
+  const cw = await startWorker({ cluster, output: 'nodeflow:out:{p}' });
+  const cc = await connectRedisCluster(cluster);
+  console.log(cw.name, cc.isCluster, hashTag('in:{3}'), (await createRedisProducer({ cluster })).stats.written);
   console.log(h.gap, h.entries[0]?.seq, w.owned(), prod.stats.written, partitionOf({ id: 'x', timestamp: 0, sourceNodeId: 'a', targetNodeId: 'b', port: 'o', data: 1 }, 8));
 }
