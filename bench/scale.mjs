@@ -9,9 +9,10 @@
 //   drain        phase 1: inputs per second W workers get through a backlog of DRAIN entries
 //                written before they start (independent of the producer's pace)
 // Environment: RATE (default 200000), SECONDS (default 4), WORKERS (default "1,2,4"), DRAIN (100000),
-// WINDOW (default 1s), KEYS (default 1000 distinct keys).
+// WINDOW (default 1s), KEYS (default 1000 distinct keys), PROF (a folder: CPU profiles of the workers).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { connectRedis, createRedisProducer, redisGatewaySource, streamKeys } from '../redis/index.mjs';
 import { startRedis } from '../tests/js/redis-helpers.mjs';
@@ -22,6 +23,8 @@ const WORKERS = (process.env.WORKERS ?? '1,2,4').split(',').map(Number);
 const WINDOW = process.env.WINDOW ?? '1s';
 const NKEYS = Number(process.env.KEYS ?? 1000);
 const DRAIN = Number(process.env.DRAIN ?? 100_000);
+// PROF=dir: the workers run with --cpu-prof and write their profiles there.
+const PROF = process.env.PROF;
 const PARTITIONS = 8;
 const cli = fileURLToPath(new URL('../bin/nodeflow-stream.mjs', import.meta.url));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -89,35 +92,56 @@ async function runConfig(redis, admin, workers) {
     await pre.write(batch);
   }
   await pre.close();
+  // A gate: every partition's lease is held by nobody-in-particular until all W workers are up,
+  // so that they start on the backlog together (otherwise the first one up drains it alone).
+  const leases = streamKeys('b:in:lease', PARTITIONS); // the workers' lease keys b:in:lease:{p}
+  for (const k of leases) await admin.sendCommand(['SET', k, 'bench-gate', 'PX', '60000']);
   const procs = [];
   for (let i = 0; i < workers; i++) {
-    const child = spawn(process.execPath, [cli, 'worker', '--redis', redis.url, '--group', 'bench', '--partitions', String(PARTITIONS), '--window', WINDOW, '--prefix', 'b:in', '--output', 'b:out', '--lease', '5s', '--name', `bench-w${i}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const prof = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=worker-${workers}w-${i}.cpuprofile`] : [];
+    const child = spawn(process.execPath, [...prof, cli, 'worker', '--redis', redis.url, '--group', 'bench', '--partitions', String(PARTITIONS), '--window', WINDOW, '--prefix', 'b:in', '--output', 'b:out', '--lease', '3s', '--name', `bench-w${i}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.log = '';
     child.stderr.on('data', (d) => (child.log += d));
     child.exited = new Promise((r) => child.once('exit', r));
     procs.push(child);
     allProcs.push(child);
   }
-  // Wait until every worker owns partitions and all 8 are owned.
-  const leases = streamKeys('b:in:lease', PARTITIONS); // the workers' lease keys b:in:lease:{p}
-  const deadline = Date.now() + 20_000;
+  // Wait until every worker has registered, then open the gate.
+  let deadline = Date.now() + 20_000;
+  while (Number(await admin.sendCommand(['ZCARD', 'b:in:workers:bench'])) < workers) {
+    if (Date.now() > deadline) throw new Error('workers did not start');
+    await sleep(50);
+  }
+  const gateOpen = Date.now();
+  await admin.sendCommand(['DEL', ...leases]);
+  deadline = Date.now() + 20_000;
   for (;;) {
     const owned = Number(await admin.sendCommand(['EXISTS', ...leases]));
     if (owned === PARTITIONS && procs.every((p) => /took partitions/.test(p.log))) break;
     if (Date.now() > deadline) throw new Error('workers did not take the partitions');
-    await sleep(100);
+    await sleep(10);
   }
+  // Measured from the moment every partition has its worker (what was read before does not count)
+  // until everything is read (group lag 0); the tail until every input is acked (the last
+  // windows close by idle flush, one window later) is reported apart.
   const drainStart = Date.now();
+  const takenAfter = drainStart - gateOpen;
   const read0 = await entriesRead(admin);
   const cpuD0 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)) };
-  for (const end = Date.now() + 120_000; Date.now() < end; await sleep(25)) {
+  let readAll = null;
+  for (const end = Date.now() + 120_000; Date.now() < end; await sleep(10)) {
     const s = await groupState(admin);
+    if (readAll === null && s.lag === 0) readAll = Date.now();
     if (s.lag === 0 && s.pending === 0) break;
   }
-  const drainWall = (Date.now() - drainStart) / 1000;
+  const ackTail = Date.now() - (readAll ?? Date.now());
+  const drainWall = ((readAll ?? Date.now()) - drainStart) / 1000;
   const drained = DRAIN - read0;
   const cpuD1 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)) };
   const drain = {
+    takenAfter,
+    ackTail,
+    drained,
     drainThroughput: Math.round(drained / drainWall),
     drainRedisCpu: (100 * (cpuD1.redis - cpuD0.redis)) / drainWall,
     drainWorkerCpu: (100 * cpuD1.workers.reduce((s, c, i) => s + (c - cpuD0.workers[i]), 0)) / drainWall,
@@ -139,7 +163,7 @@ async function runConfig(redis, admin, workers) {
   await sleep(200);
 
   const prod = await createRedisProducer({ url: redis.url, prefix: 'b:in', partitions: PARTITIONS, maxLen: 2_000_000 });
-  const cpu0 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)) };
+  const cpu0 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)), self: cpuSeconds(process.pid) };
   const t0 = Date.now();
   let sent = 0;
   let seq = 0;
@@ -172,7 +196,7 @@ async function runConfig(redis, admin, workers) {
     await sleep(25);
   }
   const tDone = Date.now();
-  const cpu1 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)) };
+  const cpu1 = { redis: cpuSeconds(redis.pid), workers: procs.map((p) => cpuSeconds(p.pid)), self: cpuSeconds(process.pid) };
   const load = readFileSyncSafe('/proc/loadavg')?.split(' ')[0];
   await sleep(300); // last results to the gateway
   await gw.close();
@@ -193,6 +217,9 @@ async function runConfig(redis, admin, workers) {
     results: outLen,
     redisCpu: (100 * (cpu1.redis - cpu0.redis)) / wall,
     workerCpu: (100 * cpu1.workers.reduce((s, c, i) => s + (c - cpu0.workers[i]), 0)) / wall,
+    // This process: the producer (JSON + XADD pipelining) and the gateway source's XREAD.
+    producerCpu: (100 * (cpu1.self - cpu0.self)) / wall,
+    maxWorkerCpu: (100 * Math.max(...cpu1.workers.map((c, i) => c - cpu0.workers[i]))) / wall,
     loadavg: Number(load),
   };
 }
@@ -218,8 +245,9 @@ try {
   await redis.destroy();
 }
 const baseDrain = rows[0]?.drainThroughput;
-console.log('\n| workers | drain msg/s | scaling | Redis / workers CPU (drain) | msgs per worker CPU-s | msgs per Redis CPU-s | offered msg/s | live throughput msg/s | result latency p50 / p95 (ms) | Redis / workers CPU (live) | load avg |');
+console.log('\n| workers | drain msg/s | scaling | Redis / workers CPU (drain) | msgs per worker CPU-s | msgs per Redis CPU-s | offered msg/s | live throughput msg/s | result latency p50 / p95 (ms) | Redis / workers (busiest) / producer CPU (live) | load avg |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
-  console.log(`| ${r.workers} | ${r.drainThroughput.toLocaleString('en-US')} | ${(r.drainThroughput / baseDrain).toFixed(2)} | ${r.drainRedisCpu.toFixed(0)}% / ${r.drainWorkerCpu.toFixed(0)}% | ${r.perWorkerCpuSecond.toLocaleString('en-US')} | ${r.perRedisCpuSecond.toLocaleString('en-US')} | ${r.offered.toLocaleString('en-US')} | ${Number.isFinite(r.throughput) ? r.throughput.toLocaleString('en-US') : 'backlog left'} | ${r.p50} / ${r.p95} | ${r.redisCpu.toFixed(0)}% / ${r.workerCpu.toFixed(0)}% | ${r.loadavg} |`);
+  console.log(`| ${r.workers} | ${r.drainThroughput.toLocaleString('en-US')} | ${(r.drainThroughput / baseDrain).toFixed(2)} | ${r.drainRedisCpu.toFixed(0)}% / ${r.drainWorkerCpu.toFixed(0)}% | ${r.perWorkerCpuSecond.toLocaleString('en-US')} | ${r.perRedisCpuSecond.toLocaleString('en-US')} | ${r.offered.toLocaleString('en-US')} | ${Number.isFinite(r.throughput) ? r.throughput.toLocaleString('en-US') : 'backlog left'} | ${r.p50} / ${r.p95} | ${r.redisCpu.toFixed(0)}% / ${r.workerCpu.toFixed(0)}% (${r.maxWorkerCpu.toFixed(0)}%) / ${r.producerCpu.toFixed(0)}% | ${r.loadavg} |`);
 }
+console.log('(CPU in % of one core; the machine has', cpus().length, 'cores, shared with whatever else runs: see load avg.)');

@@ -241,10 +241,10 @@ export async function createRedisProducer(options) {
 
 // ---- consumer ---------------------------------------------------------------------------------
 
-function fieldsToObject(fields) {
-  const o = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) o[String(fields[i])] = fields[i + 1];
-  return o;
+/** The value of field `name` in an entry's flat field list (no object per entry). */
+function field(fields, name) {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name || String(fields[i]) === name) return fields[i + 1];
+  return undefined;
 }
 
 /**
@@ -288,10 +288,23 @@ export async function createRedisConsumer(options) {
   await reader?.connect();
 
   const meta = new WeakMap(); // message -> { stream, entryId }
-  const inFlight = new Map(); // `${stream} ${entryId}` -> true
+  // Entries read here and not yet acked or released: stream -> Set of entry ids (no per-entry
+  // key strings), and their count.
+  const inFlight = new Map();
+  let inFlightCount = 0;
+  const flightHas = (stream, entryId) => inFlight.get(stream)?.has(entryId) === true;
+  const flightAdd = (stream, entryId) => {
+    let set = inFlight.get(stream);
+    if (set === undefined) inFlight.set(stream, (set = new Set()));
+    set.add(entryId);
+    inFlightCount++;
+  };
+  const flightDelete = (stream, entryId) => {
+    if (inFlight.get(stream)?.delete(entryId)) inFlightCount--;
+  };
   const stats = {
     read: 0, acked: 0, claimed: 0, deadLettered: 0, trimmedWhilePending: 0, errors: 0, reconnects: 0,
-    dropped: {}, get inFlight() { return inFlight.size; }, maxInFlightSeen: 0,
+    dropped: {}, get inFlight() { return inFlightCount; }, maxInFlightSeen: 0,
   };
   let streams = [];
   const needsHistory = new Set(); // streams whose own pending entries must be re-read first
@@ -332,19 +345,17 @@ export async function createRedisConsumer(options) {
   const toMessages = (stream, entries, out) => {
     for (const [entryId, fields] of entries) {
       if (fields === null) continue; // deleted while pending: counted by the caller
-      const f = fieldsToObject(fields);
+      if (flightHas(stream, entryId)) continue; // already downstream (a re-read of our own pending entry)
       let m;
       try {
-        m = JSON.parse(f.m);
+        m = JSON.parse(field(fields, 'm'));
         if (m === null || typeof m !== 'object') throw new Error('not an object');
       } catch {
         out.bad.push({ stream, entryId, fields });
         continue;
       }
-      const k = `${stream} ${entryId}`;
-      if (inFlight.has(k)) continue; // already downstream (a re-read of our own pending entry)
-      meta.set(m, { stream, entryId });
-      inFlight.set(k, true);
+      meta.set(m, { stream, entryId, done: false });
+      flightAdd(stream, entryId);
       out.messages.push(m);
     }
   };
@@ -363,7 +374,7 @@ export async function createRedisConsumer(options) {
       await ensureGroup(stream);
       let cursor = cursors.get(stream) ?? '0-0';
       do {
-        const room = maxInFlight - inFlight.size - out.messages.length;
+        const room = maxInFlight - inFlightCount - out.messages.length;
         if (room <= 0) {
           if (minIdle === 0) cursors.set(stream, cursor);
           return;
@@ -377,11 +388,11 @@ export async function createRedisConsumer(options) {
         stats.trimmedWhilePending += deleted?.length ?? 0;
         if (!entries || entries.length === 0) continue;
         // Our own entries still downstream (e.g. held in an open window) are not redeliveries.
-        const live = entries.filter((e) => e !== null && !inFlight.has(`${stream} ${e[0]}`));
+        const live = entries.filter((e) => e !== null && !flightHas(stream, e[0]));
         stats.claimed += live.length;
         // Delivery counts of what we just claimed (XAUTOCLAIM incremented them).
         const ids = live.map((e) => String(e[0]));
-        const pend = ids.length ? await client.sendCommand(['XPENDING', stream, group, ids[0], ids[ids.length - 1], String(ids.length + inFlight.size), consumer]) : [];
+        const pend = ids.length ? await client.sendCommand(['XPENDING', stream, group, ids[0], ids[ids.length - 1], String(ids.length + inFlightCount), consumer]) : [];
         const deliveries = new Map(pend.map((p) => [String(p[0]), Number(p[3])]));
         const keep = [];
         const dead = [];
@@ -400,7 +411,7 @@ export async function createRedisConsumer(options) {
     // Our own pending entries (after a restart under the same consumer name).
     for (const stream of [...needsHistory]) {
       await ensureGroup(stream);
-      const room = maxInFlight - inFlight.size - out.messages.length;
+      const room = maxInFlight - inFlightCount - out.messages.length;
       if (room <= 0) return;
       const res = await client.sendCommand(['XREADGROUP', 'GROUP', group, consumer, 'COUNT', String(Math.min(count, room)), 'STREAMS', stream, '0']);
       const entries = res?.[0]?.[1] ?? [];
@@ -414,7 +425,7 @@ export async function createRedisConsumer(options) {
   let rotate = 0;
   const emptySince = new Map(); // stream -> when a read first found nothing new in it
   const readNew = async (out) => {
-    const room = Math.min(count, maxInFlight - inFlight.size);
+    const room = Math.min(count, maxInFlight - inFlightCount);
     let keys = streams.filter((k) => !fresh.has(k));
     if (room <= 0 || keys.length === 0) return;
     // COUNT applies per stream: split the room so one read never exceeds it.
@@ -467,7 +478,7 @@ export async function createRedisConsumer(options) {
     {
       async pull(controller) {
         while (!closed) {
-          if (inFlight.size >= maxInFlight || streams.length === 0) {
+          if (inFlightCount >= maxInFlight || streams.length === 0) {
             // Backpressure: wait for acks (or a stream to read), checking claims now and then.
             await new Promise((r) => {
               wake = r;
@@ -475,7 +486,7 @@ export async function createRedisConsumer(options) {
             });
             wake = null;
             if (streams.length === 0) continue;
-            if (inFlight.size >= maxInFlight) continue;
+            if (inFlightCount >= maxInFlight) continue;
           }
           let batch;
           try {
@@ -492,7 +503,7 @@ export async function createRedisConsumer(options) {
           }
           if (batch.length > 0) {
             stats.read += batch.length;
-            if (inFlight.size > stats.maxInFlightSeen) stats.maxInFlightSeen = inFlight.size;
+            if (inFlightCount > stats.maxInFlightSeen) stats.maxInFlightSeen = inFlightCount;
             controller.enqueue(batch);
             return;
           }
@@ -530,9 +541,9 @@ export async function createRedisConsumer(options) {
     const list = [];
     for (const m of Array.isArray(messages) ? messages : [messages]) {
       const x = meta.get(m);
-      if (!x) continue; // not read here (or already acked)
-      meta.delete(m);
-      inFlight.delete(`${x.stream} ${x.entryId}`);
+      if (x === undefined || x.done) continue; // not read here (or already acked)
+      x.done = true; // (cheaper than a WeakMap delete; the entry goes with the message)
+      flightDelete(x.stream, x.entryId);
       list.push(x);
     }
     wake?.();
@@ -548,7 +559,10 @@ export async function createRedisConsumer(options) {
       return [...streams];
     },
     setStreams,
-    meta: (m) => meta.get(m),
+    meta: (m) => {
+      const x = meta.get(m);
+      return x === undefined || x.done ? undefined : x;
+    },
     /**
      * Since when (ms timestamp) reads have found nothing new in `stream`, or null if the last
      * read brought entries: "the partition is idle", as opposed to "this process was busy".

@@ -11,6 +11,7 @@
 // - a partition's new owner claims all of its pending entries before reading new ones and
 //   recomputes the same windows from them, so a result written by a dead owner before it could
 //   ack is recomputed identically and skipped.
+import { createHash } from 'node:crypto';
 import { StreamEngine, WindowAggregator } from '../dist/node.mjs';
 import { createRedisConsumer, redisFrom, streamKey } from './bridge.mjs';
 
@@ -47,6 +48,8 @@ if ARGV[6] ~= '' then
   if (not cur) or tonumber(cur) < tonumber(ARGV[6]) then redis.call('SET', KEYS[4], ARGV[6]) end
 end
 return added`;
+
+const OUTPUT_SHA = createHash('sha1').update(OUTPUT_SCRIPT).digest('hex');
 
 const RENEW_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -143,6 +146,16 @@ export async function startWorker(options) {
   const serial = (fn) => (chain = chain.then(fn, fn));
 
   const emittedKey = (p) => `${prefix}:emitted:{${p}}`;
+  // EVALSHA: the script's 1.2 kB body is not sent (and hashed by Redis) per emission; a node
+  // that does not know it yet (restarted, or another cluster master) answers NOSCRIPT: EVAL once.
+  const evalScript = async (script, sha, keys, argv) => {
+    try {
+      return await client.sendCommand(['EVALSHA', sha, String(keys.length), ...keys, ...argv]);
+    } catch (e) {
+      if (!String(e?.message).startsWith('NOSCRIPT')) throw e;
+      return client.sendCommand(['EVAL', script, String(keys.length), ...keys, ...argv]);
+    }
+  };
   const writeOutput = async (p, records, entryIds, emittedUpTo) => {
     if (records.length === 0 && entryIds.length === 0) return true;
     const argv = [name, `${outKey(p)}:seen:`, String(dedupTtl), String(outMaxLen), group, emittedUpTo, String(records.length)];
@@ -151,7 +164,7 @@ export async function startWorker(options) {
     const keys = [outKey(p), leaseKey(p), streamKey(prefix, p), emittedKey(p)];
     for (let attempt = 0; ; attempt++) {
       try {
-        const n = Number(await client.sendCommand(['EVAL', OUTPUT_SCRIPT, '4', ...keys, ...argv]));
+        const n = Number(await evalScript(OUTPUT_SCRIPT, OUTPUT_SHA, keys, argv));
         if (n < 0) {
           stats.fenced++;
           return false;
