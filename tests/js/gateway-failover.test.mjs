@@ -225,14 +225,20 @@ test('processes: SIGKILL the client\'s gateway mid-stream; it resumes on the oth
     stop = collect(c.readable('t'), got);
     const ids = range(1, 1500);
     let killed = null;
-    // Producers keep XADDing (batches of 10, paced) while gateway 1 is killed under them.
+    let writtenAtKill = -1;
+    // Producers keep XADDing (batches of 10, paced) while gateway 1 is killed under them: once
+    // the client has 300 (and at the latest after the first 500 are written), SIGKILL.
     for (let i = 0; i < ids.length; i += 10) {
+      if (killed === null && i >= 500) await until(() => got.length >= 300, 'the client got 300 from gateway 1');
+      if (killed === null && got.length >= 300) {
+        killed = kill(g1.child);
+        writtenAtKill = i;
+      }
       await xadd(stream, ids.slice(i, i + 10));
-      if (killed === null && got.length >= 300) killed = kill(g1.child);
       await new Promise((r) => setTimeout(r, 2));
     }
-    assert.ok(killed !== null, 'gateway 1 was killed mid-stream');
     await killed;
+    assert.ok(writtenAtKill > 0 && writtenAtKill <= 500, `gateway 1 died mid-stream (after ${writtenAtKill} of ${ids.length} were written)`);
     await until(() => got.length >= ids.length, `all ${ids.length} (got ${got.length})`, 20_000);
     await new Promise((r) => setTimeout(r, 100)); // room for a wrong extra delivery to show
     assert.deepEqual(exactlyOnce(got, ids), { duplicated: [], missing: [], unexpected: [] });
