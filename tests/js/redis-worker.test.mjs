@@ -174,7 +174,10 @@ test('slow downstream: the worker stops reading, Redis holds the backlog, buffer
 });
 
 test('the worker subcommand refuses bad usage with exit code 2', async () => {
-  for (const [args, re] of [[[], /needs --redis/], [['--redis', 'http://x'], /redis:\/\//], [['--redis', redis.url, '--window', 'soon'], /window/], [['--redis', redis.url, '--partitions', '0'], /partitions/]]) {
+  for (const [args, re] of [[[], /needs --redis/], [['--redis', 'http://x'], /redis:\/\//], [['--redis', redis.url, '--window', 'soon'], /window/], [['--redis', redis.url, '--partitions', '0'], /partitions/],
+    [['--cluster', 'redis://127.0.0.1:7000,redis://127.0.0.1:7001'], /--cluster needs an --output with \{p\}/],
+    [['--cluster', 'redis://127.0.0.1:7000,tcp://x', '--output', 'o:{p}'], /--cluster must be redis:\/\/ URLs, got 'tcp:\/\/x'/],
+    [['--redis', redis.url, '--cluster', redis.url], /not both/]]) {
     const child = spawnWorker(args);
     const code = await child.exited;
     assert.equal(code, 2, child.log);
