@@ -55,7 +55,8 @@ export function connectGateway(url, options) {
 /**
  * The gateways a client may connect to: one URL, a non-empty list (tried in turn: every reconnect
  * moves on to the next one, so a client of a dead gateway resumes on another), or a function
- * `(attempt) => url` called before each connection attempt. Returns `(attempt) => string`.
+ * `(attempt) => url` called before each connection attempt. Returns `{ first, next(attempt) }`:
+ * the first URL (null for a function: it is called then) and the URL of a later attempt.
  */
 function urlSource(url) {
   const one = (u, name) => {

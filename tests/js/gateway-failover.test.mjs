@@ -165,6 +165,18 @@ test('a history ahead of the live feed (another process wrote it): what the repl
   }
 });
 
+test('seqs are ordered as numbers per group (the in-memory history\'s and Redis entry ids), never by string', async () => {
+  const { compareSeqs } = await import('../../js/gateway-history.js');
+  const sign = (a, b) => Math.sign(compareSeqs(a, b));
+  assert.equal(sign('9', '10'), -1);
+  assert.equal(sign('1700000000000-10', '1700000000000-9'), 1);
+  assert.equal(sign('999-7', '1000-0'), -1);
+  assert.equal(sign('1000-0', '1000'), 0);
+  assert.equal(sign('007', '7'), 0);
+  assert.equal(sign('12345678901234567890-1', '12345678901234567890-0'), 1, 'beyond 2^53');
+  for (const [a, b] of [['x', '1'], ['1', undefined], ['1-2-3', '1'], ['', '0']]) assert.ok(Number.isNaN(compareSeqs(a, b)), `${a} vs ${b}`);
+});
+
 // ---- real processes: two gateway processes in Redis mode ------------------------------------------
 
 let redis;
