@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::core::alerts::Thresholds;
-use crate::core::config::ConfigError;
+use crate::core::config::{ConfigError, RecoveryPatch};
+use crate::core::consume::resolve_recovery;
 use crate::core::connection::ConnectionMetrics;
 use crate::core::engine::{Engine, Tick};
 
 use super::connection::{close, Connection};
 use super::events::{ConnectionEventKind, Event, EventStream};
-use super::options::{ConnectionOptions, EngineConfig, Handler};
+use super::options::{ConnectionOptions, DropHandler, EngineConfig, Handler};
 use super::shared::{Effects, Shared, SharedRef, Slot};
 use super::timer::{lock, Timer};
 
@@ -110,6 +111,8 @@ impl<T, C: Timer> StreamEngine<T, C> {
         let shared = Shared {
             engine: Engine::new(config.stream, config.metrics_window),
             handler: Handler::None,
+            custom: None,
+            recovery: config.recovery,
             slots: BTreeMap::new(),
             next_gen: 0,
             subs: BTreeMap::new(),
@@ -141,7 +144,55 @@ impl<T, C: Timer> StreamEngine<T, C> {
     /// assert_eq!(adaptive.effective_threshold, 0.9); // until pressure builds
     /// ```
     pub fn set_handler(&self, handler: Handler) {
-        lock(&self.shared).handler = handler;
+        let mut g = lock(&self.shared);
+        g.handler = handler;
+        g.custom = None;
+    }
+
+    /// Sets your own [`DropHandler`] as the handler of connections created from now on without
+    /// their own (`setBackpressureHandler(customObject)` in JS); [`StreamEngine::set_handler`]
+    /// replaces it again.
+    ///
+    /// ```
+    /// use stream_engine::api::{ConnectionOptions, DropHandler, StreamEngine};
+    ///
+    /// struct Keep;
+    /// impl DropHandler<u32> for Keep {
+    ///     fn priority(&self, m: &u32) -> f64 { if *m == 0 { 1.0 } else { 0.5 } }
+    ///     fn should_drop(&self, _: &u32) -> bool { false }
+    ///     fn drop_threshold(&self) -> Option<f64> { Some(0.5) }
+    /// }
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// engine.set_drop_handler(Keep);
+    /// let conn = engine.connect("a->b", ConnectionOptions::new().buffer_size(2)).unwrap();
+    /// let mut tx = conn.sender();
+    /// tx.try_send(1).unwrap();
+    /// tx.try_send(2).unwrap(); // at 0.5 of the buffer: the lowest priority goes
+    /// assert_eq!(conn.metrics().unwrap().dropped, 1);
+    /// ```
+    pub fn set_drop_handler(&self, handler: impl DropHandler<T> + 'static) {
+        let mut g = lock(&self.shared);
+        g.custom = Some(std::sync::Arc::new(handler));
+        g.handler = Handler::None;
+    }
+
+    /// Replaces the engine's error recovery layer (see [`EngineConfig::recovery`]) for
+    /// connections created from now on. Errors name the bad field; nothing changes then.
+    ///
+    /// ```
+    /// use stream_engine::api::StreamEngine;
+    /// use stream_engine::core::config::RecoveryPatch;
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let err = engine.set_recovery(RecoveryPatch { retry_delay: Some(-1.0), ..Default::default() }).unwrap_err();
+    /// assert_eq!(err.message, "retryDelay must be a finite number >= 0 (ms), got -1");
+    /// ```
+    pub fn set_recovery(&self, recovery: RecoveryPatch) -> Result<(), ConfigError> {
+        let mut g = lock(&self.shared);
+        resolve_recovery(g.engine.defaults(), &recovery, &RecoveryPatch::default())?;
+        g.recovery = recovery;
+        Ok(())
     }
 
     /// Replaces the alert thresholds.
@@ -170,10 +221,16 @@ impl<T, C: Timer> StreamEngine<T, C> {
         let mut fx = Effects::new();
         let (h, gen) = {
             let mut g = lock(&self.shared);
-            let (cfg, policy) = options.resolve(g.engine.defaults(), g.handler)?;
+            let custom = options.custom_in_force(g.custom.as_ref()).cloned();
+            let (cfg, policy) = options.resolve(g.engine.defaults(), g.handler, custom.as_ref())?;
+            let recovery = resolve_recovery(&cfg, &g.recovery, &options.recovery)?;
             let h = g
                 .engine
                 .create(id, cfg, policy, options.on_drop.is_some())?;
+            g.engine
+                .get(h)
+                .expect("just created")
+                .set_circuit(recovery.failure_threshold, recovery.reset_timeout);
             let gen = g.next_gen;
             g.next_gen += 1;
             g.slots.insert(
@@ -186,6 +243,8 @@ impl<T, C: Timer> StreamEngine<T, C> {
                     priority: options.priority,
                     key: options.key,
                     on_drop: options.on_drop,
+                    custom,
+                    recovery,
                 },
             );
             g.broadcast(
