@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::alerts::Thresholds;
 use crate::core::config::{ConfigError, RecoveryPatch};
-use crate::core::consume::resolve_recovery;
 use crate::core::connection::ConnectionMetrics;
+use crate::core::consume::resolve_recovery;
 use crate::core::engine::{Engine, Tick};
 
 use super::connection::{close, Connection};

@@ -6,7 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::core::adaptive::AdaptiveConfig;
-use crate::core::config::{self, ConfigError, HandlerSpec, RecoveryPatch, StreamConfig, StreamConfigPatch};
+use crate::core::config::{
+    self, ConfigError, HandlerSpec, RecoveryPatch, StreamConfig, StreamConfigPatch,
+};
 use crate::core::connection::{DropReason, DropRule, FlowPolicy};
 
 /// Engine-wide options: the per-connection defaults plus the metrics timing.
@@ -57,7 +59,11 @@ impl EngineConfig {
         validate_stream(&StreamConfig::default(), &self.stream)?;
         config::time_ms("metricsInterval", self.metrics_interval)?;
         config::time_ms("metricsWindow", self.metrics_window)?;
-        crate::core::consume::resolve_recovery(&self.stream, &self.recovery, &RecoveryPatch::default())?;
+        crate::core::consume::resolve_recovery(
+            &self.stream,
+            &self.recovery,
+            &RecoveryPatch::default(),
+        )?;
         Ok(())
     }
 }

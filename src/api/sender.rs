@@ -129,7 +129,8 @@ impl<T, C: Timer> Sender<T, C> {
             let Some(slot) = g.slot(self.h, self.gen) else {
                 return Placed::Closed;
             };
-            let (prio, key, custom) = (slot.priority.clone(), slot.key.clone(), slot.custom.clone());
+            let (prio, key, custom) =
+                (slot.priority.clone(), slot.key.clone(), slot.custom.clone());
             let c = g
                 .engine
                 .get(self.h)
