@@ -320,6 +320,38 @@ impl<T, C: Timer> StreamEngine<T, C> {
         found
     }
 
+    /// Restarts one connection's figures from what it holds now (`resetMetrics(id)` in JS):
+    /// counters and windows go to zero except `messages_in`, which becomes the number held,
+    /// so the accounting identity still holds. `false` if there is no such connection.
+    ///
+    /// ```
+    /// use stream_engine::api::{ConnectionOptions, StreamEngine};
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let conn = engine.connect("a->b", ConnectionOptions::new()).unwrap();
+    /// conn.sender().try_send(1).unwrap();
+    /// assert!(engine.reset_metrics("a->b"));
+    /// let m = conn.metrics().unwrap();
+    /// assert_eq!((m.messages_in, m.messages_out, m.buffer_size), (1, 0, 1));
+    /// assert!(!engine.reset_metrics("nope"));
+    /// ```
+    pub fn reset_metrics(&self, id: &str) -> bool {
+        let mut g = lock(&self.shared);
+        let mut found = None;
+        for (h, c) in g.engine.connections() {
+            if c.id() == id && (found.is_none() || !c.is_closed()) {
+                found = Some(h);
+            }
+        }
+        match found.and_then(|h| g.engine.get(h)) {
+            Some(c) => {
+                c.reset_metrics();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A snapshot of every connection and the totals, without touching alert state (alerts
     /// are evaluated on the event feed's metrics ticks).
     pub fn metrics(&self) -> Tick {
