@@ -773,10 +773,12 @@ struct Script {
 }
 type ScriptRef = Arc<Mutex<Script>>;
 
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
 /// A handler driven by `s`: waits while the gate is closed, then succeeds or fails.
 fn scripted(
     s: &ScriptRef,
-) -> impl FnMut(Batch<Msg>) -> Pin<Box<dyn Future<Output = Result<(), String>>>> + 'static {
+) -> impl FnMut(Batch<Msg>) -> HandlerFuture + 'static {
     let s = s.clone();
     move |b: Batch<Msg>| {
         let s = s.clone();
@@ -1317,4 +1319,221 @@ fn the_engine_custom_handler_applies_unless_a_connection_names_its_own() {
         )
         .unwrap_err();
     assert_eq!(err.message, "dropThreshold must be in (0, 1], got 0");
+}
+
+// ---- per-message accounting of consume() under random operations (proptest) ------------------
+
+mod consume_accounting {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    pub enum Op {
+        /// Write this many messages, priorities from the seed.
+        Send(u8, u8),
+        Advance(u8),
+        Fail(bool),
+        Gate(bool),
+        Stop,
+        Close,
+        /// Drop the consume loop (the reader goes away).
+        DropLoop,
+        Pause,
+        Resume,
+        /// After a stop: read one batch from the reader handed back.
+        Read,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1u8..6, any::<u8>()).prop_map(|(n, s)| Op::Send(n, s)),
+            4 => (0u8..40).prop_map(Op::Advance),
+            2 => any::<bool>().prop_map(Op::Fail),
+            2 => any::<bool>().prop_map(Op::Gate),
+            1 => Just(Op::Stop),
+            1 => Just(Op::Close),
+            1 => Just(Op::DropLoop),
+            1 => Just(Op::Pause),
+            1 => Just(Op::Resume),
+            2 => Just(Op::Read),
+        ]
+    }
+
+    pub fn run(policy: u8, rec: (u8, u8, u8, u8), ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let (engine, timer) = engine();
+        let (log, on_drop) = drop_log();
+        let mut o = ConnectionOptions::new()
+            .buffer_size(6)
+            .max_batch_size(3)
+            .batch_timeout(4.0)
+            .priority(|m: &Msg| m.prio)
+            .on_drop(on_drop)
+            .recovery(RecoveryPatch {
+                jitter: Some(0.5),
+                ..recovery(rec.0 as f64, rec.1 as f64, rec.2 as f64 + 1.0, rec.3 as f64)
+            });
+        o = match policy {
+            0 => o,
+            1 => o.drop_policy(DropPolicy::Priority).max_wait(3.0),
+            2 => o.drop_policy(DropPolicy::Oldest).max_wait(3.0),
+            3 => o.drop_policy(DropPolicy::Newest).max_wait(3.0),
+            4 => o.handler(Handler::default_handler()),
+            _ => o.drop_handler(ByPrio { threshold: None }),
+        };
+        let conn = engine.connect("a", o).unwrap();
+        let mut tx = conn.sender();
+        let s = ScriptRef::default();
+        let mut seed = 0x9E3779B97F4A7C15u64;
+        let mut consumer = Some(conn.consume_with(
+            scripted(&s),
+            ConsumeOptions::new().random(move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 11) as f64 / (1u64 << 53) as f64
+            }),
+        ));
+        let handle = consumer.as_ref().unwrap().handle.clone();
+        let mut reader: Option<Batches<Msg, ManualTimer>> = None;
+        let mut read = Vec::new();
+        let mut accepted = Vec::new();
+        let mut prio_of = BTreeMap::new();
+        let mut next_id = 0u32;
+
+        let drive = |consumer: &mut Option<Consumer<Msg, ManualTimer>>,
+                     reader: &mut Option<Batches<Msg, ManualTimer>>| {
+            if let Some(c) = consumer.as_mut() {
+                match step(c) {
+                    Poll::Ready(Some(r)) => {
+                        *reader = Some(r);
+                        *consumer = None;
+                    }
+                    Poll::Ready(None) => *consumer = None,
+                    Poll::Pending => {}
+                }
+            }
+        };
+
+        for op in ops {
+            match op {
+                Op::Send(n, sd) => {
+                    for k in 0..n {
+                        let prio = [0.25, 0.5, 0.75, 1.0][((sd >> (k % 4 * 2)) & 3) as usize];
+                        let msg = mp(next_id, prio);
+                        prio_of.insert(next_id, prio);
+                        if tx.try_send(msg).is_ok() {
+                            accepted.push(next_id);
+                        }
+                        next_id += 1;
+                    }
+                }
+                Op::Advance(ms) => timer.advance(ms as f64),
+                Op::Fail(f) => s.lock().unwrap().fail = f,
+                Op::Gate(g) => s.lock().unwrap().gate = g,
+                Op::Stop => handle.stop(),
+                Op::Close => tx.close_connection(),
+                Op::DropLoop => consumer = None,
+                Op::Pause => {
+                    engine.pause("a");
+                }
+                Op::Resume => {
+                    engine.resume("a");
+                }
+                Op::Read => {
+                    if let Some(r) = reader.as_mut() {
+                        if let Some(Some(b)) = r.next().now_or_never() {
+                            read.extend(ids(&b));
+                        }
+                    }
+                }
+            }
+            drive(&mut consumer, &mut reader);
+            if let Some(mt) = engine.connection_metrics("a") {
+                prop_assert_eq!(
+                    mt.messages_in,
+                    mt.messages_out + mt.dropped + mt.buffer_size as u64
+                );
+                prop_assert_eq!(mt.messages_in as usize, accepted.len());
+            }
+        }
+        // Settle: the handler recovers, the connection closes, time passes.
+        {
+            let mut g = s.lock().unwrap();
+            g.gate = false;
+            g.fail = false;
+        }
+        tx.close_connection();
+        engine.resume("a");
+        for _ in 0..200 {
+            if consumer.is_none() {
+                break;
+            }
+            timer.advance(1000.0);
+            drive(&mut consumer, &mut reader);
+        }
+        prop_assert!(
+            consumer.is_none(),
+            "the loop ends once the connection is drained"
+        );
+        if let Some(r) = reader.take() {
+            for b in futures::executor::block_on(r.collect::<Vec<_>>()) {
+                read.extend(ids(&b));
+            }
+        }
+        prop_assert!(engine.ids().is_empty());
+
+        // Every accepted id exactly once: delivered to the handler, read, or dropped with a reason.
+        let mut seen: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+        for id in s.lock().unwrap().delivered.iter() {
+            seen.entry(*id).or_default().push("consumed");
+        }
+        for id in &read {
+            seen.entry(*id).or_default().push("read");
+        }
+        let log = log.lock().unwrap().clone();
+        for (id, why) in &log {
+            seen.entry(*id).or_default().push(why.as_str());
+            // A custom handler's should_drop is obeyed even for a critical message (as in JS).
+            let told = policy == 5 && id % 3 == 0 && *why == DropReason::Priority;
+            if *why != DropReason::DeadLetter && !told {
+                prop_assert!(prio_of[id] < 1.0, "critical {} dropped ({:?})", id, why);
+            }
+        }
+        prop_assert_eq!(seen.keys().copied().collect::<Vec<_>>(), accepted.clone());
+        for (id, fates) in &seen {
+            prop_assert_eq!(fates.len(), 1, "id {} had fates {:?}", id, fates);
+        }
+        // The loop's dead letters are dead-letter drops, each once.
+        let dead: Vec<u32> = ids(&handle.dead_letters());
+        for id in &dead {
+            prop_assert!(
+                log.contains(&(*id, DropReason::DeadLetter)),
+                "dead letter {} not counted",
+                id
+            );
+        }
+        let mut d = dead.clone();
+        d.sort();
+        d.dedup();
+        prop_assert_eq!(d.len(), dead.len());
+        if policy == 0 {
+            prop_assert!(
+                log.iter().all(|(_, w)| *w == DropReason::DeadLetter),
+                "lossless"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn every_message_of_a_consumed_connection_is_accounted_for_once(
+            policy in 0u8..6,
+            rec in (0u8..3, 0u8..20, 0u8..3, 0u8..100),
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            run(policy, rec, ops)?;
+        }
+    }
 }

@@ -10,7 +10,7 @@ use crate::core::connection::ConnectionMetrics;
 use crate::core::consume::resolve_recovery;
 use crate::core::engine::{Engine, Tick};
 
-use super::connection::{close, Connection};
+use super::connection::{close, set_paused, Connection};
 use super::events::{ConnectionEventKind, Event, EventStream};
 use super::options::{ConnectionOptions, DropHandler, EngineConfig, Handler};
 use super::shared::{Effects, Shared, SharedRef, Slot};
@@ -282,22 +282,70 @@ impl<T, C: Timer> StreamEngine<T, C> {
     /// Closes the open connection with this id (see [`Connection::close`]); `false` if there
     /// is none.
     pub fn close(&self, id: &str) -> bool {
-        let found = {
-            let mut g = lock(&self.shared);
-            let h = g
-                .engine
-                .connections()
-                .find(|(_, c)| c.id() == id && !c.is_closed())
-                .map(|(h, _)| h);
-            h.and_then(|h| g.slots.get(&h).map(|s| (h, s.gen)))
-        };
-        match found {
+        match self.live(id) {
             Some((h, gen)) => {
                 close(&self.shared, h, gen, self.timer.now());
                 true
             }
             None => false,
         }
+    }
+
+    /// Pauses delivery on the connection with this id (the open one, else one still draining;
+    /// see [`Connection::pause`]), e.g. one whose [`Connection`] was handed to
+    /// [`Connection::consume`]; `false` if there is none.
+    ///
+    /// ```
+    /// use stream_engine::api::{ConnectionOptions, StreamEngine};
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let conn = engine.connect("a->b", ConnectionOptions::new()).unwrap();
+    /// assert!(engine.pause("a->b"));
+    /// assert!(conn.metrics().unwrap().paused);
+    /// assert!(engine.resume("a->b"));
+    /// assert!(!conn.metrics().unwrap().paused);
+    /// assert!(!engine.pause("nope"));
+    /// ```
+    pub fn pause(&self, id: &str) -> bool {
+        self.set_paused(id, true)
+    }
+
+    /// Resumes delivery on the connection with this id (the open one, else one still
+    /// draining); `false` if there is none.
+    pub fn resume(&self, id: &str) -> bool {
+        self.set_paused(id, false)
+    }
+
+    fn set_paused(&self, id: &str, paused: bool) -> bool {
+        // A closed connection still draining may be paused or resumed too: after consume()
+        // the engine is the only way to reach it.
+        let found = self.live(id).or_else(|| {
+            let mut g = lock(&self.shared);
+            let h = g
+                .engine
+                .connections()
+                .find(|(_, c)| c.id() == id)
+                .map(|(h, _)| h);
+            h.and_then(|h| g.slots.get(&h).map(|s| (h, s.gen)))
+        });
+        match found {
+            Some((h, gen)) => {
+                set_paused(&self.shared, h, gen, paused);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The handle and generation of the open connection with this id.
+    fn live(&self, id: &str) -> Option<(crate::core::engine::Handle, u64)> {
+        let mut g = lock(&self.shared);
+        let h = g
+            .engine
+            .connections()
+            .find(|(_, c)| c.id() == id && !c.is_closed())
+            .map(|(h, _)| h);
+        h.and_then(|h| g.slots.get(&h).map(|s| (h, s.gen)))
     }
 
     /// Closes every connection (`destroy()` in JS): readers get what was taken, then end.

@@ -203,7 +203,8 @@ pub trait DropHandler<T>: MaybeSendSync {
     /// The message's priority in [0, 1], higher is more important (1 = critical, never
     /// dropped). NaN means the default 0.5; other values are clamped to [0, 1].
     fn priority(&self, message: &T) -> f64;
-    /// Whether to drop the message on arrival while backpressure is on.
+    /// Whether to drop the message on arrival while backpressure is on (obeyed whatever its
+    /// priority, as in JS).
     fn should_drop(&self, message: &T) -> bool;
     /// Buffer use in (0, 1] at which the lowest priority is dropped (`None`: 0.9).
     fn drop_threshold(&self) -> Option<f64> {
