@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use crate::core::adaptive::AdaptiveConfig;
 use crate::core::config::{
-    self, ConfigError, HandlerSpec, RecoveryPatch, StreamConfig, StreamConfigPatch,
+    self, ConfigError, HandlerSpec, PolicyRequest, RecoveryPatch, StreamConfig, StreamConfigPatch,
 };
-use crate::core::connection::{DropReason, DropRule, FlowPolicy};
+use crate::core::connection::{DropReason, FlowPolicy};
 
 /// Engine-wide options: the per-connection defaults plus the metrics timing.
 ///
@@ -136,7 +136,7 @@ impl Handler {
     pub fn adaptive(target_latency: f64) -> Self {
         Handler::Adaptive(AdaptiveConfig {
             target_latency,
-            max_wait: (target_latency / 10.0).min(10.0),
+            max_wait: AdaptiveConfig::default_max_wait(target_latency),
             ..AdaptiveConfig::default()
         })
     }
@@ -403,63 +403,44 @@ impl<T> ConnectionOptions<T> {
         engine_custom: Option<&DropHandlerRef<T>>,
     ) -> Result<(StreamConfig, FlowPolicy), ConfigError> {
         let cfg = defaults.apply(&self.patch)?;
-        let mut policy = FlowPolicy::block();
-        match self.drop_policy {
-            Some(DropPolicy::Block) => {}
-            Some(p) => {
-                policy.rule = match p {
-                    DropPolicy::Priority => DropRule::Priority,
-                    DropPolicy::Oldest => DropRule::Oldest,
-                    _ => DropRule::Newest,
-                };
-                policy.drop_threshold = 1.0;
-                policy.max_wait = Some(config::time_ms(
-                    "maxWaitTime",
-                    self.max_wait.unwrap_or(100.0),
-                )?);
-            }
-            None if self.custom_in_force(engine_custom).is_some() => {
-                let h = self.custom_in_force(engine_custom).expect("checked");
-                policy = HandlerSpec::Custom {
-                    drop_threshold: h.drop_threshold(),
-                    max_wait: h.max_wait(),
-                }
-                .resolve()?;
-            }
+        // One resolution, the core's (the JS API's `dropPolicy`, `maxWaitTime` and handler
+        // options go through the same function): this only translates the Rust types.
+        let handler = match self.custom_in_force(engine_custom) {
+            Some(h) => Some(HandlerSpec::Custom {
+                drop_threshold: h.drop_threshold(),
+                max_wait: h.max_wait(),
+            }),
             None => match self.handler.unwrap_or(engine_handler) {
-                Handler::None => {}
+                Handler::None => None,
                 Handler::Default {
                     drop_threshold,
                     priority_drop,
                     max_wait,
-                } => {
-                    policy.rule = if priority_drop {
-                        DropRule::Priority
-                    } else {
-                        DropRule::Oldest
-                    };
-                    policy.drop_threshold = config::fraction("dropThreshold", drop_threshold)?;
-                    policy.max_wait = Some(config::time_ms("maxWaitTime", max_wait)?);
-                }
-                Handler::Adaptive(a) => {
-                    let t = config::time_ms("targetLatency", a.target_latency)?;
-                    if t <= 0.0 {
-                        return Err(ConfigError::range("targetLatency must be > 0 (ms), got 0"));
-                    }
-                    let max = config::fraction("maxThreshold", a.max_threshold)?;
-                    let min = config::fraction("minThreshold", a.min_threshold)?;
-                    if min > max {
-                        return Err(ConfigError::range(format!(
-                            "minThreshold must be <= maxThreshold, got {min} > {max}"
-                        )));
-                    }
-                    policy.rule = DropRule::Priority;
-                    policy.max_wait = Some(config::time_ms("maxWaitTime", a.max_wait)?);
-                    policy.adaptive = Some(a);
-                }
+                } => Some(HandlerSpec::Default {
+                    drop_threshold: Some(drop_threshold),
+                    priority_drop: Some(priority_drop),
+                    max_wait: Some(max_wait),
+                }),
+                Handler::Adaptive(a) => Some(HandlerSpec::Adaptive {
+                    target_latency: Some(a.target_latency),
+                    max_threshold: Some(a.max_threshold),
+                    min_threshold: Some(a.min_threshold),
+                    max_wait: Some(a.max_wait),
+                }),
             },
+        };
+        let policy = PolicyRequest {
+            drop_policy: self.drop_policy.map(|p| match p {
+                DropPolicy::Block => "block",
+                DropPolicy::Priority => "priority",
+                DropPolicy::Oldest => "oldest",
+                DropPolicy::Newest => "newest",
+            }),
+            max_wait_time: self.max_wait,
+            conflate: Some(self.key.is_some()),
+            handler,
         }
-        policy.conflate = self.key.is_some();
+        .resolve()?;
         Ok((cfg, policy))
     }
 
