@@ -393,7 +393,8 @@ impl<T: Clone + 'static, C: Timer> Batches<T, C> {
 
 /// What the next-batch wait ended with.
 enum Next<T> {
-    Batch(Vec<T>),
+    /// A batch, and whether the circuit let a call through (asked under the same lock).
+    Batch(Vec<T>, bool),
     Ended,
     Stopped,
 }
@@ -462,9 +463,10 @@ impl<T: Clone + 'static, C: Timer> Loop<T, C> {
                         .expect("slot and core connection live together");
                     let closing = c.is_closed();
                     if let Some(batch) = c.consume_take(now, *force || closing) {
+                        let allowed = c.circuit_allow(now);
                         let st = c.status();
                         g.process(r.h, st, &mut fx);
-                        (Some(Next::Batch(batch)), None)
+                        (Some(Next::Batch(batch, allowed)), None)
                     } else if closing && c.held() == 0 {
                         g.remove(r.h, now, &mut fx);
                         (Some(Next::Ended), None)
@@ -533,6 +535,23 @@ impl<T: Clone + 'static, C: Timer> Loop<T, C> {
         Some(out)
     }
 
+    /// `None` if the circuit lets a call through now, else when to look again.
+    fn circuit_wait(&self) -> Option<f64> {
+        let r = self.r();
+        let now = r.timer.now();
+        let mut g = lock(&r.shared);
+        g.slot(r.h, r.gen)?;
+        let c = g
+            .engine
+            .get(r.h)
+            .expect("slot and core connection live together");
+        if c.circuit_allow(now) {
+            None
+        } else {
+            Some(circuit_wait_until(c.circuit_next_attempt(), now))
+        }
+    }
+
     /// The batch in flight is given up: counted, to `on_drop`, kept for `dead_letters()`.
     fn dead_letter(&mut self) {
         let Some(batch) = self.inflight.take() else {
@@ -595,30 +614,26 @@ impl<T: Clone + 'static, C: Timer> Loop<T, C> {
         loop {
             let mut force = false;
             let next = std::future::poll_fn(|cx| self.poll_take(&mut force, cx)).await;
-            let batch = match next {
-                Next::Batch(b) => Batch::from(b),
+            let (batch, mut allowed) = match next {
+                Next::Batch(b, allowed) => (Batch::from(b), allowed),
                 Next::Ended => return None,
                 Next::Stopped => return self.reader.take(),
             };
             self.inflight = Some(batch.clone());
             let mut attempt: u32 = 0;
             loop {
-                if self.stopped(None) {
-                    self.dead_letter();
-                    break;
-                }
-                // The circuit breaker: no call while it is open.
-                let wait = self.with_core(|c, now| {
-                    let w = if c.circuit_allow(now) {
-                        None
-                    } else {
-                        Some(circuit_wait_until(c.circuit_next_attempt(), now))
-                    };
-                    (w, 0)
-                });
-                if let Some(Some(until)) = wait {
-                    std::future::poll_fn(|cx| self.poll_sleep(until, cx)).await;
-                    continue;
+                // A call the circuit already allowed goes ahead (a half-open circuit's one
+                // trial must be settled by a call, not abandoned).
+                if !std::mem::take(&mut allowed) {
+                    if self.stopped(None) {
+                        self.dead_letter();
+                        break;
+                    }
+                    // The circuit breaker: no call while it is open.
+                    if let Some(until) = self.circuit_wait() {
+                        std::future::poll_fn(|cx| self.poll_sleep(until, cx)).await;
+                        continue;
+                    }
                 }
                 let result = handler(batch.clone()).await;
                 match result {
