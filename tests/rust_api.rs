@@ -776,9 +776,7 @@ type ScriptRef = Arc<Mutex<Script>>;
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
 
 /// A handler driven by `s`: waits while the gate is closed, then succeeds or fails.
-fn scripted(
-    s: &ScriptRef,
-) -> impl FnMut(Batch<Msg>) -> HandlerFuture + 'static {
+fn scripted(s: &ScriptRef) -> impl FnMut(Batch<Msg>) -> HandlerFuture + 'static {
     let s = s.clone();
     move |b: Batch<Msg>| {
         let s = s.clone();
@@ -1536,4 +1534,15 @@ mod consume_accounting {
             run(policy, rec, ops)?;
         }
     }
+}
+
+#[test]
+fn a_far_deadline_on_the_native_timer_waits_instead_of_panicking() {
+    // A retry delay or batch timeout may be any finite number of ms.
+    let timer = stream_engine::api::NativeTimer::new();
+    let mut sleep = timer.sleep_until(1e300);
+    let (_, w) = counting();
+    assert!(Pin::new(&mut sleep)
+        .poll(&mut Context::from_waker(&w))
+        .is_pending());
 }
