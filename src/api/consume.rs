@@ -161,6 +161,22 @@ struct Ctl<T> {
 
 /// Controls a running consume loop: [`ConsumerHandle::stop`] and the dead letters. Cheap to
 /// clone; usable from any task.
+///
+/// ```
+/// use futures::{executor::block_on, FutureExt, StreamExt};
+/// use stream_engine::api::{Batch, ConnectionOptions, EngineConfig, ManualTimer, StreamEngine};
+///
+/// let engine = StreamEngine::with_timer(EngineConfig::default(), ManualTimer::new()).unwrap();
+/// let conn = engine.connect("a->b", ConnectionOptions::new().batch_timeout(0.0)).unwrap();
+/// let mut tx = conn.sender();
+/// let mut consumer = conn.consume(|_: Batch<u32>| async { Ok::<(), String>(()) });
+/// let handle = consumer.handle.clone(); // e.g. for a UI's "stop" button
+/// assert!((&mut consumer.done).now_or_never().is_none());
+/// handle.stop();
+/// let mut reader = block_on(consumer.done).expect("stopped, not ended: the reader comes back");
+/// tx.try_send(5).unwrap(); // the connection is still open
+/// assert_eq!(block_on(reader.next()), Some(vec![5]));
+/// ```
 pub struct ConsumerHandle<T> {
     ctl: Arc<Mutex<Ctl<T>>>,
 }
@@ -218,6 +234,32 @@ impl<T> ConsumerHandle<T> {
 ///
 /// Dropping it before it completes is the reader going away: a batch in flight is
 /// dead-lettered, then everything buffered (as dropping [`Batches`] does).
+///
+/// It is not `Send` (handlers often hold `Rc`s or `JsValue`s): run it with
+/// `wasm_bindgen_futures::spawn_local`, a `LocalPool`, tokio's `LocalSet`, or `block_on`.
+///
+/// ```
+/// use futures::executor::LocalPool;
+/// use futures::task::LocalSpawnExt;
+/// use stream_engine::api::{Batch, ConnectionOptions, StreamEngine};
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// let engine = StreamEngine::<u32>::new();
+/// let conn = engine.connect("a->b", ConnectionOptions::new().batch_timeout(0.0)).unwrap();
+/// let mut tx = conn.sender();
+/// let got = Rc::new(RefCell::new(Vec::new()));
+/// let sink = got.clone();
+/// let consumer = conn.consume(move |b: Batch<u32>| {
+///     sink.borrow_mut().extend(b.iter().copied());
+///     async { Ok::<(), String>(()) }
+/// });
+/// let mut pool = LocalPool::new();
+/// pool.spawner().spawn_local(async move { consumer.done.await; }).unwrap();
+/// tx.try_send(1).unwrap();
+/// tx.close_connection();
+/// pool.run(); // until the loop ended with the connection
+/// assert_eq!(*got.borrow(), vec![1]);
+/// ```
 #[must_use = "the loop runs only while its future is polled"]
 pub struct Done<T, C: Timer> {
     fut: LoopFuture<T, C>,
@@ -355,6 +397,21 @@ impl<T: Clone + 'static, C: Timer> Connection<T, C> {
 
 impl<T: Clone + 'static, C: Timer> Batches<T, C> {
     /// [`Connection::consume`] on the reader after [`Connection::split`].
+    ///
+    /// ```
+    /// use futures::executor::block_on;
+    /// use stream_engine::api::{Batch, ConnectionOptions, StreamEngine};
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let (mut tx, batches) = engine.connect("a->b", ConnectionOptions::new()).unwrap().split();
+    /// let consumer = batches.consume(|b: Batch<u32>| async move {
+    ///     if b.is_empty() { Err("never empty") } else { Ok(()) }
+    /// });
+    /// block_on(tx.send_all(vec![1, 2])).unwrap();
+    /// tx.close_connection();
+    /// assert!(block_on(consumer.done).is_none());
+    /// assert!(consumer.handle.dead_letters().is_empty());
+    /// ```
     pub fn consume<F, Fut, E>(self, handler: F) -> Consumer<T, C>
     where
         F: FnMut(Batch<T>) -> Fut + 'static,
