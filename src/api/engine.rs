@@ -195,6 +195,22 @@ impl<T, C: Timer> StreamEngine<T, C> {
         Ok(())
     }
 
+    /// The alert thresholds in force (`getThresholds()` in JS).
+    ///
+    /// ```
+    /// use stream_engine::api::StreamEngine;
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let mut t = engine.thresholds();
+    /// assert_eq!(t, stream_engine::core::alerts::Thresholds::default());
+    /// t.error_rate.warning = 0.5;
+    /// engine.set_thresholds(t);
+    /// assert_eq!(engine.thresholds().error_rate.warning, 0.5);
+    /// ```
+    pub fn thresholds(&self) -> Thresholds {
+        *lock(&self.shared).engine.thresholds()
+    }
+
     /// Replaces the alert thresholds.
     pub fn set_thresholds(&self, thresholds: Thresholds) {
         lock(&self.shared).engine.set_thresholds(thresholds);
