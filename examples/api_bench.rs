@@ -39,15 +39,15 @@ fn round_with(n: u32, batch: usize, consume: bool) -> f64 {
         tx.close_connection();
     };
     let got = if consume {
-        let count = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let c = count.clone();
         let consumer = rx.consume(move |b: stream_engine::api::Batch<u32>| {
-            c.set(c.get() + b.len() as u64);
+            c.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
             async { Ok::<(), &str>(()) }
         });
         let ((), end) = block_on(join(producer, consumer.done));
         assert!(end.is_none(), "the loop ends with the connection");
-        count.get()
+        count.load(std::sync::atomic::Ordering::Relaxed)
     } else {
         let reader = rx.fold(0u64, |k, b| async move { k + b.len() as u64 });
         block_on(join(producer, reader)).1

@@ -635,6 +635,11 @@ fn the_engine_and_its_handles_are_send_natively() {
     send::<StreamEngine<Msg>>();
     send::<stream_engine::api::Sender<Msg, stream_engine::api::NativeTimer>>();
     send::<stream_engine::api::Connection<Msg, stream_engine::api::NativeTimer>>();
+    send::<stream_engine::api::ConsumerHandle<Msg>>();
+    fn send_only<X: Send>() {}
+    // The consume loop can be spawned on a multi-threaded runtime.
+    send_only::<stream_engine::api::Done<Msg, stream_engine::api::NativeTimer>>();
+    send_only::<stream_engine::api::Consumer<Msg, ManualTimer>>();
 }
 
 #[test]
@@ -773,7 +778,7 @@ struct Script {
 }
 type ScriptRef = Arc<Mutex<Script>>;
 
-type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// A handler driven by `s`: waits while the gate is closed, then succeeds or fails.
 fn scripted(s: &ScriptRef) -> impl FnMut(Batch<Msg>) -> HandlerFuture + 'static {

@@ -21,10 +21,23 @@ use crate::core::consume::{after_failure, circuit_wait_until, AfterFailure};
 use super::batches::Batches;
 use super::connection::Connection;
 use super::events::Event;
+use super::options::{MaybeSend, MaybeSendSync};
 use super::shared::Effects;
 use super::timer::{lock, Timer};
 
+// `Send` natively (spawn the loop on any runtime), not on wasm32 where closures and futures
+// often hold `JsValue`s.
+#[cfg(not(target_arch = "wasm32"))]
+type RetryIf<E> = Box<dyn Fn(&E) -> bool + Send + Sync>;
+#[cfg(not(target_arch = "wasm32"))]
+type Random = Box<dyn FnMut() -> f64 + Send>;
+#[cfg(not(target_arch = "wasm32"))]
+type LoopFuture<T, C> = Pin<Box<dyn Future<Output = Option<Batches<T, C>>> + Send>>;
+#[cfg(target_arch = "wasm32")]
 type RetryIf<E> = Box<dyn Fn(&E) -> bool>;
+#[cfg(target_arch = "wasm32")]
+type Random = Box<dyn FnMut() -> f64>;
+#[cfg(target_arch = "wasm32")]
 type LoopFuture<T, C> = Pin<Box<dyn Future<Output = Option<Batches<T, C>>>>>;
 
 /// One batch as a consume handler gets it: shared, cheap to clone, read as a slice
@@ -95,7 +108,7 @@ impl<T: fmt::Debug> fmt::Debug for Batch<T> {
 /// ```
 pub struct ConsumeOptions<E> {
     retry_if: Option<RetryIf<E>>,
-    random: Option<Box<dyn FnMut() -> f64>>,
+    random: Option<Random>,
 }
 
 impl<E> Default for ConsumeOptions<E> {
@@ -123,20 +136,20 @@ impl<E> ConsumeOptions<E> {
     }
     /// Which errors are worth a retry (default: all). A `false` dead-letters the batch at once
     /// (JS: `shouldRetry` is false for `TypeError` or `retryable === false`).
-    pub fn retry_if(mut self, f: impl Fn(&E) -> bool + 'static) -> Self {
+    pub fn retry_if(mut self, f: impl Fn(&E) -> bool + MaybeSendSync + 'static) -> Self {
         self.retry_if = Some(Box::new(f));
         self
     }
     /// The random source of the retry jitter, numbers in [0, 1) (default: natively a seeded
     /// [`crate::core::consume::XorShift`], on wasm32 `Math.random()`).
-    pub fn random(mut self, f: impl FnMut() -> f64 + 'static) -> Self {
+    pub fn random(mut self, f: impl FnMut() -> f64 + MaybeSend + 'static) -> Self {
         self.random = Some(Box::new(f));
         self
     }
 }
 
 /// The platform's random numbers for jitter.
-fn default_random() -> Box<dyn FnMut() -> f64> {
+fn default_random() -> Random {
     #[cfg(target_arch = "wasm32")]
     {
         Box::new(js_sys::Math::random)
@@ -235,30 +248,30 @@ impl<T> ConsumerHandle<T> {
 /// Dropping it before it completes is the reader going away: a batch in flight is
 /// dead-lettered, then everything buffered (as dropping [`Batches`] does).
 ///
-/// It is not `Send` (handlers often hold `Rc`s or `JsValue`s): run it with
-/// `wasm_bindgen_futures::spawn_local`, a `LocalPool`, tokio's `LocalSet`, or `block_on`.
+/// Natively it is `Send`, so it can be spawned on any runtime (tokio, async-std, a thread
+/// pool); that is why the handler, its futures, its error type and the messages must be `Send`
+/// (and messages `Sync`) natively. On wasm32 nothing needs to be `Send` (handlers hold
+/// `JsValue`s): spawn it with `wasm_bindgen_futures::spawn_local`.
 ///
 /// ```
-/// use futures::executor::LocalPool;
-/// use futures::task::LocalSpawnExt;
 /// use stream_engine::api::{Batch, ConnectionOptions, StreamEngine};
-/// use std::{cell::RefCell, rc::Rc};
+/// use std::sync::{Arc, Mutex};
 ///
 /// let engine = StreamEngine::<u32>::new();
 /// let conn = engine.connect("a->b", ConnectionOptions::new().batch_timeout(0.0)).unwrap();
 /// let mut tx = conn.sender();
-/// let got = Rc::new(RefCell::new(Vec::new()));
+/// let got = Arc::new(Mutex::new(Vec::new()));
 /// let sink = got.clone();
 /// let consumer = conn.consume(move |b: Batch<u32>| {
-///     sink.borrow_mut().extend(b.iter().copied());
+///     sink.lock().unwrap().extend(b.iter().copied());
 ///     async { Ok::<(), String>(()) }
 /// });
-/// let mut pool = LocalPool::new();
-/// pool.spawner().spawn_local(async move { consumer.done.await; }).unwrap();
+/// // The loop runs on another thread (any runtime's spawn works the same way).
+/// let ended = std::thread::spawn(move || futures::executor::block_on(consumer.done).is_none());
 /// tx.try_send(1).unwrap();
 /// tx.close_connection();
-/// pool.run(); // until the loop ended with the connection
-/// assert_eq!(*got.borrow(), vec![1]);
+/// assert!(ended.join().unwrap()); // the loop ended with the connection
+/// assert_eq!(*got.lock().unwrap(), vec![1]);
 /// ```
 #[must_use = "the loop runs only while its future is polled"]
 pub struct Done<T, C: Timer> {
@@ -306,7 +319,12 @@ impl<T, C: Timer> Consumer<T, C> {
     }
 }
 
-impl<T: Clone + 'static, C: Timer> Connection<T, C> {
+impl<T, C> Connection<T, C>
+where
+    T: Clone + MaybeSendSync + 'static,
+    C: Timer + MaybeSend,
+    C::Sleep: MaybeSend,
+{
     /// Makes the engine read this connection's batches and call `handler(batch)`, every error
     /// retryable (see [`Connection::consume_with`]).
     ///
@@ -358,9 +376,9 @@ impl<T: Clone + 'static, C: Timer> Connection<T, C> {
     /// ```
     pub fn consume<F, Fut, E>(self, handler: F) -> Consumer<T, C>
     where
-        F: FnMut(Batch<T>) -> Fut + 'static,
-        Fut: Future<Output = Result<(), E>> + 'static,
-        E: fmt::Display + 'static,
+        F: FnMut(Batch<T>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<(), E>> + MaybeSend + 'static,
+        E: fmt::Display + MaybeSend + 'static,
     {
         self.consume_with(handler, ConsumeOptions::new())
     }
@@ -386,16 +404,21 @@ impl<T: Clone + 'static, C: Timer> Connection<T, C> {
     /// ```
     pub fn consume_with<F, Fut, E>(self, handler: F, options: ConsumeOptions<E>) -> Consumer<T, C>
     where
-        F: FnMut(Batch<T>) -> Fut + 'static,
-        Fut: Future<Output = Result<(), E>> + 'static,
-        E: fmt::Display + 'static,
+        F: FnMut(Batch<T>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<(), E>> + MaybeSend + 'static,
+        E: fmt::Display + MaybeSend + 'static,
     {
         let (_, batches) = self.split();
         batches.consume_with(handler, options)
     }
 }
 
-impl<T: Clone + 'static, C: Timer> Batches<T, C> {
+impl<T, C> Batches<T, C>
+where
+    T: Clone + MaybeSendSync + 'static,
+    C: Timer + MaybeSend,
+    C::Sleep: MaybeSend,
+{
     /// [`Connection::consume`] on the reader after [`Connection::split`].
     ///
     /// ```
@@ -414,9 +437,9 @@ impl<T: Clone + 'static, C: Timer> Batches<T, C> {
     /// ```
     pub fn consume<F, Fut, E>(self, handler: F) -> Consumer<T, C>
     where
-        F: FnMut(Batch<T>) -> Fut + 'static,
-        Fut: Future<Output = Result<(), E>> + 'static,
-        E: fmt::Display + 'static,
+        F: FnMut(Batch<T>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<(), E>> + MaybeSend + 'static,
+        E: fmt::Display + MaybeSend + 'static,
     {
         self.consume_with(handler, ConsumeOptions::new())
     }
@@ -424,9 +447,9 @@ impl<T: Clone + 'static, C: Timer> Batches<T, C> {
     /// [`Connection::consume_with`] on the reader after [`Connection::split`].
     pub fn consume_with<F, Fut, E>(self, handler: F, options: ConsumeOptions<E>) -> Consumer<T, C>
     where
-        F: FnMut(Batch<T>) -> Fut + 'static,
-        Fut: Future<Output = Result<(), E>> + 'static,
-        E: fmt::Display + 'static,
+        F: FnMut(Batch<T>) -> Fut + MaybeSend + 'static,
+        Fut: Future<Output = Result<(), E>> + MaybeSend + 'static,
+        E: fmt::Display + MaybeSend + 'static,
     {
         let ctl = Arc::new(Mutex::new(Ctl {
             stopped: false,

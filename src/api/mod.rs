@@ -69,7 +69,7 @@ pub use error::{SendError, SinkError, TrySendError};
 pub use events::{ConnectionEventKind, Event, EventStream};
 pub use options::{
     ConnectionOptions, DropFn, DropHandler, DropHandlerRef, DropPolicy, EngineConfig, Handler,
-    KeyFn, MaybeSendSync, PriorityFn,
+    KeyFn, MaybeSend, MaybeSendSync, PriorityFn,
 };
 pub use sender::Sender;
 pub use timer::{DefaultTimer, ManualSleep, ManualTimer, Timer};

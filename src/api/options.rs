@@ -243,6 +243,17 @@ pub trait MaybeSendSync {}
 #[cfg(target_arch = "wasm32")]
 impl<F: ?Sized> MaybeSendSync for F {}
 
+/// `Send` natively; nothing on wasm32 (a consume handler's futures often hold `JsValue`s there).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<F: ?Sized + Send> MaybeSend for F {}
+/// `Send` natively; nothing on wasm32 (a consume handler's futures often hold `JsValue`s there).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<F: ?Sized> MaybeSend for F {}
+
 /// Options of one connection: overrides of the engine's [`StreamConfig`], the flow rules, and
 /// how to read a message's priority and key. Built with chained setters.
 ///
