@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 
 use futures_sink::Sink;
 
-use crate::core::connection::{status, DropReason, DropRule, Push};
+use crate::core::connection::{status, DropRule, Push};
+use crate::core::custom::{drops_on_arrival, CANDIDATE_REASON};
 use crate::core::engine::Handle;
 
 use super::error::{SendError, SinkError, TrySendError};
@@ -174,10 +175,9 @@ impl<T, C: Timer> Sender<T, C> {
                         Some(h) => (h.priority(&m), h.should_drop(&m)),
                         None => (prio.as_ref().map_or(f64::NAN, |f| f(&m)), false),
                     };
-                    // A candidate goes on arrival while writes are held (as JS `_pushOne`).
-                    if cand && c.backpressure() && c.policy().max_wait.is_some() {
+                    if drops_on_arrival(cand, c) {
                         st |= c
-                            .drop_incoming(m, p, DropReason::Priority, now)
+                            .drop_incoming(m, p, CANDIDATE_REASON, now)
                             .expect("checked open above");
                         continue;
                     }

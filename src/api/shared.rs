@@ -8,12 +8,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
+use crate::core::config::{RecoveryOptions, RecoveryPatch};
 use crate::core::connection::{status, ConnEvent, DropReason};
 use crate::core::engine::{Engine, Handle};
 
 use super::events::{ConnectionEventKind, Event};
-use crate::core::config::{RecoveryOptions, RecoveryPatch};
-
 use super::options::{DropFn, DropHandlerRef, Handler, KeyFn, PriorityFn};
 
 /// One connection's state outside the core: wakers, callbacks, lifecycle.
