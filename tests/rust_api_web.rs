@@ -260,3 +260,110 @@ async fn a_js_write_after_close_rejects_with_an_error_and_the_engine_keeps_worki
     tx.send(msg(2)).await.unwrap();
     assert_eq!(rx.next().await.map(|b| b.len()), Some(1));
 }
+
+/// A JS widget that fails its first call and every batch holding id 13, returning
+/// `{ seen, handler }` (`seen`: ids of the batches it took).
+fn flaky_widget() -> (JsValue, Function) {
+    let make = Function::new_with_args(
+        "",
+        "let calls = 0;
+         const seen = [];
+         const handler = async (batch) => {
+             calls++;
+             await new Promise((r) => setTimeout(r, 1));
+             if (calls === 1) throw new Error('flaky widget');
+             if (batch.some((m) => m.id === 13)) throw new Error('bad message');
+             for (const m of batch) seen.push(m.id);
+         };
+         return { seen, handler };",
+    );
+    let o = make.call0(&JsValue::NULL).unwrap();
+    let handler = Reflect::get(&o, &"handler".into()).unwrap();
+    (
+        Reflect::get(&o, &"seen".into()).unwrap(),
+        handler.dyn_into().unwrap(),
+    )
+}
+
+#[wasm_bindgen_test]
+async fn consume_calls_an_async_js_handler_with_retries_on_the_platform_timer_and_dead_letters() {
+    use stream_engine::api::{Batch, Event};
+    use stream_engine::core::config::RecoveryPatch;
+
+    let engine = StreamEngine::<JsValue>::new();
+    let mut feed = engine.events();
+    let recovery = RecoveryPatch {
+        retry_attempts: Some(1.0),
+        retry_delay: Some(2.0),
+        ..RecoveryPatch::default() // jitter 0.1 with Math.random()
+    };
+    let conn = engine
+        .connect(
+            "rust->widget",
+            ConnectionOptions::new()
+                .max_batch_size(1)
+                .batch_timeout(0.0)
+                .recovery(recovery),
+        )
+        .unwrap();
+    let mut tx = conn.sender();
+    let (seen, widget) = flaky_widget();
+    let consumer = conn.consume(move |batch: Batch<JsValue>| {
+        let widget = widget.clone();
+        async move {
+            let arr: Array = batch.iter().cloned().collect();
+            let p: Promise = widget
+                .call1(&JsValue::NULL, &arr)
+                .map_err(|e| format!("{e:?}"))?
+                .dyn_into()
+                .map_err(|_| "not a promise".to_string())?;
+            JsFuture::from(p).await.map(|_| ()).map_err(|e| {
+                Reflect::get(&e, &"message".into())
+                    .ok()
+                    .and_then(|m| m.as_string())
+                    .unwrap_or_default()
+            })
+        }
+    });
+    let thirteen = msg(13);
+    tx.send_all(vec![msg(1), thirteen.clone(), msg(2)])
+        .await
+        .unwrap();
+    tx.close_connection();
+    // The loop ends once the connection is closed and every batch is settled.
+    assert!(consumer.done.await.is_none());
+    let seen: Vec<u32> = Array::from(&seen)
+        .iter()
+        .map(|x| x.as_f64().unwrap() as u32)
+        .collect();
+    assert_eq!(seen, vec![1, 2], "1 after one retry; 13 dead-lettered");
+    let dead = consumer.handle.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        js_sys::Object::is(&dead[0], &thirteen),
+        "the very JS object written"
+    );
+    let mut errors = Vec::new();
+    let mut dead_letter_drops = 0;
+    while let Some(Some(ev)) = futures::FutureExt::now_or_never(feed.next()) {
+        match ev {
+            Event::ConsumerError {
+                error,
+                attempt,
+                will_retry,
+                ..
+            } => errors.push((error, attempt, will_retry)),
+            Event::Drop { summary, .. } => dead_letter_drops += summary.reasons.dead_letter,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        errors,
+        vec![
+            ("flaky widget".to_string(), 0, true),
+            ("bad message".to_string(), 0, true),
+            ("bad message".to_string(), 1, false),
+        ]
+    );
+    assert_eq!(dead_letter_drops, 1);
+}

@@ -76,6 +76,13 @@ impl<T, C: Timer> Batches<T, C> {
         &self.id
     }
 
+    /// The connection ended and was forgotten by its reader (a consume loop): nothing to do
+    /// on drop.
+    pub(crate) fn mark_finished(&mut self) {
+        self.finished = true;
+        self.sleep = None;
+    }
+
     /// One attempt: a batch, the end, or `Pending` with the reader waker registered and the
     /// batch deadline (if any) returned.
     fn attempt(&mut self, force: bool, cx: &Context<'_>) -> (Poll<Option<Vec<T>>>, Option<f64>) {

@@ -98,38 +98,7 @@ impl<T, C: Timer> Connection<T, C> {
 
     fn set_paused(&self, paused: bool) {
         let b = &self.batches;
-        let mut fx = Effects::new();
-        {
-            let mut g = lock(&b.shared);
-            if g.slot(b.h, b.gen).is_none() {
-                return;
-            }
-            let c = g
-                .engine
-                .get(b.h)
-                .expect("slot and core connection live together");
-            if c.is_paused() == paused {
-                return;
-            }
-            if paused {
-                c.pause()
-            } else {
-                c.resume()
-            }
-            g.wake_all(b.h, &mut fx);
-            g.broadcast(
-                Event::Connection {
-                    connection_id: b.id.clone(),
-                    kind: if paused {
-                        ConnectionEventKind::Paused
-                    } else {
-                        ConnectionEventKind::Resumed
-                    },
-                },
-                &mut fx,
-            );
-        }
-        fx.run();
+        set_paused(&b.shared, b.h, b.gen, paused);
     }
 
     /// Closes the connection: writes fail from now on; what it holds is still delivered
@@ -139,6 +108,41 @@ impl<T, C: Timer> Connection<T, C> {
         let b = &self.batches;
         close(&b.shared, b.h, b.gen, b.timer.now());
     }
+}
+
+/// Pauses or resumes a live connection (an event on the feed if that changed anything).
+pub(crate) fn set_paused<T>(shared: &SharedRef<T>, h: Handle, gen: u64, paused: bool) {
+    let mut fx = Effects::new();
+    {
+        let mut g = lock(shared);
+        let Some(slot) = g.slot(h, gen) else { return };
+        let id = slot.id.clone();
+        let c = g
+            .engine
+            .get(h)
+            .expect("slot and core connection live together");
+        if c.is_paused() == paused {
+            return;
+        }
+        if paused {
+            c.pause()
+        } else {
+            c.resume()
+        }
+        g.wake_all(h, &mut fx);
+        g.broadcast(
+            Event::Connection {
+                connection_id: id,
+                kind: if paused {
+                    ConnectionEventKind::Paused
+                } else {
+                    ConnectionEventKind::Resumed
+                },
+            },
+            &mut fx,
+        );
+    }
+    fx.run();
 }
 
 /// Closes a connection if it is live and open.

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::core::alerts::Thresholds;
-use crate::core::config::ConfigError;
+use crate::core::config::{ConfigError, RecoveryPatch};
 use crate::core::connection::ConnectionMetrics;
+use crate::core::consume::resolve_recovery;
 use crate::core::engine::{Engine, Tick};
 
-use super::connection::{close, Connection};
+use super::connection::{close, set_paused, Connection};
 use super::events::{ConnectionEventKind, Event, EventStream};
-use super::options::{ConnectionOptions, EngineConfig, Handler};
+use super::options::{ConnectionOptions, DropHandler, EngineConfig, Handler};
 use super::shared::{Effects, Shared, SharedRef, Slot};
 use super::timer::{lock, Timer};
 
@@ -110,6 +111,8 @@ impl<T, C: Timer> StreamEngine<T, C> {
         let shared = Shared {
             engine: Engine::new(config.stream, config.metrics_window),
             handler: Handler::None,
+            custom: None,
+            recovery: config.recovery,
             slots: BTreeMap::new(),
             next_gen: 0,
             subs: BTreeMap::new(),
@@ -141,7 +144,71 @@ impl<T, C: Timer> StreamEngine<T, C> {
     /// assert_eq!(adaptive.effective_threshold, 0.9); // until pressure builds
     /// ```
     pub fn set_handler(&self, handler: Handler) {
-        lock(&self.shared).handler = handler;
+        let mut g = lock(&self.shared);
+        g.handler = handler;
+        g.custom = None;
+    }
+
+    /// Sets your own [`DropHandler`] as the handler of connections created from now on without
+    /// their own (`setBackpressureHandler(customObject)` in JS); [`StreamEngine::set_handler`]
+    /// replaces it again.
+    ///
+    /// ```
+    /// use stream_engine::api::{ConnectionOptions, DropHandler, StreamEngine};
+    ///
+    /// struct Keep;
+    /// impl DropHandler<u32> for Keep {
+    ///     fn priority(&self, m: &u32) -> f64 { if *m == 0 { 1.0 } else { 0.5 } }
+    ///     fn should_drop(&self, _: &u32) -> bool { false }
+    ///     fn drop_threshold(&self) -> Option<f64> { Some(0.5) }
+    /// }
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// engine.set_drop_handler(Keep);
+    /// let conn = engine.connect("a->b", ConnectionOptions::new().buffer_size(2)).unwrap();
+    /// let mut tx = conn.sender();
+    /// tx.try_send(1).unwrap();
+    /// tx.try_send(2).unwrap(); // at 0.5 of the buffer: the lowest priority goes
+    /// assert_eq!(conn.metrics().unwrap().dropped, 1);
+    /// ```
+    pub fn set_drop_handler(&self, handler: impl DropHandler<T> + 'static) {
+        let mut g = lock(&self.shared);
+        g.custom = Some(std::sync::Arc::new(handler));
+        g.handler = Handler::None;
+    }
+
+    /// Replaces the engine's error recovery layer (see [`EngineConfig::recovery`]) for
+    /// connections created from now on. Errors name the bad field; nothing changes then.
+    ///
+    /// ```
+    /// use stream_engine::api::StreamEngine;
+    /// use stream_engine::core::config::RecoveryPatch;
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let err = engine.set_recovery(RecoveryPatch { retry_delay: Some(-1.0), ..Default::default() }).unwrap_err();
+    /// assert_eq!(err.message, "retryDelay must be a finite number >= 0 (ms), got -1");
+    /// ```
+    pub fn set_recovery(&self, recovery: RecoveryPatch) -> Result<(), ConfigError> {
+        let mut g = lock(&self.shared);
+        resolve_recovery(g.engine.defaults(), &recovery, &RecoveryPatch::default())?;
+        g.recovery = recovery;
+        Ok(())
+    }
+
+    /// The alert thresholds in force (`getThresholds()` in JS).
+    ///
+    /// ```
+    /// use stream_engine::api::StreamEngine;
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let mut t = engine.thresholds();
+    /// assert_eq!(t, stream_engine::core::alerts::Thresholds::default());
+    /// t.error_rate.warning = 0.5;
+    /// engine.set_thresholds(t);
+    /// assert_eq!(engine.thresholds().error_rate.warning, 0.5);
+    /// ```
+    pub fn thresholds(&self) -> Thresholds {
+        *lock(&self.shared).engine.thresholds()
     }
 
     /// Replaces the alert thresholds.
@@ -170,10 +237,16 @@ impl<T, C: Timer> StreamEngine<T, C> {
         let mut fx = Effects::new();
         let (h, gen) = {
             let mut g = lock(&self.shared);
-            let (cfg, policy) = options.resolve(g.engine.defaults(), g.handler)?;
+            let custom = options.custom_in_force(g.custom.as_ref()).cloned();
+            let (cfg, policy) = options.resolve(g.engine.defaults(), g.handler, custom.as_ref())?;
+            let recovery = resolve_recovery(&cfg, &g.recovery, &options.recovery)?;
             let h = g
                 .engine
                 .create(id, cfg, policy, options.on_drop.is_some())?;
+            g.engine
+                .get(h)
+                .expect("just created")
+                .set_circuit(recovery.failure_threshold, recovery.reset_timeout);
             let gen = g.next_gen;
             g.next_gen += 1;
             g.slots.insert(
@@ -186,6 +259,8 @@ impl<T, C: Timer> StreamEngine<T, C> {
                     priority: options.priority,
                     key: options.key,
                     on_drop: options.on_drop,
+                    custom,
+                    recovery,
                 },
             );
             g.broadcast(
@@ -223,22 +298,70 @@ impl<T, C: Timer> StreamEngine<T, C> {
     /// Closes the open connection with this id (see [`Connection::close`]); `false` if there
     /// is none.
     pub fn close(&self, id: &str) -> bool {
-        let found = {
-            let mut g = lock(&self.shared);
-            let h = g
-                .engine
-                .connections()
-                .find(|(_, c)| c.id() == id && !c.is_closed())
-                .map(|(h, _)| h);
-            h.and_then(|h| g.slots.get(&h).map(|s| (h, s.gen)))
-        };
-        match found {
+        match self.live(id) {
             Some((h, gen)) => {
                 close(&self.shared, h, gen, self.timer.now());
                 true
             }
             None => false,
         }
+    }
+
+    /// Pauses delivery on the connection with this id (the open one, else one still draining;
+    /// see [`Connection::pause`]), e.g. one whose [`Connection`] was handed to
+    /// [`Connection::consume`]; `false` if there is none.
+    ///
+    /// ```
+    /// use stream_engine::api::{ConnectionOptions, StreamEngine};
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let conn = engine.connect("a->b", ConnectionOptions::new()).unwrap();
+    /// assert!(engine.pause("a->b"));
+    /// assert!(conn.metrics().unwrap().paused);
+    /// assert!(engine.resume("a->b"));
+    /// assert!(!conn.metrics().unwrap().paused);
+    /// assert!(!engine.pause("nope"));
+    /// ```
+    pub fn pause(&self, id: &str) -> bool {
+        self.set_paused(id, true)
+    }
+
+    /// Resumes delivery on the connection with this id (the open one, else one still
+    /// draining); `false` if there is none.
+    pub fn resume(&self, id: &str) -> bool {
+        self.set_paused(id, false)
+    }
+
+    fn set_paused(&self, id: &str, paused: bool) -> bool {
+        // A closed connection still draining may be paused or resumed too: after consume()
+        // the engine is the only way to reach it.
+        let found = self.live(id).or_else(|| {
+            let mut g = lock(&self.shared);
+            let h = g
+                .engine
+                .connections()
+                .find(|(_, c)| c.id() == id)
+                .map(|(h, _)| h);
+            h.and_then(|h| g.slots.get(&h).map(|s| (h, s.gen)))
+        });
+        match found {
+            Some((h, gen)) => {
+                set_paused(&self.shared, h, gen, paused);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The handle and generation of the open connection with this id.
+    fn live(&self, id: &str) -> Option<(crate::core::engine::Handle, u64)> {
+        let mut g = lock(&self.shared);
+        let h = g
+            .engine
+            .connections()
+            .find(|(_, c)| c.id() == id && !c.is_closed())
+            .map(|(h, _)| h);
+        h.and_then(|h| g.slots.get(&h).map(|s| (h, s.gen)))
     }
 
     /// Closes every connection (`destroy()` in JS): readers get what was taken, then end.
@@ -259,6 +382,38 @@ impl<T, C: Timer> StreamEngine<T, C> {
             }
         }
         found
+    }
+
+    /// Restarts one connection's figures from what it holds now (`resetMetrics(id)` in JS):
+    /// counters and windows go to zero except `messages_in`, which becomes the number held,
+    /// so the accounting identity still holds. `false` if there is no such connection.
+    ///
+    /// ```
+    /// use stream_engine::api::{ConnectionOptions, StreamEngine};
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let conn = engine.connect("a->b", ConnectionOptions::new()).unwrap();
+    /// conn.sender().try_send(1).unwrap();
+    /// assert!(engine.reset_metrics("a->b"));
+    /// let m = conn.metrics().unwrap();
+    /// assert_eq!((m.messages_in, m.messages_out, m.buffer_size), (1, 0, 1));
+    /// assert!(!engine.reset_metrics("nope"));
+    /// ```
+    pub fn reset_metrics(&self, id: &str) -> bool {
+        let mut g = lock(&self.shared);
+        let mut found = None;
+        for (h, c) in g.engine.connections() {
+            if c.id() == id && (found.is_none() || !c.is_closed()) {
+                found = Some(h);
+            }
+        }
+        match found.and_then(|h| g.engine.get(h)) {
+            Some(c) => {
+                c.reset_metrics();
+                true
+            }
+            None => false,
+        }
     }
 
     /// A snapshot of every connection and the totals, without touching alert state (alerts

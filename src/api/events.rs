@@ -62,6 +62,19 @@ pub enum Event {
         /// What happened.
         kind: ConnectionEventKind,
     },
+    /// A [`super::Connection::consume`] handler failed on a batch (`error` events of the JS
+    /// feed). `attempt` counts from 0 (the first call); `will_retry` says whether the batch
+    /// will be retried or becomes dead letters.
+    ConsumerError {
+        /// The connection.
+        connection_id: String,
+        /// The handler's error, as its `Display` renders it.
+        error: String,
+        /// Which call failed (0 = the first).
+        attempt: u32,
+        /// Whether the batch will be offered again.
+        will_retry: bool,
+    },
     /// This subscriber's queue overflowed: this many older events were lost. Comes before the
     /// next event delivered.
     Missed(u64),

@@ -11,8 +11,11 @@
 //! One concept per file:
 //! - [`StreamEngine`] (`engine.rs`): connections, metrics, the feed.
 //! - [`Connection`] (`connection.rs`), [`Sender`] (`sender.rs`), [`Batches`] (`batches.rs`).
+//! - [`Connection::consume`], [`Consumer`], [`ConsumerHandle`], [`Batch`] (`consume.rs`): the
+//!   engine calls an async handler, with retries, circuit breaker and dead letters.
 //! - [`Event`], [`EventStream`] (`events.rs`).
-//! - [`EngineConfig`], [`ConnectionOptions`], [`Handler`], [`DropPolicy`] (`options.rs`).
+//! - [`EngineConfig`], [`ConnectionOptions`], [`Handler`], [`DropPolicy`], [`DropHandler`]
+//!   (`options.rs`).
 //! - [`SendError`], [`TrySendError`], [`SinkError`] (`error.rs`).
 //! - [`Timer`], `NativeTimer`, [`ManualTimer`], `WebTimer` (`timer.rs`).
 //!
@@ -47,6 +50,7 @@
 
 mod batches;
 mod connection;
+mod consume;
 mod engine;
 mod error;
 mod events;
@@ -59,11 +63,13 @@ pub mod web;
 
 pub use batches::Batches;
 pub use connection::Connection;
+pub use consume::{Batch, ConsumeOptions, Consumer, ConsumerHandle, Done};
 pub use engine::StreamEngine;
 pub use error::{SendError, SinkError, TrySendError};
 pub use events::{ConnectionEventKind, Event, EventStream};
 pub use options::{
-    ConnectionOptions, DropFn, DropPolicy, EngineConfig, Handler, KeyFn, MaybeSendSync, PriorityFn,
+    ConnectionOptions, DropFn, DropHandler, DropHandlerRef, DropPolicy, EngineConfig, Handler,
+    KeyFn, MaybeSend, MaybeSendSync, PriorityFn,
 };
 pub use sender::Sender;
 pub use timer::{DefaultTimer, ManualSleep, ManualTimer, Timer};

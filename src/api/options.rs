@@ -6,8 +6,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::core::adaptive::AdaptiveConfig;
-use crate::core::config::{self, ConfigError, StreamConfig, StreamConfigPatch};
-use crate::core::connection::{DropReason, DropRule, FlowPolicy};
+use crate::core::config::{
+    self, ConfigError, HandlerSpec, PolicyRequest, RecoveryPatch, StreamConfig, StreamConfigPatch,
+};
+use crate::core::connection::{DropReason, FlowPolicy};
 
 /// Engine-wide options: the per-connection defaults plus the metrics timing.
 ///
@@ -26,6 +28,11 @@ pub struct EngineConfig {
     pub metrics_interval: f64,
     /// Sliding window for rates, latencies and error rate, ms (`metricsWindow`, default 5000).
     pub metrics_window: f64,
+    /// The engine's error recovery for [`super::Connection::consume`] (`setErrorRecovery` in
+    /// JS): fields left `None` come from `stream.retry_attempts` / `stream.retry_delay` and the
+    /// core's defaults; a connection's own [`ConnectionOptions::recovery`] overrides field by
+    /// field. Resolved by [`crate::core::consume::resolve_recovery`].
+    pub recovery: RecoveryPatch,
 }
 
 impl Default for EngineConfig {
@@ -34,6 +41,7 @@ impl Default for EngineConfig {
             stream: StreamConfig::default(),
             metrics_interval: 1000.0,
             metrics_window: 5000.0,
+            recovery: RecoveryPatch::default(),
         }
     }
 }
@@ -51,6 +59,11 @@ impl EngineConfig {
         validate_stream(&StreamConfig::default(), &self.stream)?;
         config::time_ms("metricsInterval", self.metrics_interval)?;
         config::time_ms("metricsWindow", self.metrics_window)?;
+        crate::core::consume::resolve_recovery(
+            &self.stream,
+            &self.recovery,
+            &RecoveryPatch::default(),
+        )?;
         Ok(())
     }
 }
@@ -123,7 +136,7 @@ impl Handler {
     pub fn adaptive(target_latency: f64) -> Self {
         Handler::Adaptive(AdaptiveConfig {
             target_latency,
-            max_wait: (target_latency / 10.0).min(10.0),
+            max_wait: AdaptiveConfig::default_max_wait(target_latency),
             ..AdaptiveConfig::default()
         })
     }
@@ -142,6 +155,69 @@ pub enum DropPolicy {
     /// When full, the incoming message goes.
     Newest,
 }
+
+/// Your own backpressure handler (the JS handler interface `prioritizeMessage(msg)` /
+/// `shouldDropMessage(msg)`), set with [`ConnectionOptions::drop_handler`] or
+/// [`super::StreamEngine::set_drop_handler`].
+///
+/// Both methods are called once per message when it is written, with the engine's lock held
+/// (they must not use the engine). The connection drops by priority: at `drop_threshold` (a
+/// fraction of the buffer, default 0.9) the lowest [`DropHandler::priority`] goes, critical
+/// messages (priority 1) never; and while backpressure is on, a message for which
+/// [`DropHandler::should_drop`] is `true` is dropped on arrival (reason `priority`). Writes are
+/// held under backpressure at most [`DropHandler::max_wait`] ms (default 100). An explicit
+/// [`DropPolicy`] on the connection replaces the rule, as in JS; the two methods still apply.
+///
+/// ```
+/// use futures::{executor::block_on, StreamExt};
+/// use stream_engine::api::{ConnectionOptions, DropHandler, EngineConfig, ManualTimer, StreamEngine};
+/// use stream_engine::core::connection::DropReason;
+/// use std::sync::{Arc, Mutex};
+///
+/// /// Telemetry is expendable under pressure; commands are critical.
+/// struct Ops;
+/// impl DropHandler<(&'static str, u32)> for Ops {
+///     fn priority(&self, m: &(&'static str, u32)) -> f64 { if m.0 == "cmd" { 1.0 } else { 0.3 } }
+///     fn should_drop(&self, m: &(&'static str, u32)) -> bool { m.0 == "telemetry" }
+/// }
+///
+/// let engine = StreamEngine::with_timer(EngineConfig::default(), ManualTimer::new()).unwrap();
+/// let dropped = Arc::new(Mutex::new(Vec::new()));
+/// let log = dropped.clone();
+/// let conn = engine.connect("ops", ConnectionOptions::new()
+///     .buffer_size(4)
+///     .backpressure_threshold(0.5)
+///     .drop_handler(Ops)
+///     .on_drop(move |m: (&str, u32), why| log.lock().unwrap().push((m.1, why)))).unwrap();
+/// let mut tx = conn.sender();
+/// for m in [("cmd", 1), ("cmd", 2), ("telemetry", 3), ("cmd", 4)] {
+///     tx.try_send(m).unwrap();
+/// }
+/// // Backpressure started at 2 of 4: the telemetry message was dropped on arrival.
+/// assert_eq!(*dropped.lock().unwrap(), vec![(3, DropReason::Priority)]);
+/// conn.close();
+/// let got: Vec<u32> = block_on(conn.collect::<Vec<_>>()).concat().iter().map(|m| m.1).collect();
+/// assert_eq!(got, vec![1, 2, 4]);
+/// ```
+pub trait DropHandler<T>: MaybeSendSync {
+    /// The message's priority in [0, 1], higher is more important (1 = critical, never
+    /// dropped). NaN means the default 0.5; other values are clamped to [0, 1].
+    fn priority(&self, message: &T) -> f64;
+    /// Whether to drop the message on arrival while backpressure is on (obeyed whatever its
+    /// priority, as in JS).
+    fn should_drop(&self, message: &T) -> bool;
+    /// Buffer use in (0, 1] at which the lowest priority is dropped (`None`: 0.9).
+    fn drop_threshold(&self) -> Option<f64> {
+        None
+    }
+    /// Longest hold of a write under backpressure, ms (`None`: 100).
+    fn max_wait(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// A shared [`DropHandler`].
+pub type DropHandlerRef<T> = Arc<dyn DropHandler<T>>;
 
 /// Reads a message's priority (a number in [0, 1], higher is more important, 1 = critical).
 pub type PriorityFn<T> = Arc<dyn Fn(&T) -> f64 + Send + Sync>;
@@ -166,6 +242,17 @@ impl<F: ?Sized + Send + Sync> MaybeSendSync for F {}
 pub trait MaybeSendSync {}
 #[cfg(target_arch = "wasm32")]
 impl<F: ?Sized> MaybeSendSync for F {}
+
+/// `Send` natively; nothing on wasm32 (a consume handler's futures often hold `JsValue`s there).
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<F: ?Sized + Send> MaybeSend for F {}
+/// `Send` natively; nothing on wasm32 (a consume handler's futures often hold `JsValue`s there).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<F: ?Sized> MaybeSend for F {}
 
 /// Options of one connection: overrides of the engine's [`StreamConfig`], the flow rules, and
 /// how to read a message's priority and key. Built with chained setters.
@@ -193,6 +280,8 @@ pub struct ConnectionOptions<T> {
     pub(crate) priority: Option<PriorityFn<T>>,
     pub(crate) key: Option<KeyFn<T>>,
     pub(crate) on_drop: Option<DropFn<T>>,
+    pub(crate) custom: Option<DropHandlerRef<T>>,
+    pub(crate) recovery: RecoveryPatch,
 }
 
 impl<T> Default for ConnectionOptions<T> {
@@ -205,6 +294,8 @@ impl<T> Default for ConnectionOptions<T> {
             priority: None,
             key: None,
             on_drop: None,
+            custom: None,
+            recovery: RecoveryPatch::default(),
         }
     }
 }
@@ -219,6 +310,8 @@ impl<T> fmt::Debug for ConnectionOptions<T> {
             .field("priority", &self.priority.is_some())
             .field("key", &self.key.is_some())
             .field("on_drop", &self.on_drop.is_some())
+            .field("drop_handler", &self.custom.is_some())
+            .field("recovery", &self.recovery)
             .finish()
     }
 }
@@ -260,9 +353,38 @@ impl<T> ConnectionOptions<T> {
         self.max_wait = Some(ms);
         self
     }
-    /// This connection's handler instead of the engine's.
+    /// This connection's handler instead of the engine's (replaces a
+    /// [`ConnectionOptions::drop_handler`]).
     pub fn handler(mut self, h: Handler) -> Self {
         self.handler = Some(h);
+        self.custom = None;
+        self
+    }
+    /// Your own handler ([`DropHandler`]) instead of the engine's (replaces a
+    /// [`ConnectionOptions::handler`]); its priorities replace [`ConnectionOptions::priority`].
+    pub fn drop_handler(self, h: impl DropHandler<T> + 'static) -> Self {
+        self.drop_handler_ref(Arc::new(h))
+    }
+    /// [`ConnectionOptions::drop_handler`] with a handler shared with other connections.
+    pub fn drop_handler_ref(mut self, h: DropHandlerRef<T>) -> Self {
+        self.custom = Some(h);
+        self.handler = None;
+        self
+    }
+    /// This connection's error recovery for [`super::Connection::consume`], field by field over
+    /// the engine's ([`EngineConfig::recovery`]); validated when the connection is created.
+    ///
+    /// ```
+    /// use stream_engine::api::{ConnectionOptions, StreamEngine};
+    /// use stream_engine::core::config::RecoveryPatch;
+    ///
+    /// let engine = StreamEngine::<u32>::new();
+    /// let bad = RecoveryPatch { failure_threshold: Some(0.0), ..Default::default() };
+    /// let err = engine.connect("a->b", ConnectionOptions::new().recovery(bad)).unwrap_err();
+    /// assert_eq!(err.message, "circuitBreaker.failureThreshold must be a positive integer, got 0");
+    /// ```
+    pub fn recovery(mut self, r: RecoveryPatch) -> Self {
+        self.recovery = r;
         self
     }
     /// How to read a message's priority (default: 0.5 for every message). Called once per
@@ -289,57 +411,60 @@ impl<T> ConnectionOptions<T> {
         &self,
         defaults: &StreamConfig,
         engine_handler: Handler,
+        engine_custom: Option<&DropHandlerRef<T>>,
     ) -> Result<(StreamConfig, FlowPolicy), ConfigError> {
         let cfg = defaults.apply(&self.patch)?;
-        let mut policy = FlowPolicy::block();
-        match self.drop_policy {
-            Some(DropPolicy::Block) => {}
-            Some(p) => {
-                policy.rule = match p {
-                    DropPolicy::Priority => DropRule::Priority,
-                    DropPolicy::Oldest => DropRule::Oldest,
-                    _ => DropRule::Newest,
-                };
-                policy.drop_threshold = 1.0;
-                policy.max_wait = Some(config::time_ms(
-                    "maxWaitTime",
-                    self.max_wait.unwrap_or(100.0),
-                )?);
-            }
+        // One resolution, the core's (the JS API's `dropPolicy`, `maxWaitTime` and handler
+        // options go through the same function): this only translates the Rust types.
+        let handler = match self.custom_in_force(engine_custom) {
+            Some(h) => Some(HandlerSpec::Custom {
+                drop_threshold: h.drop_threshold(),
+                max_wait: h.max_wait(),
+            }),
             None => match self.handler.unwrap_or(engine_handler) {
-                Handler::None => {}
+                Handler::None => None,
                 Handler::Default {
                     drop_threshold,
                     priority_drop,
                     max_wait,
-                } => {
-                    policy.rule = if priority_drop {
-                        DropRule::Priority
-                    } else {
-                        DropRule::Oldest
-                    };
-                    policy.drop_threshold = config::fraction("dropThreshold", drop_threshold)?;
-                    policy.max_wait = Some(config::time_ms("maxWaitTime", max_wait)?);
-                }
-                Handler::Adaptive(a) => {
-                    let t = config::time_ms("targetLatency", a.target_latency)?;
-                    if t <= 0.0 {
-                        return Err(ConfigError::range("targetLatency must be > 0 (ms), got 0"));
-                    }
-                    let max = config::fraction("maxThreshold", a.max_threshold)?;
-                    let min = config::fraction("minThreshold", a.min_threshold)?;
-                    if min > max {
-                        return Err(ConfigError::range(format!(
-                            "minThreshold must be <= maxThreshold, got {min} > {max}"
-                        )));
-                    }
-                    policy.rule = DropRule::Priority;
-                    policy.max_wait = Some(config::time_ms("maxWaitTime", a.max_wait)?);
-                    policy.adaptive = Some(a);
-                }
+                } => Some(HandlerSpec::Default {
+                    drop_threshold: Some(drop_threshold),
+                    priority_drop: Some(priority_drop),
+                    max_wait: Some(max_wait),
+                }),
+                Handler::Adaptive(a) => Some(HandlerSpec::Adaptive {
+                    target_latency: Some(a.target_latency),
+                    max_threshold: Some(a.max_threshold),
+                    min_threshold: Some(a.min_threshold),
+                    max_wait: Some(a.max_wait),
+                }),
             },
+        };
+        let policy = PolicyRequest {
+            drop_policy: self.drop_policy.map(|p| match p {
+                DropPolicy::Block => "block",
+                DropPolicy::Priority => "priority",
+                DropPolicy::Oldest => "oldest",
+                DropPolicy::Newest => "newest",
+            }),
+            max_wait_time: self.max_wait,
+            conflate: Some(self.key.is_some()),
+            handler,
         }
-        policy.conflate = self.key.is_some();
+        .resolve()?;
         Ok((cfg, policy))
+    }
+
+    /// The custom handler in force: the connection's own, else the engine's unless the
+    /// connection names a built-in [`Handler`].
+    pub(crate) fn custom_in_force<'a>(
+        &'a self,
+        engine_custom: Option<&'a DropHandlerRef<T>>,
+    ) -> Option<&'a DropHandlerRef<T>> {
+        match (&self.custom, &self.handler) {
+            (Some(h), _) => Some(h),
+            (None, Some(_)) => None,
+            (None, None) => engine_custom,
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use futures_sink::Sink;
 
 use crate::core::connection::{status, DropRule, Push};
+use crate::core::custom::{drops_on_arrival, CANDIDATE_REASON};
 use crate::core::engine::Handle;
 
 use super::error::{SendError, SinkError, TrySendError};
@@ -129,7 +130,8 @@ impl<T, C: Timer> Sender<T, C> {
             let Some(slot) = g.slot(self.h, self.gen) else {
                 return Placed::Closed;
             };
-            let (prio, key) = (slot.priority.clone(), slot.key.clone());
+            let (prio, key, custom) =
+                (slot.priority.clone(), slot.key.clone(), slot.custom.clone());
             let c = g
                 .engine
                 .get(self.h)
@@ -141,6 +143,7 @@ impl<T, C: Timer> Sender<T, C> {
             let mut placed_all = true;
             let items = std::mem::take(&mut self.pending);
             let fast = key.is_none()
+                && custom.is_none()
                 && c.policy().rule == DropRule::Block
                 && c.policy().adaptive.is_none();
             if fast {
@@ -167,7 +170,17 @@ impl<T, C: Timer> Sender<T, C> {
             } else {
                 let mut it = items.into_iter();
                 while let Some(m) = it.next() {
-                    let p = prio.as_ref().map_or(f64::NAN, |f| f(&m));
+                    let (p, cand) = match &custom {
+                        // The user's handler: its priority, and whether it is a drop candidate.
+                        Some(h) => (h.priority(&m), h.should_drop(&m)),
+                        None => (prio.as_ref().map_or(f64::NAN, |f| f(&m)), false),
+                    };
+                    if drops_on_arrival(cand, c) {
+                        st |= c
+                            .drop_incoming(m, p, CANDIDATE_REASON, now)
+                            .expect("checked open above");
+                        continue;
+                    }
                     let k = key.as_ref().and_then(|f| f(&m));
                     match c.push(m, p, k.as_deref(), now).expect("checked open above") {
                         Push::Done(s) => st |= s,

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
+use crate::core::config::{RecoveryOptions, RecoveryPatch};
 use crate::core::connection::{status, ConnEvent, DropReason};
 use crate::core::engine::{Engine, Handle};
 
 use super::events::{ConnectionEventKind, Event};
-use super::options::{DropFn, Handler, KeyFn, PriorityFn};
+use super::options::{DropFn, DropHandlerRef, Handler, KeyFn, PriorityFn};
 
 /// One connection's state outside the core: wakers, callbacks, lifecycle.
 pub(crate) struct Slot<T> {
@@ -24,6 +25,11 @@ pub(crate) struct Slot<T> {
     pub priority: Option<PriorityFn<T>>,
     pub key: Option<KeyFn<T>>,
     pub on_drop: Option<DropFn<T>>,
+    /// The user's own handler in force ([`super::DropHandler`]): its priorities and drop
+    /// candidates.
+    pub custom: Option<DropHandlerRef<T>>,
+    /// The resolved error recovery of a consume loop on this connection.
+    pub recovery: RecoveryOptions,
 }
 
 /// One subscriber of the event feed: a bounded queue that loses its oldest events first.
@@ -37,6 +43,10 @@ pub(crate) struct Sub {
 pub(crate) struct Shared<T> {
     pub engine: Engine<T>,
     pub handler: Handler,
+    /// The engine's own handler object, when set instead of `handler`.
+    pub custom: Option<DropHandlerRef<T>>,
+    /// The engine's error recovery layer.
+    pub recovery: RecoveryPatch,
     pub slots: BTreeMap<Handle, Slot<T>>,
     pub next_gen: u64,
     pub subs: BTreeMap<u64, Sub>,
@@ -158,6 +168,16 @@ impl<T> Shared<T> {
         if let Some(s) = self.slots.get_mut(&h) {
             fx.wake.extend(s.reader.take());
             fx.wake.append(&mut s.writers);
+        }
+    }
+
+    /// Wakes every feed subscriber waiting for an event: drops were counted outside a write
+    /// (a consumer's dead letters), so their summary should not wait for the next tick.
+    pub fn wake_subs(&mut self, fx: &mut Effects<T>) {
+        for sub in self.subs.values_mut() {
+            if let Some(w) = sub.waker.take() {
+                fx.wake.push(w);
+            }
         }
     }
 

@@ -101,7 +101,11 @@ impl Future for NativeSleep {
             }
             // futures-timer may fire a hair early by our clock: re-arm for the rest.
             let delay = self.delay.get_or_insert_with(|| {
-                futures_timer::Delay::new(std::time::Duration::from_secs_f64(left / 1000.0))
+                // At most a day per arming: a far deadline (a retry delay may be any finite
+                // number of ms) must not overflow `Duration`; the loop re-arms for the rest.
+                futures_timer::Delay::new(std::time::Duration::from_secs_f64(
+                    left.min(MAX_ARM_MS) / 1000.0,
+                ))
             });
             match Pin::new(delay).poll(cx) {
                 Poll::Ready(()) => self.delay = None,
@@ -212,6 +216,10 @@ impl Timer for ManualTimer {
     }
 }
 
+/// The longest a platform timer is armed at once, ms (a day); a later deadline re-arms.
+#[allow(dead_code)] // unused on wasm32 without `web`
+const MAX_ARM_MS: f64 = 86_400_000.0;
+
 /// Locks a mutex, ignoring poisoning: the engine's state stays consistent across a panicking
 /// user callback because callbacks run outside the lock.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -303,7 +311,9 @@ mod web {
                             w.wake();
                         }
                     });
-                    let id = set_timeout(cb.as_ref().unchecked_ref(), left.ceil());
+                    // setTimeout fires at once beyond 2^31 - 1 ms: arm for at most a day, and
+                    // the loop above arms again for the rest.
+                    let id = set_timeout(cb.as_ref().unchecked_ref(), left.min(MAX_ARM_MS).ceil());
                     self.armed = Some((id, cb));
                 }
                 return Poll::Pending;
