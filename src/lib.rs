@@ -19,5 +19,6 @@ pub mod core;
 #[cfg(all(feature = "futures", any(not(target_arch = "wasm32"), feature = "web")))]
 pub mod api;
 
-#[cfg(target_arch = "wasm32")]
+// Off (feature `bindings`) when another cdylib links the core without the engine's exports.
+#[cfg(all(target_arch = "wasm32", feature = "bindings"))]
 pub mod wasm;
