@@ -10,14 +10,16 @@ log() { [ -n "$quiet" ] || echo "[build] $*" >&2; }
 bash scripts/setup.sh
 
 log "cargo build (wasm32, release)"
-cargo build --quiet --lib --release --target wasm32-unknown-unknown
+# Each .wasm is built in a target dir of its own: cdylib file names carry no hash, so any other
+# release build that has this crate as a dependency (examples/rust-producer, with feature `web`,
+# in target/; crates/stages) rewrites target/.../deps/stream_engine.wasm, and cargo then hands
+# that file out as this build's output (seen: a 162 kB module with the Rust API in it).
+cargo build --quiet --lib --release --target wasm32-unknown-unknown --target-dir target/pkg
 # The window/downsample stages: a second .wasm (crates/stages), loaded on first use, so that the
 # main module every app downloads does not carry them. Built on its own (-p), so that the main
-# crate is resolved for it with its `bindings` feature off (no engine exports in this module),
-# and in a target dir of its own: cdylib file names carry no hash, so that build of the main
-# crate (a cdylib too) would otherwise replace target/.../deps/stream_engine.wasm.
+# crate is resolved for it with its `bindings` feature off (no engine exports in this module).
 cargo build --quiet --lib --release --target wasm32-unknown-unknown -p stream-engine-stages --target-dir target/stages
-wasm=target/wasm32-unknown-unknown/release/stream_engine.wasm
+wasm=target/pkg/wasm32-unknown-unknown/release/stream_engine.wasm
 stages=target/stages/wasm32-unknown-unknown/release/stream_engine_stages.wasm
 
 # bindgen IN OUT_DIR STAMP: one build for Node and browsers (the package ships one copy of each

@@ -16,6 +16,11 @@
 
 #![warn(missing_docs)]
 
+// Talc instead of dlmalloc, as in the engine's module (smaller; see README "Footprint").
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 use js_sys::{Array, Error, RangeError, Reflect, TypeError};
 use wasm_bindgen::prelude::*;
 
