@@ -21,7 +21,8 @@ let stagesLoading = null;
  * as `@nodeflow/stream-engine/wasm-stages`). In Node it loads synchronously on first use and this
  * is never needed. In browsers `createWindowStage` / `createDownsampleStage` call it themselves
  * (their streams wait for it); `new WindowAggregator()` and `downsampleLTTB()` are synchronous and
- * need `await initStages()` first. Later calls return the same promise. `input` is passed to
+ * need `await initStages()` first. Later calls return the same promise (after a failed load, the
+ * next call tries again). `input` is passed to
  * wasm-bindgen's init (a URL, Response, bytes or module); by default the `.wasm` next to the glue
  * (pkg/stages/) is fetched, which bundlers rewrite to their asset URL.
  */
@@ -35,10 +36,15 @@ export function initStages(input) {
         stagesLoading = Promise.reject(e);
       }
     } else {
-      stagesLoading = import('#wasm-stages').then(async (glue) => {
-        await glue.default(input === undefined ? undefined : { module_or_path: input });
-        S = glue;
-      });
+      stagesLoading = import('#wasm-stages')
+        .then(async (glue) => {
+          await glue.default(input === undefined ? undefined : { module_or_path: input });
+          S = glue;
+        })
+        .catch((e) => {
+          stagesLoading = null; // a failed fetch can be retried by the next call
+          throw e;
+        });
     }
   }
   return stagesLoading;

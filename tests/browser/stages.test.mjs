@@ -151,3 +151,39 @@ describe('stages module in a Vite 8 production build', () => {
     assert.deepEqual(problems, []);
   });
 });
+
+describe('stages module through the Vite 8 dev server (the package pre-bundled)', () => {
+  let env;
+  let server;
+  const dir = join(root, 'build', `stages-vite-dev-${process.pid}`);
+
+  before(async () => {
+    if (skip) return;
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, 'node_modules/@nodeflow'), { recursive: true });
+    symlinkSync(root, join(dir, 'node_modules/@nodeflow/stream-engine'), 'dir');
+    writeFileSync(join(dir, 'index.html'), '<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./main.js"></script></head><body></body></html>\n');
+    writeFileSync(join(dir, 'main.js'), `import init, * as api from '@nodeflow/stream-engine';\nawait init();\nwindow.api = api;\n`);
+    const { createServer } = await import('vite');
+    // As in vite.test.mjs: the linked package is pre-bundled like an installed one.
+    server = await createServer({ root: dir, configFile: false, logLevel: 'silent', cacheDir: join(dir, '.vite'), optimizeDeps: { include: ['@nodeflow/stream-engine'], force: true }, server: { host: '127.0.0.1', port: 0, fs: { allow: [dir, root] } } });
+    await server.listen();
+    env = await openBrowser();
+  });
+
+  after(async () => {
+    await env?.close();
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the pre-bundled stages glue finds its .wasm on first use', { skip }, async () => {
+    const page = await env.browser.newPage();
+    const problems = captureProblems(page);
+    await page.goto(server.resolvedUrls.local[0]);
+    await page.waitForFunction(() => window.api !== undefined, null, { timeout: 30000 });
+    const r = await page.evaluate(`(${exercise.toString()})(window.api)`);
+    check(r, { main: /^stream_engine_bg\.wasm$/, stages: /^stream_engine_stages_bg\.wasm$/ });
+    assert.deepEqual(problems, []);
+  });
+});
