@@ -2,8 +2,74 @@
 // src/core/downsample.rs). JS only keeps the messages (tokens are slots in a Map), interns keys,
 // reads time/value/key with the caller's accessors, and builds result messages; every decision
 // (windows, lateness, closing, quantiles, buckets) is made in Rust.
-import { WindowAggregatorCore, MinMaxDownsamplerCore, lttb as coreLttb } from '#wasm';
+//
+// The Rust side is a WebAssembly module of its own ('#wasm-stages', pkg/stages/, built from
+// crates/stages), so that apps which never aggregate do not download it. Node instantiates it
+// synchronously on first use (its entry hands over the glue and the bytes in platform.stages);
+// browsers import the glue and fetch the .wasm with initStages(), which the stage constructors
+// start by themselves. The import is dynamic so that bundlers put the glue and its .wasm in a
+// chunk of their own, fetched only when a stage is used.
 import { describe } from './priority.js';
+import { platform } from './runtime.js';
+
+/** The stages glue's exports once the module is instantiated (null before). */
+let S = null;
+let stagesLoading = null;
+
+/**
+ * Loads the WebAssembly module of the window and downsample stages (a second `.wasm`, exported
+ * as `@nodeflow/stream-engine/wasm-stages`). In Node it loads synchronously on first use and this
+ * is never needed. In browsers `createWindowStage` / `createDownsampleStage` call it themselves
+ * (their streams wait for it); `new WindowAggregator()` and `downsampleLTTB()` are synchronous and
+ * need `await initStages()` first. Later calls return the same promise (after a failed load, the
+ * next call tries again). `input` is passed to
+ * wasm-bindgen's init (a URL, Response, bytes or module); by default the `.wasm` next to the glue
+ * (pkg/stages/) is fetched, which bundlers rewrite to their asset URL.
+ */
+export function initStages(input) {
+  if (stagesLoading === null) {
+    if (platform.stages && input === undefined) {
+      try {
+        loadStagesSync();
+        stagesLoading = Promise.resolve();
+      } catch (e) {
+        stagesLoading = Promise.reject(e);
+      }
+    } else {
+      stagesLoading = import('#wasm-stages')
+        .then(async (glue) => {
+          await glue.default(input === undefined ? undefined : { module_or_path: input });
+          S = glue;
+        })
+        .catch((e) => {
+          stagesLoading = null; // a failed fetch can be retried by the next call
+          throw e;
+        });
+    }
+  }
+  return stagesLoading;
+}
+
+function loadStagesSync() {
+  const { glue, bytes } = platform.stages;
+  glue.initSync({ module: bytes() });
+  S = glue;
+}
+
+/** True once the stages module can be used synchronously (loading it now if Node can). */
+function stagesAvailable() {
+  if (S === null && platform.stages && stagesLoading === null) {
+    loadStagesSync();
+    stagesLoading = Promise.resolve();
+  }
+  return S !== null;
+}
+
+function requireStages(what) {
+  if (!stagesAvailable()) {
+    throw new Error(`${what} needs the stages WebAssembly module: call \`await initStages()\` first (browsers load it on first use)`);
+  }
+}
 
 const RESULT_STRIDE = 10;
 const BUCKET_STRIDE = 9;
@@ -82,7 +148,8 @@ function commonOptions(options, what) {
 export class WindowAggregator {
   constructor(options) {
     const o = commonOptions(options, 'window');
-    this._core = new WindowAggregatorCore(options);
+    requireStages('new WindowAggregator()');
+    this._core = new S.WindowAggregatorCore(options);
     Object.assign(this, { _key: o.key, _time: o.time, _value: o.value, _onDrop: o.onDrop });
     this._meta = { sourceNodeId: o.sourceNodeId, targetNodeId: o.targetNodeId, port: o.port };
     this._keys = new KeyTable();
@@ -196,11 +263,17 @@ export class WindowAggregator {
  * quiet stream still emits. Closing the writable flushes everything.
  */
 export function createWindowStage(options) {
-  const agg = new WindowAggregator(options);
+  commonOptions(options, 'window');
   const idle = options.idleTimeout;
   if (idle !== undefined && (typeof idle !== 'number' || !(idle > 0) || !Number.isFinite(idle))) {
     throw new RangeError(`idleTimeout must be a finite number > 0 (ms), got ${describe(idle)}`);
   }
+  // Node, or a browser after initStages(): the aggregator exists now, and bad window options
+  // throw here. Otherwise the streams wait for the module, and bad options error them.
+  let agg = stagesAvailable() ? new WindowAggregator(options) : null;
+  const ready = agg !== null ? null : initStages().then(() => {
+    agg = new WindowAggregator(options);
+  });
   let timer = null;
   let controllerRef = null;
   const emit = (controller, out) => {
@@ -222,6 +295,7 @@ export function createWindowStage(options) {
     {
       start(controller) {
         controllerRef = controller;
+        return ready ?? undefined; // transform() waits for it
       },
       transform(chunk, controller) {
         emit(controller, agg.add(chunk));
@@ -235,7 +309,21 @@ export function createWindowStage(options) {
     { highWaterMark: 1 },
     { highWaterMark: 1 },
   );
-  return { readable: stream.readable, writable: stream.writable, aggregator: agg, get stats() { return agg.stats; } };
+  return {
+    readable: stream.readable,
+    writable: stream.writable,
+    /** The WindowAggregator (null in a browser until the stages module has loaded). */
+    get aggregator() {
+      return agg;
+    },
+    get stats() {
+      return agg === null ? emptyWindowStats() : agg.stats;
+    },
+  };
+}
+
+function emptyWindowStats() {
+  return { taken: 0, late: 0, invalid: 0, lateWindowMisses: 0, results: 0, released: 0, held: 0, openWindows: 0, watermark: -Infinity };
 }
 
 /**
@@ -248,7 +336,11 @@ export function createDownsampleStage(options) {
   const o = commonOptions(options, 'downsample');
   const bucketMs = options.bucketMs;
   if (typeof bucketMs !== 'number') throw new TypeError(`bucketMs must be a number (ms), got ${describe(bucketMs)}`);
-  const core = new MinMaxDownsamplerCore(bucketMs);
+  // As in createWindowStage: now if the module is there, else when it has loaded.
+  let core = stagesAvailable() ? new S.MinMaxDownsamplerCore(bucketMs) : null;
+  const ready = core !== null ? null : initStages().then(() => {
+    core = new S.MinMaxDownsamplerCore(bucketMs);
+  });
   const keys = new KeyTable();
   const meta = { sourceNodeId: o.sourceNodeId, targetNodeId: o.targetNodeId, port: o.port };
   const take = () => {
@@ -266,6 +358,9 @@ export function createDownsampleStage(options) {
     return out;
   };
   const stream = new TransformStream({
+    start() {
+      return ready ?? undefined; // transform() waits for it
+    },
     transform(chunk, controller) {
       const batch = toBatch(chunk);
       const n = batch.length;
@@ -292,6 +387,7 @@ export function createDownsampleStage(options) {
     readable: stream.readable,
     writable: stream.writable,
     get stats() {
+      if (core === null) return { taken: 0, late: 0, invalid: 0 };
       const s = core.stats();
       return { taken: s[0], late: s[1], invalid: s[2] };
     },
@@ -310,11 +406,12 @@ export function downsampleLTTB(items, threshold, options = {}) {
   }
   const x = fnOption(options, 'x', defaultTime);
   const y = fnOption(options, 'y', defaultValue);
+  requireStages('downsampleLTTB()');
   const xs = new Float64Array(items.length);
   const ys = new Float64Array(items.length);
   for (let i = 0; i < items.length; i++) {
     xs[i] = toNumber(x(items[i]));
     ys[i] = toNumber(y(items[i]));
   }
-  return Array.from(coreLttb(xs, ys, threshold), (i) => items[i]);
+  return Array.from(S.lttb(xs, ys, threshold), (i) => items[i]);
 }

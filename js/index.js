@@ -8,5 +8,5 @@ export { createDataSource } from './sources.js';
 export { subscribeWidget } from './widget.js';
 export { serveEngine, connectEngine, canTransferStreams, RemoteEngine } from './worker.js';
 export { version } from './version.js';
-export { WindowAggregator, createWindowStage, createDownsampleStage, downsampleLTTB } from './aggregate.js';
+export { WindowAggregator, createWindowStage, createDownsampleStage, downsampleLTTB, initStages } from './aggregate.js';
 export { connectGateway, GatewayClient } from './gateway-client.js';

@@ -5,6 +5,8 @@ import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import { initSync } from '#wasm';
 import wasmBytes from '#wasm-bytes';
+import * as stagesGlue from '#wasm-stages';
+import stagesBytes from '#wasm-stages-bytes';
 import { platform } from './runtime.js';
 
 let done = false;
@@ -14,6 +16,8 @@ export function initNode() {
   if (done) return;
   done = true;
   initSync({ module: wasmBytes });
+  // The window/downsample stages' .wasm: read and instantiated on first use (js/aggregate.js).
+  platform.stages = { glue: stagesGlue, bytes: stagesBytes };
   // serveEngine() in a worker_threads Worker answers on parentPort by default.
   platform.parentPort = parentPort;
   platform.heap = () => {

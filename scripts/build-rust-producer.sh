@@ -8,8 +8,11 @@ quiet=""; [ "${1:-}" = "--quiet" ] && quiet=1
 log() { [ -n "$quiet" ] || echo "[build-rust-producer] $*" >&2; }
 
 bash scripts/setup.sh
-# The repository's target dir: the wasm32 release builds of shared dependencies are reused.
-target=$PWD/target
+# A target dir of its own: this release build has stream-engine (a cdylib) as a dependency, and
+# cdylib file names carry no hash, so in the repository's target/ it rewrote
+# target/wasm32-unknown-unknown/release/deps/stream_engine.wasm, which a later `wasm-pack build`
+# then packaged (with this build's features: the wasm-streams exports).
+target=$PWD/target/rust-producer
 log "cargo build (wasm32, release)"
 (cd examples/rust-producer && cargo build --quiet --release --target wasm32-unknown-unknown --target-dir "$target")
 wasm=$target/wasm32-unknown-unknown/release/rust_producer.wasm

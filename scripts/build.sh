@@ -10,18 +10,32 @@ log() { [ -n "$quiet" ] || echo "[build] $*" >&2; }
 bash scripts/setup.sh
 
 log "cargo build (wasm32, release)"
-cargo build --quiet --lib --release --target wasm32-unknown-unknown
-wasm=target/wasm32-unknown-unknown/release/stream_engine.wasm
+# Each .wasm is built in a target dir of its own: cdylib file names carry no hash, so any other
+# release build that has this crate as a dependency (examples/rust-producer, with feature `web`,
+# in target/; crates/stages) rewrites target/.../deps/stream_engine.wasm, and cargo then hands
+# that file out as this build's output (seen: a 162 kB module with the Rust API in it).
+cargo build --quiet --lib --release --target wasm32-unknown-unknown --target-dir target/pkg
+# The window/downsample stages: a second .wasm (crates/stages), loaded on first use, so that the
+# main module every app downloads does not carry them. Built on its own (-p), so that the main
+# crate is resolved for it with its `bindings` feature off (no engine exports in this module).
+cargo build --quiet --lib --release --target wasm32-unknown-unknown -p stream-engine-stages --target-dir target/stages
+wasm=target/pkg/wasm32-unknown-unknown/release/stream_engine.wasm
+stages=target/stages/wasm32-unknown-unknown/release/stream_engine_stages.wasm
 
-stamp=pkg/.stamp
-if [ ! -f "$stamp" ] || [ "$wasm" -nt "$stamp" ]; then
-  # One build for Node and browsers (the package ships one .wasm); without the `name` section
-  # (function names for stack traces, about 30 KB) and the producers section.
-  log "wasm-bindgen (web target)"
-  rm -rf pkg/node pkg/web
-  wasm-bindgen "$wasm" --out-dir pkg/web --target web --typescript --remove-name-section --remove-producers-section
-  touch "$stamp"
-fi
+# bindgen IN OUT_DIR STAMP: one build for Node and browsers (the package ships one copy of each
+# .wasm); without the `name` section (function names for stack traces, about 30 KB) and the
+# producers section.
+bindgen() {
+  if [ ! -f "$3" ] || [ "$1" -nt "$3" ] || [ ! -d "$2" ]; then
+    log "wasm-bindgen (web target) -> $2"
+    rm -rf "$2"
+    wasm-bindgen "$1" --out-dir "$2" --target web --typescript --remove-name-section --remove-producers-section
+    touch "$3"
+  fi
+}
+rm -rf pkg/node
+bindgen "$wasm" pkg/web pkg/.stamp
+bindgen "$stages" pkg/stages pkg/.stamp-stages
 
 log "bundling JS entry points"
 node scripts/bundle.mjs

@@ -12,19 +12,28 @@ writeFileSync(new URL('../js/version.js', import.meta.url), `export const versio
 
 const GLUE = '../pkg/web/stream_engine.js';
 const WASM = '../pkg/web/stream_engine_bg.wasm';
+// The second module: the window/downsample stages (crates/stages), loaded on first use.
+const STAGES_GLUE = '../pkg/stages/stream_engine_stages.js';
+const STAGES_WASM = '../pkg/stages/stream_engine_stages_bg.wasm';
 
-/** '#wasm' -> the glue (external or bundled); '#wasm-bytes' -> the .wasm file read from disk. */
+/**
+ * '#wasm' / '#wasm-stages' -> the glue of the main / stages module (external or bundled);
+ * '#wasm-bytes' -> the main .wasm read from disk; '#wasm-stages-bytes' -> a function that reads
+ * the stages .wasm (called on first use only).
+ */
 const wasmAlias = ({ external, cjs }) => ({
   name: 'wasm-alias',
   setup(b) {
-    b.onResolve({ filter: /^#wasm$/ }, () => (external ? { path: GLUE, external: true } : { path: fileURLToPath(new URL('../pkg/web/stream_engine.js', import.meta.url)) }));
-    b.onResolve({ filter: /^#wasm-bytes$/ }, () => ({ path: 'wasm-bytes', namespace: 'wasm-bytes' }));
-    b.onLoad({ filter: /.*/, namespace: 'wasm-bytes' }, () => ({
-      resolveDir: '.',
-      contents: cjs
-        ? `import { readFileSync } from 'node:fs'; import { join } from 'node:path'; export default readFileSync(join(__dirname, ${JSON.stringify(WASM)}));`
-        : `import { readFileSync } from 'node:fs'; export default readFileSync(new URL(${JSON.stringify(WASM)}, import.meta.url));`,
-    }));
+    const glue = (rel) => (external ? { path: rel, external: true } : { path: fileURLToPath(new URL(rel, import.meta.url)) });
+    b.onResolve({ filter: /^#wasm$/ }, () => glue(GLUE));
+    b.onResolve({ filter: /^#wasm-stages$/ }, () => glue(STAGES_GLUE));
+    b.onResolve({ filter: /^#wasm(-stages)?-bytes$/ }, (a) => ({ path: a.path, namespace: 'wasm-bytes' }));
+    b.onLoad({ filter: /.*/, namespace: 'wasm-bytes' }, (a) => {
+      const file = JSON.stringify(a.path === '#wasm-bytes' ? WASM : STAGES_WASM);
+      const read = cjs ? `readFileSync(join(__dirname, ${file}))` : `readFileSync(new URL(${file}, import.meta.url))`;
+      const imports = `import { readFileSync } from 'node:fs';${cjs ? " import { join } from 'node:path';" : ''}`;
+      return { resolveDir: '.', contents: a.path === '#wasm-bytes' ? `${imports} export default ${read};` : `${imports} export default () => ${read};` };
+    });
   },
 });
 

@@ -2,7 +2,8 @@
 # Second test level: the wasm-bindgen tests of the binding layer (tests/wasm_bindings.rs and
 # tests/wasm/), built for wasm32 and run by wasm-bindgen-test-runner, first in Node, then in
 # headless Chromium. Then the same two runs of the Rust API's wasm tests (tests/rust_api_web.rs,
-# feature `web`: Web Streams through wasm-streams, read and written from JS).
+# feature `web`: Web Streams through wasm-streams, read and written from JS), and of the
+# window/downsample stages' module (crates/stages/tests/wasm.rs).
 #
 #   scripts/test-wasm.sh                  both runs
 #   scripts/test-wasm.sh --node           Node only
@@ -59,6 +60,13 @@ if ! "${cargo_test_api[@]}" --no-run >test-output/wasm-rust-api-build.log 2>&1; 
   cat test-output/wasm-rust-api-build.log >&2
   die "build failed"
 fi
+# In its own target dir, as scripts/build.sh builds it (the main crate there has no exports).
+cargo_test_stages=(cargo test --target wasm32-unknown-unknown -p stream-engine-stages --target-dir target/stages --test wasm)
+log "building crates/stages/tests/wasm.rs for wasm32"
+if ! "${cargo_test_stages[@]}" --no-run >test-output/wasm-stages-build.log 2>&1; then
+  cat test-output/wasm-stages-build.log >&2
+  die "build failed"
+fi
 
 failed=()
 
@@ -98,10 +106,19 @@ run_api() {
   cargo_test=("${saved[@]}")
 }
 
+# run_stages NAME [ENV=VALUE...]: `run` on the stages module's suite.
+run_stages() {
+  local saved=("${cargo_test[@]}")
+  cargo_test=("${cargo_test_stages[@]}")
+  run "$@"
+  cargo_test=("${saved[@]}")
+}
+
 if [ -n "$run_node" ]; then
   command -v node >/dev/null 2>&1 || die "node not found"
   run node
   run_api rust-api-node
+  run_stages stages-node
 fi
 
 if [ -n "$run_browser" ]; then
@@ -114,6 +131,10 @@ if [ -n "$run_browser" ]; then
     CHROMEDRIVER="$driver" \
     WASM_BINDGEN_TEST_WEBDRIVER_JSON="$root/webdriver.json"
   run_api rust-api-chromium \
+    WASM_BINDGEN_USE_BROWSER=1 \
+    CHROMEDRIVER="$driver" \
+    WASM_BINDGEN_TEST_WEBDRIVER_JSON="$root/webdriver.json"
+  run_stages stages-chromium \
     WASM_BINDGEN_USE_BROWSER=1 \
     CHROMEDRIVER="$driver" \
     WASM_BINDGEN_TEST_WEBDRIVER_JSON="$root/webdriver.json"

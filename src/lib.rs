@@ -19,5 +19,13 @@ pub mod core;
 #[cfg(all(feature = "futures", any(not(target_arch = "wasm32"), feature = "web")))]
 pub mod api;
 
-#[cfg(target_arch = "wasm32")]
+// The npm package's allocator: Talc instead of the standard dlmalloc (smaller and faster in
+// WebAssembly; see README "Footprint"). Only with `bindings`: a crate linking the core into a
+// .wasm of its own keeps its own choice.
+#[cfg(all(target_arch = "wasm32", feature = "bindings", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+// Off (feature `bindings`) when another cdylib links the core without the engine's exports.
+#[cfg(all(target_arch = "wasm32", feature = "bindings"))]
 pub mod wasm;

@@ -4,8 +4,6 @@
 //! `scripts/test-wasm.sh`). The tests live in `tests/wasm/`; this file is the cargo target.
 #![cfg(target_arch = "wasm32")]
 
-#[path = "wasm/aggregate.rs"]
-mod aggregate;
 #[path = "wasm/common.rs"]
 mod common;
 #[path = "wasm/config.rs"]

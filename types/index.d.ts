@@ -520,7 +520,19 @@ export interface WindowOutput<T = unknown> {
   late: StreamMessage<T>[];
   invalid: StreamMessage<T>[];
 }
-/** Event-time windows grouped by key; every added message comes back once (released, late or invalid). */
+/**
+ * Loads the WebAssembly module of the window and downsample stages (a second `.wasm`, also
+ * exported as `@nodeflow/stream-engine/wasm-stages`). Node loads it synchronously on first use;
+ * in browsers the stage constructors start it themselves (their streams wait for it), while
+ * `new WindowAggregator()` and `downsampleLTTB()` need `await initStages()` first. `input`: a URL,
+ * Response, bytes or module of the `.wasm` (default: the file next to the glue). Same promise on
+ * every call.
+ */
+export function initStages(input?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
+/**
+ * Event-time windows grouped by key; every added message comes back once (released, late or
+ * invalid). In browsers, `await initStages()` before constructing one.
+ */
 export class WindowAggregator<T = unknown> {
   constructor(options: WindowOptions<T>);
   add(messages: StreamMessage<T> | StreamMessage<T>[]): WindowOutput<T>;
@@ -535,7 +547,9 @@ export class WindowAggregator<T = unknown> {
 export function createWindowStage<T = unknown>(options: WindowOptions<T> & { idleTimeout?: number }): {
   readable: ReadableStream<WindowResult[]>;
   writable: WritableStream<StreamMessage<T> | StreamMessage<T>[]>;
-  aggregator: WindowAggregator<T>;
+  /** `null` in a browser until the stages module has loaded (never in Node, nor after `await initStages()`). */
+  readonly aggregator: WindowAggregator<T> | null;
+  /** Zeros until the stages module has loaded. */
   readonly stats: WindowAggregator<T>['stats'];
 };
 export interface BucketStats { key: string; start: number; end: number; count: number; min: number; minTime: number; max: number; maxTime: number; last: number }
@@ -545,7 +559,7 @@ export function createDownsampleStage<T = unknown>(options: Omit<WindowOptions<T
   writable: WritableStream<StreamMessage<T> | StreamMessage<T>[]>;
   readonly stats: { taken: number; late: number; invalid: number };
 };
-/** Largest-Triangle-Three-Buckets: at most `threshold` of `items`, in order, keeping the shape. */
+/** Largest-Triangle-Three-Buckets: at most `threshold` of `items`, in order, keeping the shape. In browsers, `await initStages()` first. */
 export function downsampleLTTB<I>(items: I[], threshold: number, options?: { x?: (item: I) => number; y?: (item: I) => number }): I[];
 // ---- the gateway client (see also '@nodeflow/stream-engine/gateway') ------------------------
 

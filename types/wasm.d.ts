@@ -7,6 +7,9 @@
  * import wasmUrl from '@nodeflow/stream-engine/wasm'; // esbuild: --loader:.wasm=file
  * await init(wasmUrl);
  * ```
+ *
+ * `@nodeflow/stream-engine/wasm-stages` is the second module, the window and downsample stages'
+ * (loaded on first use of a stage); pass its URL to `initStages()` the same way.
  */
 declare const wasmUrl: string;
 export default wasmUrl;

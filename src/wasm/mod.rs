@@ -21,7 +21,6 @@
 //! is unknown to the core from the moment the connection is removed, even once its slot holds
 //! another connection.
 
-pub mod aggregate;
 mod options;
 pub mod out;
 

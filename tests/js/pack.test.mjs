@@ -15,11 +15,12 @@ test('the packed tarball installs and works in a fresh project (ESM and CommonJS
     const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
     const [info] = JSON.parse(out);
     const files = info.files.map((f) => f.path);
-    for (const f of ['dist/node.mjs', 'dist/node.cjs', 'dist/web.mjs', 'dist/index.d.cts', 'pkg/web/stream_engine_bg.wasm', 'types/index.d.ts', 'types/wasm.d.ts', 'bin/nodeflow-stream.mjs']) {
+    for (const f of ['dist/node.mjs', 'dist/node.cjs', 'dist/web.mjs', 'dist/index.d.cts', 'pkg/web/stream_engine_bg.wasm', 'pkg/stages/stream_engine_stages.js', 'types/index.d.ts', 'types/wasm.d.ts', 'bin/nodeflow-stream.mjs']) {
       assert.ok(files.includes(f), `tarball has ${f}`);
     }
-    // One copy of the .wasm, shared by Node and browsers.
-    assert.deepEqual(files.filter((f) => f.endsWith('.wasm')), ['pkg/web/stream_engine_bg.wasm']);
+    // One copy of each .wasm (the engine, and the window/downsample stages loaded on first use),
+    // shared by Node and browsers.
+    assert.deepEqual(files.filter((f) => f.endsWith('.wasm')).sort(), ['pkg/stages/stream_engine_stages_bg.wasm', 'pkg/web/stream_engine_bg.wasm']);
     assert.ok(!files.some((f) => f.startsWith('src/') || f.startsWith('target/')), 'no sources or build dirs');
     const app = join(dir, 'app');
     execFileSync('mkdir', ['-p', app]);
@@ -36,15 +37,19 @@ test('the packed tarball installs and works in a fresh project (ESM and CommonJS
       await c.writer.write(m);
       const { value } = await c.readable.getReader().read();
       console.log(value[0] === m, e.getMetrics(id).messagesOut);
-      e.destroy();`;
+      e.destroy();
+      // The stages module (pkg/stages) loads on first use, synchronously in Node.
+      const { WindowAggregator } = await import('@nodeflow/stream-engine');
+      const w = new WindowAggregator({ size: 10 });
+      console.log(w.add([{ id: 'w1', timestamp: 1, data: 2 }, { id: 'w2', timestamp: 12, data: 3 }]).results.map((x) => x.data.sum).join());`;
     writeFileSync(join(app, 'esm.mjs'), esm);
     let r = spawnSync(process.execPath, ['esm.mjs'], { cwd: app, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'true 1');
-    writeFileSync(join(app, 'cjs.cjs'), `const { StreamEngine } = require('@nodeflow/stream-engine'); const e = new StreamEngine(); console.log(e.createConnection('a','b','c','d')); e.destroy();`);
+    assert.equal(r.stdout.trim(), 'true 1\n2');
+    writeFileSync(join(app, 'cjs.cjs'), `const { StreamEngine, downsampleLTTB } = require('@nodeflow/stream-engine'); const e = new StreamEngine(); console.log(e.createConnection('a','b','c','d')); e.destroy(); console.log(downsampleLTTB([5, 1, 9, 2].map((data, timestamp) => ({ timestamp, data })), 3).map((x) => x.data).join());`);
     r = spawnSync(process.execPath, ['cjs.cjs'], { cwd: app, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'a:c->b:d');
+    assert.equal(r.stdout.trim(), 'a:c->b:d\n5,9,2');
     assert.ok(readdirSync(join(app, 'node_modules/.bin')).includes('nodeflow-stream'), 'the CLI is a bin');
     // The gateway subpath, with its `ws` dependency installed alongside.
     assert.ok(files.includes('dist/gateway.mjs') && files.includes('types/gateway.d.ts'), 'tarball has the gateway');
@@ -61,7 +66,7 @@ test('the packed tarball installs and works in a fresh project (ESM and CommonJS
   }
 });
 
-test('@arethetypeswrong/cli finds no problem in the packed tarball (ESM, CommonJS, bundler; ./wasm, ./gateway and ./redis too)', () => {
+test('@arethetypeswrong/cli finds no problem in the packed tarball (ESM, CommonJS, bundler; ./wasm, ./wasm-stages, ./gateway and ./redis too)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nodeflow-attw-'));
   try {
     const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
@@ -74,7 +79,7 @@ test('@arethetypeswrong/cli finds no problem in the packed tarball (ESM, CommonJ
     const problems = report.analysis.problems.filter((p) => !(p.kind === 'CJSResolvesToESM' && esmOnly.has(p.entrypoint)));
     assert.deepEqual(problems, [], JSON.stringify(problems).slice(0, 2000));
     const entrypoints = Object.keys(report.analysis.entrypoints);
-    assert.deepEqual(entrypoints.sort(), ['.', './gateway', './package.json', './redis', './wasm']);
+    assert.deepEqual(entrypoints.sort(), ['.', './gateway', './package.json', './redis', './wasm', './wasm-stages']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

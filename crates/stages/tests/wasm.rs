@@ -1,11 +1,57 @@
 //! Bindings of the window aggregator and the downsamplers: results cross as flat numbers, junk
 //! never panics, bad options are errors naming the field.
 
-use stream_engine::wasm::aggregate::{lttb, MinMaxDownsamplerCore, WindowAggregatorCore};
+//!
+//! Run by `scripts/test-wasm.sh` (wasm-bindgen-test, Node and headless Chromium):
+//! `cargo test -p stream-engine-stages --target wasm32-unknown-unknown --test wasm`.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Error, Object, RangeError, Reflect, TypeError};
+use stream_engine_stages::{lttb, MinMaxDownsamplerCore, WindowAggregatorCore};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
-use crate::common::*;
+/// A plain JS object from `(key, value)` pairs.
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+    }
+    o.into()
+}
+
+#[derive(Debug, PartialEq)]
+enum Kind {
+    Type,
+    Range,
+    Plain,
+}
+
+fn expect_err<T>(r: Result<T, JsValue>) -> JsValue {
+    match r {
+        Ok(_) => panic!("expected an error, got Ok"),
+        Err(e) => e,
+    }
+}
+
+/// The thrown value is an error of `kind` whose message starts with `prefix`.
+fn assert_err_prefix(e: &JsValue, kind: Kind, prefix: &str) {
+    let m: String = e
+        .dyn_ref::<Error>()
+        .unwrap_or_else(|| panic!("thrown value is not an Error: {e:?}"))
+        .message()
+        .into();
+    let got_kind = if e.is_instance_of::<TypeError>() {
+        Kind::Type
+    } else if e.is_instance_of::<RangeError>() {
+        Kind::Range
+    } else {
+        Kind::Plain
+    };
+    assert_eq!(got_kind, kind, "{m}");
+    assert!(m.starts_with(prefix), "{m:?} should start with {prefix:?}");
+}
 
 #[wasm_bindgen_test]
 fn window_results_and_released_tokens_cross_as_flat_arrays() {

@@ -1,5 +1,12 @@
-//! Bindings of the windowed aggregator and the downsamplers ([`crate::core::aggregate`],
-//! [`crate::core::downsample`]).
+//! `stream-engine-stages`: the second WebAssembly module of `@nodeflow/stream-engine`, the
+//! bindings of the windowed aggregator and the downsamplers ([`stream_engine::core::aggregate`],
+//! [`stream_engine::core::downsample`]).
+//!
+//! Why a module of its own: most apps never aggregate, and a `.wasm` cannot be tree-shaken, so
+//! these stages (about a third of the engine's `.wasm` when they lived in it) are built into
+//! `pkg/stages/` and loaded by `createWindowStage` / `createDownsampleStage` on first use. The
+//! crate links the plain-Rust core of `stream-engine` with its `bindings` feature off, so none of
+//! the engine's exports are in this module.
 //!
 //! As with connections, messages never cross: JS passes, per batch, typed arrays of tokens
 //! (slots in its own store), interned key ids, event times and values (one crossing per batch),
@@ -7,13 +14,58 @@
 //! Keys are interned in JS (a `Map` from key string to a small integer), so no string crosses
 //! per message.
 
-use js_sys::TypeError;
+#![warn(missing_docs)]
+
+// Talc instead of dlmalloc, as in the engine's module (smaller; see README "Footprint").
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+use js_sys::{Array, Error, RangeError, Reflect, TypeError};
 use wasm_bindgen::prelude::*;
 
-use super::options::read_number;
-use super::to_js_error;
-use crate::core::aggregate::{Added, Aggregator, WindowOptions};
-use crate::core::downsample::{lttb as core_lttb, MinMaxDownsampler};
+use stream_engine::core::aggregate::{Added, Aggregator, WindowOptions};
+use stream_engine::core::config::{ConfigError, ErrorKind};
+use stream_engine::core::downsample::{lttb as core_lttb, MinMaxDownsampler};
+
+/// A core validation error as the JS error it stands for (`TypeError`, `RangeError`, `Error`).
+fn to_js_error(e: &ConfigError) -> JsValue {
+    match e.kind {
+        ErrorKind::Type => TypeError::new(&e.message).into(),
+        ErrorKind::Range => RangeError::new(&e.message).into(),
+        ErrorKind::State => Error::new(&e.message).into(),
+    }
+}
+
+/// `typeof v`, with `null` and arrays named as such (for error messages).
+fn type_name(v: &JsValue) -> String {
+    if v.is_null() {
+        "null".into()
+    } else if Array::is_array(v) {
+        "array".into()
+    } else {
+        v.js_typeof()
+            .as_string()
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// Reads `obj[field]` as an optional number: `undefined` is `None`, anything but a number is a
+/// `TypeError` naming the field; a getter that throws propagates its error.
+fn read_number(obj: &JsValue, field: &str) -> Result<Option<f64>, JsValue> {
+    let v = Reflect::get(obj, &JsValue::from_str(field))?;
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(n) => Ok(Some(n)),
+        None => Err(TypeError::new(&format!(
+            "{field} must be a number, got {}",
+            type_name(&v)
+        ))
+        .into()),
+    }
+}
 
 /// Numbers per result in [`WindowAggregatorCore::take_results`]:
 /// `key, start, end, count, sum, min, max, mean, p50, p95`.
@@ -225,7 +277,7 @@ impl MinMaxDownsamplerCore {
 }
 
 /// Largest-Triangle-Three-Buckets: indices of at most `threshold` points of `(xs, ys)` that
-/// keep the series' shape (see [`crate::core::downsample::lttb`]).
+/// keep the series' shape (see [`stream_engine::core::downsample::lttb`]).
 #[wasm_bindgen]
 pub fn lttb(xs: &[f64], ys: &[f64], threshold: u32) -> Vec<u32> {
     core_lttb(xs, ys, threshold as usize)
