@@ -58,6 +58,37 @@ export class StreamEngine {
     this.metrics$ = this._metricsSubject.observable;
     this.debug$ = this._debugSubject.observable;
     this._listeners = new Set(); // internal listeners (StreamDebugger)
+    this._ctx = this._connectionContext();
+  }
+
+  /**
+   * What a connection may use of its engine, in one explicit object (instead of reaching into
+   * the engine's private fields): the core (read on every use: destroy() swaps in GONE_CORE),
+   * the scratch buffers and the core's exchange area, and the callbacks a connection reports to.
+   */
+  _connectionContext() {
+    const engine = this;
+    return {
+      get core() {
+        return engine._core;
+      },
+      /** The exchange area's current view, or null (check its length before use). */
+      get io() {
+        return engine._io;
+      },
+      ioView: (n) => engine._ioView(n),
+      ioTrim: () => engine._ioTrim(),
+      prioBuffer: (n) => engine._prioBuffer(n),
+      slotBuffer: (n) => engine._slotBuffer(n),
+      notify: (c, s) => engine._notify(c, s),
+      onDrop: (c, msg, reason) => engine._callOnDrop(c, msg, reason),
+      delivered: (c, batch) => engine._delivered(c, batch),
+      finished: (c) => engine._finished(c),
+      event: (c, action) => engine._connectionEvent(c, action),
+      recoveryFor: (c) => engine._recoveryFor(c),
+      consumerError: (c, error, attempt, willRetry) => engine._consumerError(c, error, attempt, willRetry),
+      internalError: (c, error) => engine._internalError(c, error),
+    };
   }
 
   get destroyed() {
@@ -144,7 +175,7 @@ export class StreamEngine {
       ...(cfg.signal !== undefined ? { signal: cfg.signal } : {}),
     });
     const conn = new Connection(
-      this,
+      this._ctx,
       h,
       { id, sourceNodeId, targetNodeId, sourcePort: outputPort, targetPort: inputPort },
       full,

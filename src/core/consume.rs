@@ -15,7 +15,7 @@
 //! 5. A batch given up is dead-lettered with [`Connection::consume_dead_letter`] (counted as
 //!    dropped with reason `dead-letter`, never lost silently).
 
-use super::{Connection, ConnEvent};
+use super::{ConnEvent, Connection};
 use crate::core::recovery::RetryPolicy;
 
 /// How long to wait before asking an open circuit again when it names no time (a half-open
@@ -43,6 +43,35 @@ pub enum Failure {
         /// The delay the recovery object gave.
         delay: f64,
     },
+}
+
+/// [`Failure`]'s kind as a code at the wasm boundary (exported to JavaScript as the frozen
+/// object `FailureKind`), with its number passed beside it: see [`Failure::from_kind`].
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen::prelude::wasm_bindgen)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// [`Failure::Retryable`]; the number is `random01`.
+    Retryable = 0,
+    /// [`Failure::Fatal`]; the number is ignored.
+    Fatal = 1,
+    /// [`Failure::RetryAfter`]; the number is the delay.
+    RetryAfter = 2,
+}
+
+impl Failure {
+    /// The failure of kind `kind` with its number `x`.
+    ///
+    /// ```
+    /// use stream_engine::core::connection::consume::{Failure, FailureKind};
+    /// assert_eq!(Failure::from_kind(FailureKind::RetryAfter, 5.0), Failure::RetryAfter { delay: 5.0 });
+    /// ```
+    pub fn from_kind(kind: FailureKind, x: f64) -> Failure {
+        match kind {
+            FailureKind::Retryable => Failure::Retryable { random01: x },
+            FailureKind::Fatal => Failure::Fatal,
+            FailureKind::RetryAfter => Failure::RetryAfter { delay: x },
+        }
+    }
 }
 
 /// What to do after a failure.
@@ -200,7 +229,10 @@ mod tests {
         c.set_retry_policy(policy(1));
         c.push(1, 0.5, None, 0.0).unwrap();
         assert!(c.consume_take(0.0, true).is_some());
-        assert!(matches!(c.consume_failed(0.0, Failure::Retryable { random01: 0.0 }), Next::Retry { .. }));
+        assert!(matches!(
+            c.consume_failed(0.0, Failure::Retryable { random01: 0.0 }),
+            Next::Retry { .. }
+        ));
         c.consume_success(1.0);
         c.push(2, 0.5, None, 1.0).unwrap();
         assert_eq!(c.consume_take(1.0, true), Some(vec![2]));
@@ -216,11 +248,25 @@ mod tests {
         let mut c = conn();
         c.set_retry_policy(policy(5));
         assert_eq!(c.consume_failed(0.0, Failure::Fatal), Next::DeadLetter);
-        assert_eq!(c.consume_failed(0.0, Failure::RetryAfter { delay: 7.0 }), Next::Retry { at: 7.0 });
-        assert_eq!(c.consume_failed(0.0, Failure::RetryAfter { delay: f64::NAN }), Next::Retry { at: 0.0 });
-        assert_eq!(c.consume_failed(0.0, Failure::RetryAfter { delay: -3.0 }), Next::Retry { at: 0.0 });
         assert_eq!(
-            c.consume_failed(0.0, Failure::RetryAfter { delay: f64::INFINITY }),
+            c.consume_failed(0.0, Failure::RetryAfter { delay: 7.0 }),
+            Next::Retry { at: 7.0 }
+        );
+        assert_eq!(
+            c.consume_failed(0.0, Failure::RetryAfter { delay: f64::NAN }),
+            Next::Retry { at: 0.0 }
+        );
+        assert_eq!(
+            c.consume_failed(0.0, Failure::RetryAfter { delay: -3.0 }),
+            Next::Retry { at: 0.0 }
+        );
+        assert_eq!(
+            c.consume_failed(
+                0.0,
+                Failure::RetryAfter {
+                    delay: f64::INFINITY
+                }
+            ),
             Next::Retry { at: MAX_WAIT_MS }
         );
         let m = c.metrics(0.0);
