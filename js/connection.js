@@ -29,6 +29,7 @@ export const GONE_CORE = Object.freeze({
   pushMany: () => CLOSED,
   lastAccepted: () => 0,
   dropIncoming: () => CLOSED,
+  pushDroppable: () => CLOSED,
   status: () => CLOSED,
   deadline: () => NaN,
   holdUntil: () => NaN,
@@ -105,7 +106,6 @@ export class Connection {
     // only then are write() call times recorded.
     this._holds = !Number.isNaN(this._core.maxWait(handle));
     this._callTimes = null; // write() call times, per writable (see _makeWritable)
-    this._pressure = false; // backpressure on, as last reported by the core
     this._waiter = null; // (batch) => void: a reader (or consumer) waiting for a batch
     this._empty = true; // known to hold nothing (saves a take and a deadline call per read)
     // Made once, not per read: the reader's waiter.

@@ -468,7 +468,6 @@ export class StreamEngine {
     const evs = this._core.takeEvents(c._h);
     for (const e of evs) {
       if (e.type === 'backpressure') {
-        c._pressure = e.state === 'start';
         this._emit({ type: 'backpressure', timestamp: Date.now(), connectionId: c.id, state: e.state, bufferUtilization: e.bufferUtilization });
         this._debug('backpressure', c.id, { state: e.state, bufferUtilization: e.bufferUtilization });
       } else if (e.type === 'circuit') {

@@ -174,19 +174,19 @@ export class WritableSide {
 
   /**
    * Offers one message whose per-message decisions are made: priority `p`, conflation key `k`
-   * (or undefined), and `cand`: whether the user's handler said to drop it under pressure.
+   * (or undefined), and `cand`: whether the user's handler said it may be dropped (the core
+   * drops it on arrival while backpressure is on: pushDroppable).
    */
   _pushOne(msg, p, k, cand, t) {
     const core = this._core;
     this._empty = false;
     const slot = this._slots.alloc(msg);
     let s;
-    if (cand && this._pressure) s = core.dropIncoming(this._h, slot, p, t);
+    if (cand) s = core.pushDroppable(this._h, slot, p, k, t);
     else if (k !== undefined) s = core.pushKeyed(this._h, slot, p, k, t);
     else s = core.push(this._h, slot, p, t);
     if (s & (PENDING | CLOSED)) this._slots.release(slot);
     if (s & DROPPED) this._collectDropped();
-    if (s & HOLD) this._pressure = true;
     return s;
   }
 
@@ -237,7 +237,6 @@ export class WritableSide {
   _afterPush(s, w, t) {
     if (s & CLOSED) throw closedError(this.id);
     if (s & NOTIFY) this._ctx.notify(this, s);
-    this._pressure = (s & HOLD) !== 0;
     // Register a refused write before serving the reader: a delivery made now must find it and
     // retry it, or the write would wait for a delivery that never comes.
     let refused;
@@ -281,7 +280,6 @@ export class WritableSide {
 
   /** After a delivery (`s`: the core's status then): wake a refused write, release a held one. */
   _afterDeliver(s = this._core.status(this._h)) {
-    this._pressure = (s & HOLD) !== 0;
     if (s & NOTIFY) this._ctx.notify(this, s);
     if (s & DROPPED) this._collectDropped();
     if (this._held !== null && !(s & HOLD)) this._releaseHold();

@@ -17,7 +17,9 @@
 //!    [`retry_chunk`]. Under a dropping rule, victims are chosen among the buffered and the
 //!    incoming messages until the buffer is under its drop level (critical messages are never
 //!    victims; a buffer of critical messages refuses like the lossless rule). Dropped messages
-//!    are counted with their reason and handed to `onDrop`.
+//!    are counted with their reason and handed to `onDrop`. A message the user's handler marked
+//!    droppable (`shouldDropMessage`) is dropped on arrival while backpressure is on
+//!    ([`Connection::push_droppable`]).
 //! 4. **Accepted.** The message is buffered and counted in `messages_in`. If backpressure is on
 //!    (utilisation reached `backpressureThreshold`) and the policy holds writes (`maxWaitTime`,
 //!    the adaptive handler), the write is accepted but its promise is held:
@@ -106,6 +108,39 @@ impl<T> Connection<T> {
             Some(until)
         } else {
             None
+        }
+    }
+
+    /// Offers a message that the user's backpressure handler marked droppable
+    /// (`shouldDropMessage` answered true): while backpressure is on it is dropped on arrival
+    /// (counted in, then dropped with reason `priority`); otherwise it is offered like any
+    /// other message ([`Connection::push`]).
+    ///
+    /// ```
+    /// use stream_engine::core::config::StreamConfig;
+    /// use stream_engine::core::connection::{Connection, FlowPolicy, Push};
+    ///
+    /// let cfg = StreamConfig { buffer_size: 4, backpressure_threshold: 0.5, ..StreamConfig::default() };
+    /// let mut c: Connection<u32> = Connection::new("a", cfg, FlowPolicy::block(), 5000.0, true);
+    /// assert!(matches!(c.push_droppable(1, 0.5, None, 0.0), Ok(Push::Done(_))));
+    /// c.push(2, 0.5, None, 0.0).unwrap(); // 2 of 4: backpressure
+    /// c.push_droppable(3, 0.5, None, 0.0).unwrap();
+    /// assert_eq!(c.buffered(), 2);
+    /// assert_eq!(c.take_dropped().len(), 1);
+    /// ```
+    pub fn push_droppable(
+        &mut self,
+        item: T,
+        priority: f64,
+        key: Option<&str>,
+        now: f64,
+    ) -> Result<super::Push<T>, super::ConnError> {
+        self.update_backpressure();
+        if self.bp_active {
+            let st = self.drop_incoming(item, priority, super::DropReason::Priority, now)?;
+            Ok(super::Push::Done(st))
+        } else {
+            self.push(item, priority, key, now)
         }
     }
 

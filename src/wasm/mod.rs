@@ -216,6 +216,28 @@ impl EngineCore {
         self.last_accepted
     }
 
+    /// Offers a message the user's handler marked droppable: the core drops it on arrival while
+    /// backpressure is on, else takes it like `push` / `pushKeyed` (`key` only when conflating).
+    #[wasm_bindgen(js_name = pushDroppable)]
+    pub fn push_droppable(
+        &mut self,
+        h: Handle,
+        msg: Slot,
+        priority: f64,
+        key: Option<String>,
+        now: f64,
+    ) -> u32 {
+        match self
+            .engine
+            .get(h)
+            .map(|c| c.push_droppable(msg, priority, key.as_deref(), now))
+        {
+            Some(Ok(Push::Done(st))) => st,
+            Some(Ok(Push::Pending(_))) => status::PENDING,
+            _ => CLOSED,
+        }
+    }
+
     /// Counts a message that a user handler dropped on arrival.
     #[wasm_bindgen(js_name = dropIncoming)]
     pub fn drop_incoming(&mut self, h: Handle, msg: Slot, priority: f64, now: f64) -> u32 {

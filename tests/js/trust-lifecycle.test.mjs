@@ -376,7 +376,7 @@ test('item 13: the stand-in for a freed core answers exactly what the core answe
   core.remove(stale, 0);
   const live = core.create('b', {}, undefined);
   const args = {
-    push: [1, 0.5, 0], pushKeyed: [1, 0.5, 'k', 0], pushMany: [[1, 2], [0.5, 0.5], 0], dropIncoming: [1, 0.5, 0],
+    push: [1, 0.5, 0], pushKeyed: [1, 0.5, 'k', 0], pushMany: [[1, 2], [0.5, 0.5], 0], dropIncoming: [1, 0.5, 0], pushDroppable: [1, 0.5, undefined, 0],
     takeIo: [0, true], consumeTake: [0, true], consumeSuccess: [0],
     consumeFailure: [0, true], consumeDeadLetter: [0], setCircuit: [5, 100], circuitAllow: [0], cancel: [0],
     consumeFailed: [0, glue.FailureKind.RetryAfter, 5], circuitWait: [0], holdUntil: [0, 0], setRetryPolicy: [3, 100, 1000, 0.1],
