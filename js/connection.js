@@ -86,7 +86,7 @@ export function describeError(error) {
 
 export class Connection {
   /**
-   * `ctx` is the engine's side of the contract (see `StreamEngine._connectionContext`): its core
+   * `ctx` is the engine's side of the contract (js/connection/context.js): its core
    * (read on every use), scratch buffers and exchange area, and the callbacks through which a
    * connection reports deliveries, drops, events, errors and its end.
    */

@@ -1,6 +1,7 @@
 // StreamEngine: connections, routing, the metrics timer and the event feed around the Rust core.
-import { EngineCore, wasmMemory, wasmMemoryBytes } from '#wasm';
+import { EngineCore, wasmMemoryBytes } from '#wasm';
 import { Connection, DROP_SUMMARY, EVENTS, GONE_CORE, describeError } from './connection.js';
+import { ConnectionContext } from './connection/context.js';
 import { EventHub } from './events.js';
 import { checkHandler, handlerSpec } from './handlers.js';
 import { Observable, Subject } from './observable.js';
@@ -47,11 +48,6 @@ export class StreamEngine {
     this._lastTick = 0;
     this._lag = 0;
     this._lastMetrics = null;
-    this._io = null; // Uint32Array view of the core's exchange area
-    this._ioPtr = 0;
-    this._ioCap = 0;
-    this._prios = [0.5];
-    this._slots = [0];
     this._hub = new EventHub(() => this._updateTimer());
     this._metricsSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
     this._debugSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
@@ -62,33 +58,20 @@ export class StreamEngine {
   }
 
   /**
-   * What a connection may use of its engine, in one explicit object (instead of reaching into
-   * the engine's private fields): the core (read on every use: destroy() swaps in GONE_CORE),
-   * the scratch buffers and the core's exchange area, and the callbacks a connection reports to.
+   * What a connection may use of its engine, in one explicit object (js/connection/context.js)
+   * instead of the engine's private fields.
    */
   _connectionContext() {
-    const engine = this;
-    return {
-      get core() {
-        return engine._core;
-      },
-      /** The exchange area's current view, or null (check its length before use). */
-      get io() {
-        return engine._io;
-      },
-      ioView: (n) => engine._ioView(n),
-      ioTrim: () => engine._ioTrim(),
-      prioBuffer: (n) => engine._prioBuffer(n),
-      slotBuffer: (n) => engine._slotBuffer(n),
-      notify: (c, s) => engine._notify(c, s),
-      onDrop: (c, msg, reason) => engine._callOnDrop(c, msg, reason),
-      delivered: (c, batch) => engine._delivered(c, batch),
-      finished: (c) => engine._finished(c),
-      event: (c, action) => engine._connectionEvent(c, action),
-      recoveryFor: (c) => engine._recoveryFor(c),
-      consumerError: (c, error, attempt, willRetry) => engine._consumerError(c, error, attempt, willRetry),
-      internalError: (c, error) => engine._internalError(c, error),
-    };
+    return new ConnectionContext(this._core, {
+      notify: (c, s) => this._notify(c, s),
+      onDrop: (c, msg, reason) => this._callOnDrop(c, msg, reason),
+      delivered: (c, batch) => this._delivered(c, batch),
+      finished: (c) => this._finished(c),
+      event: (c, action) => this._connectionEvent(c, action),
+      recoveryFor: (c) => this._recoveryFor(c),
+      consumerError: (c, error, attempt, willRetry) => this._consumerError(c, error, attempt, willRetry),
+      internalError: (c, error) => this._internalError(c, error),
+    });
   }
 
   get destroyed() {
@@ -97,45 +80,6 @@ export class StreamEngine {
 
   _checkAlive() {
     if (this._destroyed) throw new Error('StreamEngine has been destroyed');
-  }
-
-  /**
-   * Reused scratch arrays for a batch write's priorities and slots, exactly `n` long. Plain
-   * arrays, not typed ones: wasm-bindgen copies either into wasm memory, and a typed-array view
-   * of the right length (subarray) costs more to create than the copy.
-   */
-  _prioBuffer(n) {
-    const a = this._prios;
-    if (a.length !== n) a.length = n;
-    return a;
-  }
-
-  /**
-   * A live view of the core's exchange area with room for `n` slots. The view dies (length 0)
-   * when wasm memory grows, and the area moves when it grows: both are checked here.
-   */
-  _ioView(n) {
-    if (this._ioCap < n) {
-      this._ioPtr = this._core.ioReserve(n);
-      this._ioCap = this._core.ioLength();
-      this._io = null;
-    }
-    if (this._io === null || this._io.length === 0) this._io = new Uint32Array(wasmMemory().buffer, this._ioPtr, this._ioCap);
-    return this._io;
-  }
-
-  /** After a delivery that grew the exchange area: the core may give the memory back. */
-  _ioTrim() {
-    if (this._core.ioTrim()) {
-      this._ioCap = 0;
-      this._io = null;
-    }
-  }
-
-  _slotBuffer(n) {
-    const a = this._slots;
-    if (a.length !== n) a.length = n;
-    return a;
   }
 
   createConnection(sourceNodeId, targetNodeId, outputPort, inputPort, config) {
@@ -623,7 +567,7 @@ export class StreamEngine {
     this._finalThresholds = this._core.thresholds();
     const core = this._core;
     this._core = GONE_CORE;
-    this._io = null;
+    this._ctx.release(GONE_CORE);
     core.free();
     this._hub.closeAll();
     this._metricsSubject.complete();
