@@ -267,7 +267,6 @@ export class WritableSide {
     });
   }
 
-
   _releaseHold() {
     if (this._heldTimer !== null) {
       clearTimeout(this._heldTimer);
