@@ -57,6 +57,14 @@ export class StreamEngine {
     this._ctx = this._connectionContext();
   }
 
+  get destroyed() {
+    return this._destroyed;
+  }
+
+  _checkAlive() {
+    if (this._destroyed) throw new Error('StreamEngine has been destroyed');
+  }
+
   /**
    * What a connection may use of its engine, in one explicit object (js/connection/context.js)
    * instead of the engine's private fields.
@@ -72,14 +80,6 @@ export class StreamEngine {
       consumerError: (c, error, attempt, willRetry) => this._consumerError(c, error, attempt, willRetry),
       internalError: (c, error) => this._internalError(c, error),
     });
-  }
-
-  get destroyed() {
-    return this._destroyed;
-  }
-
-  _checkAlive() {
-    if (this._destroyed) throw new Error('StreamEngine has been destroyed');
   }
 
   createConnection(sourceNodeId, targetNodeId, outputPort, inputPort, config) {
