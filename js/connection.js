@@ -1,37 +1,21 @@
 // One connection as Web Streams: the glue between the platform's streams, timers and promises
-// and the Rust core, which owns the buffer, the policy decisions and the accounting.
-import { Status, dropReasonNames, resolveRecoveryOptions } from '#wasm';
-import { Fifo } from './fifo.js';
-import { frameOptions } from './frames.js';
-import { checkHandlerPriority, checkMessage, keyOf, priorityOf } from './priority.js';
+// and the Rust core, which owns the buffer, every policy decision and the accounting.
+//
+// A connection is split by concern (each part a file under js/connection/):
+// - slots.js: the slot store (messages stay in JS; the core sees slot numbers);
+// - writable.js: the writable side (validation, offers, the core's admission decision: holds,
+//   pending writes, refusals);
+// - readable.js: the readable side (serving readers, the batch timer, frames());
+// - consumer.js: the consume loop (the core decides retries, dead letters, circuit waits).
+// This file holds the state they share, the lifecycle (close, cancel, abort, finish) and the
+// public API. The engine is reached only through the context object `ctx` it passes in.
+import { consume } from './connection/consumer.js';
+import { ReadableSide } from './connection/readable.js';
+import { SlotStore, mixin } from './connection/slots.js';
+import { CLOSED, DROP_SUMMARY, closedError, now } from './connection/shared.js';
+import { WritableSide } from './connection/writable.js';
 
-// Status bits returned by the core: defined once, in Rust (core::connection::Status), and
-// exported by wasm-bindgen as a plain object, so there are no numbers to keep in step here.
-export const PENDING = Status.Pending;
-export const HOLD = Status.Hold;
-export const BATCH_READY = Status.BatchReady;
-export const EVENTS = Status.Events;
-export const DROPPED = Status.Dropped;
-export const FIRST = Status.First;
-export const DROP_SUMMARY = Status.DropSummary;
-export const CLOSED = Status.Closed;
-/** In takeIo's status only: nothing is left buffered. */
-const EMPTY = Status.Empty;
-const NOTIFY = EVENTS | DROP_SUMMARY;
-/** Names of the core's drop-reason codes, from Rust, fetched on the first drop. */
-let reasonNames = null;
-function reasonName(code) {
-  if (reasonNames === null) reasonNames = dropReasonNames();
-  return reasonNames[code];
-}
-/** A retried batch write is offered in chunks starting at this size, doubling while all fit. */
-const RETRY_CHUNK = 64;
-
-const now = () => performance.now();
-
-function closedError(id) {
-  return new TypeError(`connection ${id} is closed: write refused`);
-}
+export { PENDING, HOLD, BATCH_READY, EVENTS, DROPPED, FIRST, DROP_SUMMARY, CLOSED } from './connection/shared.js';
 
 /**
  * What the core answers for a connection it no longer holds (src/wasm/mod.rs: an unknown or stale
@@ -45,16 +29,22 @@ export const GONE_CORE = Object.freeze({
   pushMany: () => CLOSED,
   lastAccepted: () => 0,
   dropIncoming: () => CLOSED,
+  pushDroppable: () => CLOSED,
   status: () => CLOSED,
   deadline: () => NaN,
+  holdUntil: () => NaN,
   takeIo: () => -1,
   ioTrim: () => false,
   consumeTake: () => undefined,
   consumeSuccess: () => CLOSED,
   consumeFailure: () => CLOSED,
   consumeDeadLetter: () => 0,
+  consumeFailed: () => NaN,
+  consumeAttempt: () => 0,
+  setRetryPolicy() {},
   setCircuit() {},
   circuitAllow: () => false,
+  circuitWait: () => Infinity,
   circuitNextAttempt: () => NaN,
   pause() {},
   resume() {},
@@ -95,8 +85,13 @@ export function describeError(error) {
 }
 
 export class Connection {
-  constructor(engine, handle, ids, config, extras) {
-    this._engine = engine;
+  /**
+   * `ctx` is the engine's side of the contract (js/connection/context.js): its core
+   * (read on every use), scratch buffers and exchange area, and the callbacks through which a
+   * connection reports deliveries, drops, events, errors and its end.
+   */
+  constructor(ctx, handle, ids, config, extras) {
+    this._ctx = ctx;
     this._h = handle;
     this.id = ids.id;
     this.sourceNodeId = ids.sourceNodeId;
@@ -107,10 +102,10 @@ export class Connection {
     this._custom = extras.custom; // a user's own handler object, or null
     this._onDrop = extras.onDrop;
     this._keyed = extras.conflate;
-    const mw = this._core.maxWait(handle);
-    this._maxWait = Number.isNaN(mw) ? null : mw; // null: writes are not held
+    // Whether this connection's policy may hold writes (the core's hold_until decides each one):
+    // only then are write() call times recorded.
+    this._holds = !Number.isNaN(this._core.maxWait(handle));
     this._callTimes = null; // write() call times, per writable (see _makeWritable)
-    this._pressure = false; // backpressure on, as last reported by the core
     this._waiter = null; // (batch) => void: a reader (or consumer) waiting for a batch
     this._empty = true; // known to hold nothing (saves a take and a deadline call per read)
     // Made once, not per read: the reader's waiter.
@@ -127,8 +122,7 @@ export class Connection {
     this._reportedClosed = false; // the engine emitted this connection's 'closed' event
     this._consumer = null;
     this._deadLetters = [];
-    this._store = []; // slot -> message; the core holds only slot numbers
-    this._free = []; // free slots
+    this._slots = new SlotStore(); // slot -> message; the core holds only slot numbers
     this._writer = null;
     this._readController = null;
     this._frameWake = null; // frames(): resolves a pull waiting for the first message
@@ -146,44 +140,18 @@ export class Connection {
     );
   }
 
-  // ---- writable side -------------------------------------------------------------------------
-
-  _makeWritable() {
-    const strategy = { highWaterMark: 1 };
-    // A fresh queue per writable: writes queued in an errored writable never reach the sink.
-    this._callTimes = this._maxWait === null ? null : new Fifo();
-    if (this._callTimes) {
-      // size() runs synchronously inside writer.write(): the moment the wait budget counts from.
-      const times = this._callTimes;
-      strategy.size = () => {
-        times.push(now());
-        return 1;
-      };
-    }
-    this._writer = null;
-    this.writable = new WritableStream(
-      {
-        start: (controller) => {
-          // writer.abort() waits for the write in progress, which may wait for room that never
-          // comes (a full lossless buffer with no reader): end the connection at the abort call.
-          const signal = controller.signal;
-          if (signal) signal.addEventListener('abort', () => this._fail(signal.reason ?? new Error('writer aborted')), { once: true });
-        },
-        write: (chunk) => this._write(chunk),
-        close: () => this._writerClose(),
-        abort: (reason) => this._writerAbort(reason),
-      },
-      strategy,
-    );
-  }
-
   /**
-   * The engine's core, read through the engine on every use: when `destroy()` frees it, the
+   * The engine's core, read through the engine's context on every use: when `destroy()` frees it, the
    * engine swaps in GONE_CORE, and every connection object the engine ever made (finished,
    * released or not) sees the stand-in instead of freed WebAssembly memory.
    */
   get _core() {
-    return this._engine._core;
+    return this._ctx.core;
+  }
+
+  /** The slot store's array (slot -> message), for tests that check nothing is left behind. */
+  get _store() {
+    return this._slots.store;
   }
 
   /** The default writer of `writable`, taken on first access. */
@@ -201,410 +169,7 @@ export class Connection {
     return this._finished ? 'finished' : this._closing ? 'closing' : 'open';
   }
 
-  _write(chunk) {
-    const t = this._callTimes === null ? now() : (this._callTimes.shift() ?? now());
-    try {
-      // A writer that outlives its connection is inert: nothing reaches the core.
-      if (this._closing) throw closedError(this.id);
-      if (Array.isArray(chunk)) return this._writeMany(chunk, t);
-      checkMessage(chunk);
-      if (this._custom === null && !this._keyed) {
-        // The common case: one call into the core, nothing else when it answers 0.
-        const p = priorityOf(chunk);
-        const s = this._pushPlain(chunk, p, t);
-        if (s === 0) return undefined;
-        return this._afterPush(s, s & PENDING ? { arr: [chunk], off: 0, prios: [p], keys: null, cands: null } : null, t);
-      }
-      return this._offerWrite(this._prepareEach([chunk], false), t);
-    } catch (e) {
-      this._rejectedWrite();
-      throw e;
-    }
-  }
-
-  // ---- the message store: messages stay in JS; the core sees slot numbers -------------------
-
-  _alloc(msg) {
-    this._empty = false;
-    const free = this._free;
-    const slot = free.length > 0 ? free.pop() : this._store.length;
-    this._store[slot] = msg;
-    return slot;
-  }
-
-  _release(slot) {
-    const msg = this._store[slot];
-    this._store[slot] = undefined;
-    this._free.push(slot);
-    return msg;
-  }
-
-  /** The messages in the first `n` of `slots` (a Uint32Array from the core), freeing them. */
-  _fromSlots(slots, n = slots.length) {
-    const out = new Array(n);
-    for (let i = 0; i < n; i++) out[i] = this._release(slots[i]);
-    return out;
-  }
-
-  /** Frees the slots the core dropped and hands the messages to `onDrop`. */
-  _collectDropped() {
-    const flat = this._core.takeDropped(this._h);
-    for (let i = 0; i < flat.length; i += 2) {
-      const msg = this._release(flat[i]);
-      if (this._onDrop !== null) this._engine._callOnDrop(this, msg, reasonName(flat[i + 1]));
-    }
-  }
-
-  /**
-   * Offers one validated message with priority `p` on a connection without per-message work
-   * (no user handler, no conflation). Returns the core's status bits; a refused message
-   * (PENDING, CLOSED) keeps no slot.
-   */
-  _pushPlain(msg, p, t) {
-    const slot = this._alloc(msg);
-    const s = this._core.push(this._h, slot, p, t);
-    if (s === 0) return 0;
-    if (s & (PENDING | CLOSED)) this._release(slot);
-    if (s & DROPPED) this._collectDropped();
-    return s;
-  }
-
-  /**
-   * Offers one message whose per-message decisions are made: priority `p`, conflation key `k`
-   * (or undefined), and `cand`: whether the user's handler said to drop it under pressure.
-   */
-  _pushOne(msg, p, k, cand, t) {
-    const core = this._core;
-    const slot = this._alloc(msg);
-    let s;
-    if (cand && this._pressure) s = core.dropIncoming(this._h, slot, p, t);
-    else if (k !== undefined) s = core.pushKeyed(this._h, slot, p, k, t);
-    else s = core.push(this._h, slot, p, t);
-    if (s & (PENDING | CLOSED)) this._release(slot);
-    if (s & DROPPED) this._collectDropped();
-    if (s & HOLD) this._pressure = true;
-    return s;
-  }
-
-  /**
-   * Everything a write needs per message on a connection with a user handler or conflation,
-   * computed before anything is taken: validation (message, `metadata.priority`, and
-   * `metadata.key` when conflating), the handler's priority and its drop verdict. Anything that
-   * throws here (bad input, a throwing handler) refuses the whole write and leaves no trace.
-   */
-  _prepareEach(arr, batch) {
-    const n = arr.length;
-    const custom = this._custom;
-    const prios = new Float64Array(n);
-    const keys = this._keyed ? new Array(n) : null;
-    const cands = custom !== null ? new Uint8Array(n) : null;
-    let i = 0;
-    try {
-      for (; i < n; i++) {
-        const m = arr[i];
-        checkMessage(m);
-        let p = priorityOf(m);
-        if (keys !== null) keys[i] = keyOf(m);
-        if (custom !== null) {
-          p = checkHandlerPriority(custom.prioritizeMessage(m));
-          cands[i] = custom.shouldDropMessage(m) ? 1 : 0;
-        }
-        prios[i] = p;
-      }
-    } catch (e) {
-      // Name the element (batch[i]) in a validation error; the name is only built here.
-      if (batch) {
-        const what = `batch[${i}]`;
-        checkMessage(arr[i], what);
-        priorityOf(arr[i], what);
-        if (keys !== null) keyOf(arr[i], what);
-      }
-      throw e;
-    }
-    return { arr, off: 0, prios, keys, cands };
-  }
-
-  /**
-   * Offers a prepared write (`w`: `{ arr, off, prios, keys, cands }`) from `w.off` on. Returns
-   * the status bits; `w.off` is then the first message not taken.
-   */
-  _pushWrite(w, t, retry) {
-    if (w.keys === null && w.cands === null) return this._pushChunks(w, t, retry);
-    const { arr, prios, keys, cands } = w;
-    const n = arr.length;
-    let st = 0;
-    for (let i = w.off; i < n; i++) {
-      const s = this._pushOne(arr[i], prios[i], keys === null ? undefined : keys[i], cands !== null && cands[i] === 1, t);
-      if (s & (PENDING | CLOSED)) {
-        w.off = i;
-        return st | s;
-      }
-      st |= s;
-    }
-    w.off = n;
-    return st;
-  }
-
-  /**
-   * Offers a plain batch through `pushMany`. The first attempt offers all of it in one call
-   * (the fast path). A retry after a refusal offers chunks of RETRY_CHUNK, doubling while the
-   * core takes all: a retry that is let in for `a` messages costs O(a + RETRY_CHUNK) slots,
-   * so a large array into a small buffer is linear, not quadratic, in its length.
-   */
-  _pushChunks(w, t, retry) {
-    const { arr, prios } = w;
-    const n = arr.length;
-    const core = this._core;
-    let k = retry ? RETRY_CHUNK : n - w.off;
-    let st = 0;
-    while (w.off < n) {
-      const off = w.off;
-      const m = Math.min(k, n - off);
-      const slots = this._engine._slotBuffer(m);
-      for (let i = 0; i < m; i++) slots[i] = this._alloc(arr[off + i]);
-      const s = core.pushMany(this._h, slots, off === 0 && m === prios.length ? prios : prios.subarray(off, off + m), t);
-      const taken = s & PENDING ? core.lastAccepted() : s & CLOSED ? 0 : m;
-      for (let i = taken; i < m; i++) this._release(slots[i]);
-      w.off = off + taken;
-      st |= s;
-      if (s & DROPPED) this._collectDropped();
-      if (s & (PENDING | CLOSED)) return st;
-      k *= 2;
-    }
-    return st;
-  }
-
-  /** Offers a prepared write and does the follow-up work. */
-  _offerWrite(w, t, retry = false) {
-    const s = this._pushWrite(w, t, retry);
-    if (s === 0) return undefined;
-    return this._afterPush(s, s & PENDING ? w : null, t);
-  }
-
-  /**
-   * An array written from inside the package without a stream (the gateway's Feeder): the same
-   * admission as a `writable` write, refused once the connection is closing. Returns undefined when
-   * taken at once, else a promise for a pending or held write.
-   */
-  _write0(arr, t) {
-    if (this._closing) throw closedError(this.id);
-    return this._writeMany(arr, t);
-  }
-
-  _writeMany(arr, t) {
-    const n = arr.length;
-    if (n === 0) return undefined;
-    if (this._custom !== null || this._keyed) return this._offerWrite(this._prepareEach(arr, true), t);
-    // Validate the whole batch first, so that a bad element leaves nothing half-written. The
-    // element's name (batch[i]) is only built for the error.
-    const prios = this._engine._prioBuffer(n);
-    let i = 0;
-    try {
-      for (; i < n; i++) {
-        const m = arr[i];
-        checkMessage(m);
-        prios[i] = priorityOf(m);
-      }
-    } catch (e) {
-      const what = `batch[${i}]`;
-      checkMessage(arr[i], what);
-      priorityOf(arr[i], what);
-      throw e;
-    }
-    return this._offerWrite({ arr, off: 0, prios, keys: null, cands: null }, t);
-  }
-
-  /**
-   * Follow-up work for a non-zero status: delivery, events, refusal, holds. `w` is the write's
-   * record when it was refused for now (PENDING): it is retried from `w.off` after a delivery.
-   */
-  _afterPush(s, w, t) {
-    if (s & CLOSED) throw closedError(this.id);
-    if (s & NOTIFY) this._engine._notify(this, s);
-    this._pressure = (s & HOLD) !== 0;
-    // Register a refused write before serving the reader: a delivery made now must find it and
-    // retry it, or the write would wait for a delivery that never comes.
-    let refused;
-    if (s & PENDING) {
-      // The engine's scratch priorities are reused by the next write: keep a copy.
-      if (!(w.prios instanceof Float64Array)) w.prios = Float64Array.from(w.prios);
-      refused = new Promise((resolve, reject) => {
-        this._pending = { w, resolve, reject, t };
-      });
-    }
-    if (this._waiter !== null && s & (BATCH_READY | FIRST | PENDING)) this._serve(false);
-    if (this._frameWake !== null && s & (BATCH_READY | FIRST | PENDING)) this._wakeFrames();
-    if (refused !== undefined) return refused;
-    if (s & HOLD) return this._hold(t);
-    return undefined;
-  }
-
-  _hold(t) {
-    if (this._heldCheck()) return undefined;
-    const wait = t + this._maxWait - now();
-    if (!(wait > 0)) return undefined; // past the budget: complete at once
-    return new Promise((resolve) => {
-      this._held = resolve;
-      this._heldTimer = setTimeout(() => this._releaseHold(), wait);
-    });
-  }
-
-  /** True if backpressure is already off again (e.g. a waiting reader took a batch). */
-  _heldCheck() {
-    return (this._core.status(this._h) & HOLD) === 0;
-  }
-
-  _releaseHold() {
-    if (this._heldTimer !== null) {
-      clearTimeout(this._heldTimer);
-      this._heldTimer = null;
-    }
-    const r = this._held;
-    this._held = null;
-    if (r) r();
-  }
-
-  /** After a delivery (`s`: the core's status then): wake a refused write, release a held one. */
-  _afterDeliver(s = this._core.status(this._h)) {
-    this._pressure = (s & HOLD) !== 0;
-    if (s & NOTIFY) this._engine._notify(this, s);
-    if (s & DROPPED) this._collectDropped();
-    if (this._held !== null && !(s & HOLD)) this._releaseHold();
-    if (this._pending !== null) this._retryPending();
-  }
-
-  _retryPending() {
-    const p = this._pending;
-    this._pending = null;
-    let result;
-    try {
-      result = this._offerWrite(p.w, p.t, true);
-    } catch (e) {
-      p.reject(e);
-      return;
-    }
-    if (result === undefined) p.resolve();
-    else result.then(p.resolve, p.reject);
-  }
-
-  /**
-   * A write was rejected (bad input, or after close): per Web Streams the writable errors. The
-   * connection keeps working: unless it is closing, it gets a fresh `writable` (and `writer`).
-   */
-  _rejectedWrite() {
-    if (this._closing || this._finished) return;
-    queueMicrotask(() => {
-      if (!this._closing && !this._finished) this._makeWritable();
-    });
-  }
-
-  /**
-   * Offers one message without a stream (route()): `p` is its validated priority, `k` its
-   * validated key (when this connection conflates). Returns true if the connection took it.
-   */
-  _offer(msg, p, k) {
-    if (this._closing) return false;
-    const t = now();
-    let s;
-    if (this._custom === null && !this._keyed) s = this._pushPlain(msg, p, t);
-    else {
-      const c = this._custom;
-      const q = c === null ? p : checkHandlerPriority(c.prioritizeMessage(msg));
-      const cand = c !== null && !!c.shouldDropMessage(msg);
-      s = this._pushOne(msg, q, this._keyed ? k : undefined, cand, t);
-    }
-    if (s === 0) return true;
-    if (s & (PENDING | CLOSED)) {
-      if (s & NOTIFY) this._engine._notify(this, s);
-      return false;
-    }
-    this._afterPush(s & ~HOLD, null, t);
-    return true;
-  }
-
-  _writerClose() {
-    // close() runs after every queued write has settled, refused ones included.
-    this._beginClose();
-  }
-
-  _writerAbort(reason) {
-    this._fail(reason ?? new Error('writer aborted'));
-  }
-
-  // ---- readable side -------------------------------------------------------------------------
-
-  _pull() {
-    if (this._finished) return undefined;
-    if (this._consumer !== null) {
-      // Consumption owns delivery; an explicit read waits until the connection ends.
-      return new Promise(() => {});
-    }
-    this._waiter = this._toReader;
-    // Known empty and not closing: nothing to take and no batch timer to arm until a write.
-    if (!this._empty || this._closing) this._serve(false);
-    // No promise even when nothing was delivered: the read stays pending in the stream, and the
-    // later enqueue() fulfils it directly (the stream pulls again only for the next read).
-    return undefined;
-  }
-
-  /** Delivers to the waiter if a batch is due; otherwise arms the batch timer. */
-  _serve(force) {
-    if (this._waiter === null || this._finished) return;
-    const t = now();
-    if (this._consumer === null) {
-      const k = this._core.takeIo(this._h, t, force || this._closing);
-      if (k >= 0) {
-        // The batch's slots and then the status are in the core's exchange area.
-        let io = this._engine._io;
-        const grew = io === null || io.length < k + 1;
-        if (grew) io = this._engine._ioView(k + 1);
-        const batch = this._fromSlots(io, k);
-        const st = io[k];
-        // A batch larger than the area keeps: let the core give the memory back.
-        if (grew) this._engine._ioTrim();
-        const w = this._waiter;
-        this._waiter = null;
-        this._clearTimer();
-        w(batch);
-        this._engine._delivered(this, batch);
-        this._empty = (st & EMPTY) !== 0;
-        this._afterDeliver(st & ~EMPTY);
-        return;
-      }
-    } else {
-      const slots = this._core.consumeTake(this._h, t, force || this._closing);
-      if (slots !== undefined) {
-        const w = this._waiter;
-        this._waiter = null;
-        this._clearTimer();
-        w(this._fromSlots(slots));
-        this._afterDeliver(this._core.status(this._h));
-        return;
-      }
-    }
-    if (this._closing && this._core.held(this._h) === 0) {
-      this._finish();
-      return;
-    }
-    this._armTimer();
-  }
-
-  _armTimer() {
-    if (this._timer !== null || this._paused) return;
-    const d = this._core.deadline(this._h);
-    if (Number.isNaN(d)) return;
-    this._timer = setTimeout(() => {
-      this._timer = null;
-      this._serve(true);
-    }, Math.max(0, d - now()));
-  }
-
-  _clearTimer() {
-    if (this._timer !== null) {
-      clearTimeout(this._timer);
-      this._timer = null;
-    }
-  }
+  // ---- lifecycle -----------------------------------------------------------------------------
 
   /** The readable has delivered everything after a close: end it and let the engine forget. */
   _finish() {
@@ -621,7 +186,7 @@ export class Connection {
     } catch {
       // already closed
     }
-    this._engine._finished(this);
+    this._ctx.finished(this);
   }
 
   _cancel(reason) {
@@ -637,10 +202,10 @@ export class Connection {
     if (this._finished) return;
     this._closing = true;
     this._shut = this._shut || how === 'destroy';
-    const dead = this._fromSlots(this._core.cancel(this._h, now()));
+    const dead = this._slots.take(this._core.cancel(this._h, now()));
     for (const m of dead) this._deadLetters.push(m);
-    if (this._onDrop) for (const m of dead) this._engine._callOnDrop(this, m, 'dead-letter');
-    this._engine._notify(this, DROP_SUMMARY);
+    if (this._onDrop) for (const m of dead) this._ctx.onDrop(this, m, 'dead-letter');
+    this._ctx.notify(this, DROP_SUMMARY);
     if (this._pending !== null) {
       const p = this._pending;
       this._pending = null;
@@ -670,7 +235,7 @@ export class Connection {
     if (w && this._consumer !== null) w(null);
     // Further writes reject (_closing). The engine hears of the end once nothing is in flight.
     if (this._consumer !== null && this._consumer.busy) this._finishDeferred = true;
-    else this._engine._finished(this);
+    else this._ctx.finished(this);
   }
 
   /**
@@ -698,7 +263,7 @@ export class Connection {
       }
       this._releaseHold();
     }
-    if (resumed) this._engine._connectionEvent(this, 'resumed');
+    if (resumed) this._ctx.event(this, 'resumed');
     this._wakeFrames();
     // A waiting reader gets the rest now (no batch timeout after a close).
     this._serve(true);
@@ -717,93 +282,16 @@ export class Connection {
     this._paused = true;
     this._core.pause(this._h);
     this._clearTimer();
-    this._engine._connectionEvent(this, 'paused');
+    this._ctx.event(this, 'paused');
   }
 
   resume() {
     if (!this._paused || this._finished) return;
     this._paused = false;
     this._core.resume(this._h);
-    this._engine._connectionEvent(this, 'resumed');
+    this._ctx.event(this, 'resumed');
     this._serve(false);
     this._wakeFrames();
-  }
-
-  // ---- frame-aligned delivery ----------------------------------------------------------------
-
-  /**
-   * A `ReadableStream` delivering at most one batch per animation frame: each chunk is
-   * everything buffered at that frame (any number of the connection's batches, joined). Between
-   * chunks the messages stay in the connection, where its `bufferSize`, backpressure and drop
-   * policy apply, so a slow or hidden page never piles messages up anywhere else. In a hidden
-   * tab (no animation frames) a chunk comes at most every `hiddenInterval` ms (default 1000);
-   * where requestAnimationFrame does not exist (Node) at most every 1/60 s. Takes the place of
-   * `readable` (which it locks); cancelling it cancels the connection like `readable.cancel()`.
-   */
-  frames(options) {
-    const { nextFrame } = frameOptions(options);
-    if (this._consumer !== null) throw new Error(`connection ${this.id} already has a consumer`);
-    if (this.readable.locked) throw new TypeError(`connection ${this.id}: readable is locked by a reader; frames() needs it free`);
-    this.readable.getReader(); // nobody else reads; never released
-    const waitForData = () =>
-      new Promise((resolve) => {
-        this._frameWake = resolve;
-      });
-    return new ReadableStream(
-      {
-        pull: async (controller) => {
-          for (;;) {
-            if (this._finished) {
-              if (this._failure !== undefined) controller.error(this._failure);
-              else controller.close();
-              return;
-            }
-            if (this._empty && !this._closing) {
-              await waitForData();
-              continue;
-            }
-            await nextFrame();
-            if (this._finished) continue;
-            const batch = this._takeAll();
-            if (batch.length > 0) {
-              controller.enqueue(batch);
-              return;
-            }
-            if (this._closing && this._core.held(this._h) === 0) this._finish();
-          }
-        },
-        cancel: (reason) => this._fail(reason, true),
-      },
-      { highWaterMark: 0 },
-    );
-  }
-
-  _wakeFrames() {
-    const w = this._frameWake;
-    this._frameWake = null;
-    if (w !== null) w();
-  }
-
-  /** Everything buffered now, as one array (the core's batches joined); [] when paused or empty. */
-  _takeAll() {
-    const out = [];
-    const limit = this.config.bufferSize;
-    while (out.length < limit) {
-      const k = this._core.takeIo(this._h, now(), true);
-      if (k < 0) {
-        this._empty = this._core.held(this._h) === 0;
-        break;
-      }
-      let io = this._engine._io;
-      if (io === null || io.length < k + 1) io = this._engine._ioView(k + 1);
-      for (let i = 0; i < k; i++) out.push(this._release(io[i]));
-      const st = io[k];
-      this._empty = (st & EMPTY) !== 0;
-      this._afterDeliver(st & ~EMPTY);
-      if (this._empty) break;
-    }
-    if (out.length > 0) this._engine._delivered(this, out);
-    return out;
   }
 
   /** Returns the dead-lettered messages and clears the list. */
@@ -822,140 +310,11 @@ export class Connection {
    * unlocked when the loop ends.
    */
   consume(handler) {
-    if (typeof handler !== 'function') throw new TypeError(`consume handler must be a function, got ${typeof handler}`);
-    if (this._consumer !== null) throw new Error(`connection ${this.id} already has a consumer`);
-    if (this.readable.locked) throw new TypeError(`connection ${this.id}: readable is locked by a reader; consume() needs it free`);
-    // Lock the readable so nobody else reads while the engine consumes.
-    const lock = this.readable.getReader();
-    const recovery = this._engine._recoveryFor(this);
-    // The core's breaker starts with the core's defaults; a recovery object's own settings are
-    // validated and completed by the core too (a custom object may give only part of them).
-    const own = recovery.options?.circuitBreaker;
-    if (own !== undefined) {
-      const cb = resolveRecoveryOptions({ circuitBreaker: own }).circuitBreaker;
-      this._core.setCircuit(this._h, cb.failureThreshold, cb.resetTimeout);
-    }
-    let stopped = false;
-    let wake = null;
-    const sleep = (ms) =>
-      new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          wake = null;
-          resolve();
-        }, Math.max(0, ms));
-        wake = () => {
-          clearTimeout(timer);
-          wake = null;
-          resolve();
-        };
-      });
-    const deadLetter = (batch) => {
-      this._core.consumeDeadLetter(this._h, now());
-      for (const m of batch) this._deadLetters.push(m);
-      if (this._onDrop) for (const m of batch) this._engine._callOnDrop(this, m, 'dead-letter');
-      this._engine._notify(this, DROP_SUMMARY);
-      this._afterDeliver();
-    };
-    const consumer = { stop: null, busy: false };
-    this._consumer = consumer;
-    const next = () =>
-      this._finished
-        ? Promise.resolve(null)
-        : new Promise((resolve) => {
-            this._waiter = resolve;
-            this._serve(false);
-          });
-    /** Calls the handler on `batch` until it succeeds or is given up. */
-    const handle = async (batch) => {
-      let attempt = 0;
-      for (;;) {
-        if (stopped) return deadLetter(batch); // stopping gives the batch up, counted and retrievable
-        if (!this._core.circuitAllow(this._h, now())) {
-          // An ended connection does not wait for its circuit: nothing else will come.
-          if (this._finished) return deadLetter(batch);
-          const at = this._core.circuitNextAttempt(this._h);
-          await sleep(Number.isNaN(at) ? 10 : at - now());
-          continue;
-        }
-        let error;
-        let failed = false;
-        try {
-          await handler(batch);
-        } catch (e) {
-          failed = true;
-          error = e;
-        }
-        if (!failed) {
-          const s = this._core.consumeSuccess(this._h, now());
-          if (s & NOTIFY) this._engine._notify(this, s);
-          this._afterDeliver();
-          return undefined;
-        }
-        let willRetry = false;
-        if (!this._finished && !stopped) {
-          try {
-            willRetry = !!recovery.shouldRetry(error, attempt);
-          } catch {
-            willRetry = false;
-          }
-        }
-        const s = this._core.consumeFailure(this._h, now(), willRetry);
-        if (s & NOTIFY) this._engine._notify(this, s);
-        this._engine._consumerError(this, error, attempt, willRetry);
-        if (!willRetry) return deadLetter(batch);
-        let delay = 0;
-        try {
-          delay = Number(recovery.getRetryDelay(attempt)) || 0;
-        } catch {
-          delay = 0;
-        }
-        attempt++;
-        await sleep(delay);
-        if (this._finished) return deadLetter(batch);
-      }
-    };
-    const run = async () => {
-      try {
-        while (!stopped) {
-          const batch = await next();
-          if (batch === null) break;
-          consumer.busy = true;
-          try {
-            await handle(batch);
-          } finally {
-            consumer.busy = false;
-          }
-          if (this._finishDeferred) {
-            this._finishDeferred = false;
-            this._engine._finished(this);
-          }
-          if (this._closing && !this._finished && this._core.held(this._h) === 0) {
-            this._finish();
-            break;
-          }
-        }
-      } finally {
-        if (this._consumer === consumer) this._consumer = null;
-        if (this._finishDeferred) {
-          this._finishDeferred = false;
-          this._engine._finished(this);
-        }
-        lock.releaseLock();
-      }
-    };
-    // Every user callback above is guarded; an internal error still must not become an
-    // unhandled rejection of `done`.
-    const done = run().catch((e) => this._engine._internalError(this, e));
-    consumer.stop = () => {
-      stopped = true;
-      if (wake) wake();
-      const w = this._waiter;
-      this._waiter = null;
-      if (w) w(null);
-    };
-    return {
-      stop: consumer.stop,
-      done,
-    };
+    return consume(this, handler);
   }
 }
+
+// The writable side (write(), admission, holds, pending writes) and the readable side (reads,
+// the batch timer, frames()) work on the state above; see js/connection/*.js.
+mixin(Connection, WritableSide);
+mixin(Connection, ReadableSide);

@@ -1,6 +1,7 @@
 // StreamEngine: connections, routing, the metrics timer and the event feed around the Rust core.
-import { EngineCore, wasmMemory, wasmMemoryBytes } from '#wasm';
+import { EngineCore, wasmMemoryBytes } from '#wasm';
 import { Connection, DROP_SUMMARY, EVENTS, GONE_CORE, describeError } from './connection.js';
+import { ConnectionContext } from './connection/context.js';
 import { EventHub } from './events.js';
 import { checkHandler, handlerSpec } from './handlers.js';
 import { Observable, Subject } from './observable.js';
@@ -47,17 +48,13 @@ export class StreamEngine {
     this._lastTick = 0;
     this._lag = 0;
     this._lastMetrics = null;
-    this._io = null; // Uint32Array view of the core's exchange area
-    this._ioPtr = 0;
-    this._ioCap = 0;
-    this._prios = [0.5];
-    this._slots = [0];
     this._hub = new EventHub(() => this._updateTimer());
     this._metricsSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
     this._debugSubject = new Subject(() => this._updateTimer(), () => this._updateTimer());
     this.metrics$ = this._metricsSubject.observable;
     this.debug$ = this._debugSubject.observable;
     this._listeners = new Set(); // internal listeners (StreamDebugger)
+    this._ctx = this._connectionContext();
   }
 
   get destroyed() {
@@ -69,42 +66,20 @@ export class StreamEngine {
   }
 
   /**
-   * Reused scratch arrays for a batch write's priorities and slots, exactly `n` long. Plain
-   * arrays, not typed ones: wasm-bindgen copies either into wasm memory, and a typed-array view
-   * of the right length (subarray) costs more to create than the copy.
+   * What a connection may use of its engine, in one explicit object (js/connection/context.js)
+   * instead of the engine's private fields.
    */
-  _prioBuffer(n) {
-    const a = this._prios;
-    if (a.length !== n) a.length = n;
-    return a;
-  }
-
-  /**
-   * A live view of the core's exchange area with room for `n` slots. The view dies (length 0)
-   * when wasm memory grows, and the area moves when it grows: both are checked here.
-   */
-  _ioView(n) {
-    if (this._ioCap < n) {
-      this._ioPtr = this._core.ioReserve(n);
-      this._ioCap = this._core.ioLength();
-      this._io = null;
-    }
-    if (this._io === null || this._io.length === 0) this._io = new Uint32Array(wasmMemory().buffer, this._ioPtr, this._ioCap);
-    return this._io;
-  }
-
-  /** After a delivery that grew the exchange area: the core may give the memory back. */
-  _ioTrim() {
-    if (this._core.ioTrim()) {
-      this._ioCap = 0;
-      this._io = null;
-    }
-  }
-
-  _slotBuffer(n) {
-    const a = this._slots;
-    if (a.length !== n) a.length = n;
-    return a;
+  _connectionContext() {
+    return new ConnectionContext(this._core, {
+      notify: (c, s) => this._notify(c, s),
+      onDrop: (c, msg, reason) => this._callOnDrop(c, msg, reason),
+      delivered: (c, batch) => this._delivered(c, batch),
+      finished: (c) => this._finished(c),
+      event: (c, action) => this._connectionEvent(c, action),
+      recoveryFor: (c) => this._recoveryFor(c),
+      consumerError: (c, error, attempt, willRetry) => this._consumerError(c, error, attempt, willRetry),
+      internalError: (c, error) => this._internalError(c, error),
+    });
   }
 
   createConnection(sourceNodeId, targetNodeId, outputPort, inputPort, config) {
@@ -144,7 +119,7 @@ export class StreamEngine {
       ...(cfg.signal !== undefined ? { signal: cfg.signal } : {}),
     });
     const conn = new Connection(
-      this,
+      this._ctx,
       h,
       { id, sourceNodeId, targetNodeId, sourcePort: outputPort, targetPort: inputPort },
       full,
@@ -437,7 +412,6 @@ export class StreamEngine {
     const evs = this._core.takeEvents(c._h);
     for (const e of evs) {
       if (e.type === 'backpressure') {
-        c._pressure = e.state === 'start';
         this._emit({ type: 'backpressure', timestamp: Date.now(), connectionId: c.id, state: e.state, bufferUtilization: e.bufferUtilization });
         this._debug('backpressure', c.id, { state: e.state, bufferUtilization: e.bufferUtilization });
       } else if (e.type === 'circuit') {
@@ -593,7 +567,7 @@ export class StreamEngine {
     this._finalThresholds = this._core.thresholds();
     const core = this._core;
     this._core = GONE_CORE;
-    this._io = null;
+    this._ctx.release(GONE_CORE);
     core.free();
     this._hub.closeAll();
     this._metricsSubject.complete();

@@ -6,6 +6,23 @@ import { runtime } from './runtime.js';
 
 const NOT_RETRYABLE = new Set(['TypeError', 'SyntaxError', 'AbortError']);
 
+/**
+ * Whether retrying may fix `error`: not for `retryable: false` nor a TypeError, SyntaxError or
+ * AbortError. Reading the error's fields is JavaScript's part; the engine's consume loop passes
+ * the answer to the core, which decides retry or dead-letter (core::connection::consume).
+ */
+export function isRetryable(error) {
+  let retryable;
+  let name;
+  try {
+    retryable = error?.retryable;
+    name = error?.name;
+  } catch {
+    // A thrown value that cannot be read (a Proxy, ...): retryable, judged by the attempts alone.
+  }
+  return !(retryable === false || NOT_RETRYABLE.has(name));
+}
+
 /** Retries with exponential backoff and jitter, behind a circuit breaker. */
 export class DefaultErrorRecovery {
   constructor(options) {
@@ -16,16 +33,7 @@ export class DefaultErrorRecovery {
   }
   /** False for errors retrying cannot fix; true for others while attempts remain. */
   shouldRetry(error, attempt) {
-    let retryable;
-    let name;
-    try {
-      retryable = error?.retryable;
-      name = error?.name;
-    } catch {
-      // A thrown value that cannot be read (a Proxy, ...): judge it by the attempts alone.
-    }
-    if (retryable === false || NOT_RETRYABLE.has(name)) return false;
-    return attempt < this.options.retryAttempts;
+    return isRetryable(error) && attempt < this.options.retryAttempts;
   }
   /** `min(maxRetryDelay, retryDelay * 2^attempt * (1 + jitter * random))`. */
   getRetryDelay(attempt) {

@@ -3013,3 +3013,112 @@ fn shutting_releases_a_pause_and_ignores_later_ones() {
     assert_eq!(c.take_batch(2.0, true), Some(vec![1]));
     assert_eq!(c.lifecycle(), Lifecycle::Closing);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. The core's decisions (src/core/admission.rs, src/core/consume.rs), driven with the fake clock
+// ---------------------------------------------------------------------------------------------
+
+/// A consumer's life as the bindings drive it: every message's fate is decided by the core
+/// (retry at a time, dead-letter, wait for the circuit) and tracked here by id.
+#[test]
+fn consumer_decisions_settle_every_message_by_id() {
+    use stream_engine::core::connection::consume::{Failure, Next};
+    use stream_engine::core::recovery::RetryPolicy;
+
+    let mut c: Connection<u64> = Connection::new(
+        "a",
+        cfg(100, 0.0, 2, 0.8),
+        FlowPolicy::block(),
+        5000.0,
+        false,
+    );
+    c.set_retry_policy(RetryPolicy {
+        retry_attempts: 1,
+        retry_delay: 10.0,
+        max_retry_delay: 100.0,
+        jitter: 0.0,
+    });
+    c.set_circuit(2, 50.0);
+    for id in 0..6u64 {
+        assert!(matches!(c.push(id, 0.5, None, 0.0), Ok(Push::Done(_))));
+    }
+    let (mut delivered, mut dead) = (Vec::new(), Vec::new());
+    let mut now = 0.0;
+    // Batch [0, 1]: fails, retried at +10, fails again: no attempts left -> dead letters.
+    let b = c.consume_take(now, true).unwrap();
+    assert_eq!(c.circuit_wait(now), None);
+    assert_eq!(
+        c.consume_failed(now, Failure::Retryable { random01: 0.3 }),
+        Next::Retry { at: 10.0 }
+    );
+    now = 10.0;
+    assert_eq!(c.circuit_wait(now), None);
+    assert_eq!(
+        c.consume_failed(now, Failure::Retryable { random01: 0.3 }),
+        Next::DeadLetter
+    );
+    assert_eq!(c.consume_dead_letter(now), b.len());
+    dead.extend(b);
+    // Two failures in a row opened the circuit: the next batch waits until it half-opens.
+    assert!(c.take_events().contains(&ConnEvent::Circuit(true)));
+    let b = c.consume_take(now, true).unwrap();
+    assert_eq!(c.circuit_wait(now), Some(60.0));
+    now = 60.0;
+    assert_eq!(c.circuit_wait(now), None); // the trial
+    c.consume_success(now);
+    assert!(c.take_events().contains(&ConnEvent::Circuit(false)));
+    delivered.extend(b);
+    // A failure the caller judged not retryable is given up at once.
+    let b = c.consume_take(now, true).unwrap();
+    assert_eq!(c.consume_failed(now, Failure::Fatal), Next::DeadLetter);
+    c.consume_dead_letter(now);
+    dead.extend(b);
+    let m = c.metrics(now);
+    assert_eq!(dead, vec![0, 1, 4, 5]);
+    assert_eq!(delivered, vec![2, 3]);
+    assert_eq!(
+        (m.errors, m.retries, m.drops.dead_letter, m.messages_out),
+        (3, 1, 4, 2)
+    );
+    assert_eq!(
+        m.messages_in,
+        m.messages_out + m.dropped + m.buffer_size as u64
+    );
+}
+
+/// Holds: the deadline counts from the write's call time, ends with backpressure, and a write
+/// past its budget is not held; a full lossless buffer makes writes wait, a closed one refuses.
+#[test]
+fn admission_decisions_over_a_write_sequence() {
+    use stream_engine::core::connection::admission::Admission;
+
+    let policy = FlowPolicy {
+        max_wait: Some(30.0),
+        ..FlowPolicy::block()
+    };
+    let mut c: Connection<u64> =
+        Connection::new("a", cfg(4, 1000.0, 4, 0.5), policy, 5000.0, false);
+    let st = |r: Result<Push<u64>, ConnError>| match r {
+        Ok(Push::Done(s)) => s,
+        Ok(Push::Pending(_)) => status::PENDING,
+        Err(_) => status::CLOSED,
+    };
+    let s = st(c.push(0, 0.5, None, 0.0));
+    assert_eq!(c.admit(s, 0.0, 0.0), Admission::Accept);
+    let s = st(c.push(1, 0.5, None, 5.0));
+    assert_eq!(c.admit(s, 4.0, 5.0), Admission::Hold { until: 34.0 });
+    let s = st(c.push(2, 0.5, None, 40.0));
+    assert_eq!(c.admit(s, 1.0, 40.0), Admission::Accept, "past its budget");
+    st(c.push(3, 0.5, None, 41.0));
+    let s = st(c.push(4, 0.5, None, 42.0));
+    assert_eq!(c.admit(s, 42.0, 42.0), Admission::WaitForRoom);
+    assert_eq!(c.take_batch(43.0, true), Some(vec![0, 1, 2, 3]));
+    assert_eq!(
+        c.hold_until(42.0, 43.0),
+        None,
+        "backpressure ended with the delivery"
+    );
+    c.close();
+    let s = st(c.push(4, 0.5, None, 44.0));
+    assert_eq!(c.admit(s, 44.0, 44.0), Admission::Refuse);
+}

@@ -3,9 +3,9 @@
 //! out, and not calling while the circuit breaker is open (`connection.consume(handler)` in JS).
 //!
 //! Every decision is the core's: the batch in flight and its accounting and the circuit breaker
-//! are the core connection's (`consume_take`, `circuit_allow`, `consume_success`,
-//! `consume_failure`, `consume_dead_letter`); retry or dead-letter and the back-off are
-//! [`crate::core::consume::after_failure`]. This file drives the loop: wakers, timers, the stop
+//! are the core connection's (`consume_take`, `circuit_wait`, `consume_success`,
+//! `consume_failed`, `consume_dead_letter`, in `src/core/consume.rs`), retry or dead-letter and
+//! the back-off included. This file drives the loop: wakers, timers, the stop
 //! signal, and handing batches to the handler.
 
 use std::fmt;
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use crate::core::connection::DropReason;
-use crate::core::consume::{after_failure, circuit_wait_until, AfterFailure};
+use crate::core::connection::consume::{Failure, Next as AfterFailure};
 
 use super::batches::Batches;
 use super::connection::Connection;
@@ -141,7 +141,7 @@ impl<E> ConsumeOptions<E> {
         self
     }
     /// The random source of the retry jitter, numbers in [0, 1) (default: natively a seeded
-    /// [`crate::core::consume::XorShift`], on wasm32 `Math.random()`).
+    /// [`crate::core::recovery::XorShift`], on wasm32 `Math.random()`).
     pub fn random(mut self, f: impl FnMut() -> f64 + MaybeSend + 'static) -> Self {
         self.random = Some(Box::new(f));
         self
@@ -160,7 +160,7 @@ fn default_random() -> Random {
         // A per-process random seed from the standard library, without a dependency.
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(0x5eed);
-        let mut rng = crate::core::consume::XorShift::new(h.finish());
+        let mut rng = crate::core::recovery::XorShift::new(h.finish());
         Box::new(move || rng.next_f64())
     }
 }
@@ -625,11 +625,7 @@ impl<T: Clone + 'static, C: Timer> Loop<T, C> {
             .engine
             .get(r.h)
             .expect("slot and core connection live together");
-        if c.circuit_allow(now) {
-            None
-        } else {
-            Some(circuit_wait_until(c.circuit_next_attempt(), now))
-        }
+        c.circuit_wait(now)
     }
 
     /// The batch in flight is given up: counted, to `on_drop`, kept for `dead_letters()`.
@@ -679,18 +675,18 @@ impl<T: Clone + 'static, C: Timer> Loop<T, C> {
     {
         let ConsumeOptions { retry_if, random } = options;
         let mut random = random.unwrap_or_else(default_random);
-        let recovery = {
+        let live = {
             let r = self.r();
             let mut g = lock(&r.shared);
-            g.slot(r.h, r.gen).map(|s| s.recovery)
+            g.slot(r.h, r.gen).is_some()
         };
-        let Some(recovery) = recovery else {
+        if !live {
             // The connection was already gone.
             if let Some(r) = self.reader.as_mut() {
                 r.mark_finished();
             }
             return None;
-        };
+        }
         loop {
             let mut force = false;
             let next = std::future::poll_fn(|cx| self.poll_take(&mut force, cx)).await;
@@ -725,17 +721,28 @@ impl<T: Clone + 'static, C: Timer> Loop<T, C> {
                     Err(e) => {
                         let retryable = retry_if.as_ref().map_or(true, |f| f(&e));
                         let stopped = self.stopped(None);
-                        let next = after_failure(&recovery, attempt, retryable, stopped, random());
-                        self.with_core(|c, now| ((), c.consume_failure(now, next.will_retry())));
-                        self.report(&e, attempt, next.will_retry());
+                        // The core decides (retries left, back-off, the breaker); the loop
+                        // only says what kind of failure it was.
+                        let failure = if retryable && !stopped {
+                            Failure::Retryable { random01: random() }
+                        } else {
+                            Failure::Fatal
+                        };
+                        let next = self
+                            .with_core(|c, now| {
+                                let next = c.consume_failed(now, failure);
+                                (next, c.status())
+                            })
+                            // The connection is gone: nothing to retry against.
+                            .unwrap_or(AfterFailure::DeadLetter);
+                        self.report(&e, attempt, matches!(next, AfterFailure::Retry { .. }));
                         match next {
                             AfterFailure::DeadLetter => {
                                 self.dead_letter();
                                 break;
                             }
-                            AfterFailure::Retry { delay } => {
+                            AfterFailure::Retry { at: until } => {
                                 attempt = attempt.saturating_add(1);
-                                let until = self.r().timer.now() + delay;
                                 // A stop during the wait dead-letters at the top of the loop.
                                 std::future::poll_fn(|cx| self.poll_sleep(until, cx)).await;
                             }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::core::alerts::Thresholds;
 use crate::core::config::{ConfigError, RecoveryPatch};
 use crate::core::connection::ConnectionMetrics;
-use crate::core::consume::resolve_recovery;
+use crate::core::config::resolve_recovery;
 use crate::core::engine::{Engine, Tick};
 
 use super::connection::{close, set_paused, Connection};
@@ -246,7 +246,7 @@ impl<T, C: Timer> StreamEngine<T, C> {
             g.engine
                 .get(h)
                 .expect("just created")
-                .set_circuit(recovery.failure_threshold, recovery.reset_timeout);
+                .set_recovery(&recovery);
             let gen = g.next_gen;
             g.next_gen += 1;
             g.slots.insert(
@@ -260,7 +260,6 @@ impl<T, C: Timer> StreamEngine<T, C> {
                     key: options.key,
                     on_drop: options.on_drop,
                     custom,
-                    recovery,
                 },
             );
             g.broadcast(

@@ -31,7 +31,7 @@ pub struct EngineConfig {
     /// The engine's error recovery for [`super::Connection::consume`] (`setErrorRecovery` in
     /// JS): fields left `None` come from `stream.retry_attempts` / `stream.retry_delay` and the
     /// core's defaults; a connection's own [`ConnectionOptions::recovery`] overrides field by
-    /// field. Resolved by [`crate::core::consume::resolve_recovery`].
+    /// field. Resolved by [`crate::core::config::resolve_recovery`].
     pub recovery: RecoveryPatch,
 }
 
@@ -59,7 +59,7 @@ impl EngineConfig {
         validate_stream(&StreamConfig::default(), &self.stream)?;
         config::time_ms("metricsInterval", self.metrics_interval)?;
         config::time_ms("metricsWindow", self.metrics_window)?;
-        crate::core::consume::resolve_recovery(
+        crate::core::config::resolve_recovery(
             &self.stream,
             &self.recovery,
             &RecoveryPatch::default(),

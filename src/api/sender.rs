@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use futures_sink::Sink;
 
 use crate::core::connection::{status, DropRule, Push};
-use crate::core::custom::{drops_on_arrival, CANDIDATE_REASON};
 use crate::core::engine::Handle;
 
 use super::error::{SendError, SinkError, TrySendError};
@@ -175,14 +174,14 @@ impl<T, C: Timer> Sender<T, C> {
                         Some(h) => (h.priority(&m), h.should_drop(&m)),
                         None => (prio.as_ref().map_or(f64::NAN, |f| f(&m)), false),
                     };
-                    if drops_on_arrival(cand, c) {
-                        st |= c
-                            .drop_incoming(m, p, CANDIDATE_REASON, now)
-                            .expect("checked open above");
-                        continue;
-                    }
                     let k = key.as_ref().and_then(|f| f(&m));
-                    match c.push(m, p, k.as_deref(), now).expect("checked open above") {
+                    // A drop candidate is dropped on arrival under backpressure: the core's rule.
+                    let pushed = if cand {
+                        c.push_droppable(m, p, k.as_deref(), now)
+                    } else {
+                        c.push(m, p, k.as_deref(), now)
+                    };
+                    match pushed.expect("checked open above") {
                         Push::Done(s) => st |= s,
                         Push::Pending(m) => {
                             st |= status::PENDING;

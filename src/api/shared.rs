@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
-use crate::core::config::{RecoveryOptions, RecoveryPatch};
+use crate::core::config::RecoveryPatch;
 use crate::core::connection::{status, ConnEvent, DropReason};
 use crate::core::engine::{Engine, Handle};
 
@@ -28,8 +28,6 @@ pub(crate) struct Slot<T> {
     /// The user's own handler in force ([`super::DropHandler`]): its priorities and drop
     /// candidates.
     pub custom: Option<DropHandlerRef<T>>,
-    /// The resolved error recovery of a consume loop on this connection.
-    pub recovery: RecoveryOptions,
 }
 
 /// One subscriber of the event feed: a bounded queue that loses its oldest events first.

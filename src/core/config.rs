@@ -533,6 +533,51 @@ impl RecoveryPatch {
     }
 }
 
+/// Resolves the error recovery of one connection from its layers, most specific last: the
+/// connection config's `retry_attempts` / `retry_delay` (as the JS engine does when no error
+/// recovery was set), then the engine's recovery options, then the connection's own. Every
+/// field is validated by [`RecoveryPatch::resolve`] (the same rules and messages as JS
+/// `new DefaultErrorRecovery(options)`), and the ones nobody gave take its defaults.
+///
+/// ```
+/// use stream_engine::core::config::{RecoveryPatch, StreamConfig};
+/// use stream_engine::core::config::resolve_recovery;
+///
+/// let engine = RecoveryPatch { retry_delay: Some(10.0), ..Default::default() };
+/// let conn = RecoveryPatch { failure_threshold: Some(2.0), ..Default::default() };
+/// let r = resolve_recovery(&StreamConfig::default(), &engine, &conn).unwrap();
+/// assert_eq!((r.retry.retry_attempts, r.retry.retry_delay, r.failure_threshold), (3, 10.0, 2));
+///
+/// let bad = RecoveryPatch { jitter: Some(2.0), ..Default::default() };
+/// let err = resolve_recovery(&StreamConfig::default(), &bad, &RecoveryPatch::default()).unwrap_err();
+/// assert_eq!(err.message, "jitter must be in [0, 1], got 2");
+/// ```
+pub fn resolve_recovery(
+    stream: &StreamConfig,
+    engine: &RecoveryPatch,
+    connection: &RecoveryPatch,
+) -> Result<RecoveryOptions, ConfigError> {
+    let base = RecoveryPatch {
+        retry_attempts: Some(stream.retry_attempts as f64),
+        retry_delay: Some(stream.retry_delay),
+        ..RecoveryPatch::default()
+    };
+    overlay(&overlay(&base, engine), connection).resolve()
+}
+
+/// `top`'s fields where given, else `base`'s.
+fn overlay(base: &RecoveryPatch, top: &RecoveryPatch) -> RecoveryPatch {
+    RecoveryPatch {
+        retry_attempts: top.retry_attempts.or(base.retry_attempts),
+        retry_delay: top.retry_delay.or(base.retry_delay),
+        max_retry_delay: top.max_retry_delay.or(base.max_retry_delay),
+        jitter: top.jitter.or(base.jitter),
+        failure_threshold: top.failure_threshold.or(base.failure_threshold),
+        reset_timeout: top.reset_timeout.or(base.reset_timeout),
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -777,5 +822,31 @@ mod tests {
             .starts_with("circuitBreaker.failureThreshold"));
         assert!(bad(RecoveryPatch { reset_timeout: Some(f64::NAN), ..Default::default() })
             .starts_with("circuitBreaker.resetTimeout"));
+    }
+
+    #[test]
+    fn recovery_layers_connection_over_engine_over_stream_config() {
+        let stream = StreamConfig {
+            retry_attempts: 7,
+            retry_delay: 3.0,
+            ..StreamConfig::default()
+        };
+        let none = RecoveryPatch::default();
+        let r = resolve_recovery(&stream, &none, &none).unwrap();
+        assert_eq!((r.retry.retry_attempts, r.retry.retry_delay), (7, 3.0));
+        let eng = RecoveryPatch {
+            retry_attempts: Some(1.0),
+            jitter: Some(0.5),
+            ..none
+        };
+        let conn = RecoveryPatch {
+            jitter: Some(0.0),
+            ..none
+        };
+        let r = resolve_recovery(&stream, &eng, &conn).unwrap();
+        assert_eq!(
+            (r.retry.retry_attempts, r.retry.retry_delay, r.retry.jitter),
+            (1, 3.0, 0.0)
+        );
     }
 }

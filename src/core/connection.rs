@@ -23,8 +23,15 @@ use super::buffer::{Buffer, Entry};
 use super::config::StreamConfig;
 use super::histogram::Histogram;
 use super::priority::{is_critical, sanitize, ClassCounts};
-use super::recovery::{CircuitBreaker, CircuitState};
+use super::recovery::{CircuitBreaker, CircuitState, RetryPolicy};
 use super::window::{SlidingCounter, SlidingHistogram};
+
+// The write path and the consumer's decisions, each in its own file, with the access to the
+// connection's state that a child module has.
+#[path = "admission.rs"]
+pub mod admission;
+#[path = "consume.rs"]
+pub mod consume;
 
 /// Which message goes when room must be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,6 +419,10 @@ pub struct Connection<T> {
     adaptive: Option<AdaptiveController>,
     breaker: CircuitBreaker,
     events: Vec<ConnEvent>,
+    /// Retries of a failed consumer call (see [`consume`]).
+    retry: RetryPolicy,
+    /// Failed attempts on the batch in flight.
+    attempt: u32,
     summary: DropSummary,
     keep_dropped: bool,
     dropped_items: Vec<(T, DropReason)>,
@@ -468,6 +479,12 @@ impl<T> Connection<T> {
                 super::config::DEFAULT_RESET_TIMEOUT,
             ),
             events: Vec::new(),
+            retry: RetryPolicy {
+                retry_attempts: cfg.retry_attempts,
+                retry_delay: cfg.retry_delay,
+                ..RetryPolicy::default()
+            },
+            attempt: 0,
             summary: DropSummary::default(),
             keep_dropped,
             dropped_items: Vec::new(),
@@ -940,6 +957,7 @@ impl<T> Connection<T> {
             return None;
         }
         let batch = self.pop_batch();
+        self.attempt = 0;
         self.inflight = batch.iter().map(|(_, p, at)| (*p, *at)).collect();
         Some(batch.into_iter().map(|(t, _, _)| t).collect())
     }

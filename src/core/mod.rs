@@ -11,8 +11,6 @@
 //! - [`num`]: number formatting for messages (no float `core::fmt`, for a smaller `.wasm`).
 //! - [`alerts`]: thresholds and alert hysteresis.
 //! - [`recovery`]: retry delays and the circuit breaker.
-//! - [`consume`]: a consume loop's layered recovery options and retry/dead-letter decision.
-//! - [`custom`]: the per-message rule of a user's own handler (drop candidates).
 //! - [`smallmap`]: a sorted `Vec` map for per-connection tables (smaller than `BTreeMap`).
 //! - [`engine`]: the set of connections, metrics ticks and alerts.
 //! - [`aggregate`], [`downsample`]: event-time windowed aggregation and chart downsampling.
@@ -23,8 +21,6 @@ pub mod alerts;
 pub mod buffer;
 pub mod config;
 pub mod connection;
-pub mod consume;
-pub mod custom;
 pub mod downsample;
 pub mod engine;
 pub mod histogram;

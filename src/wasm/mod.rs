@@ -28,6 +28,7 @@ use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
 use wasm_bindgen::prelude::*;
 
 use crate::core::config::{self as cfg, ConfigError, ErrorKind, StreamConfig};
+use crate::core::connection::consume::{Failure, FailureKind, Next};
 use crate::core::connection::{status, ConnEvent, DropReason, Push};
 use crate::core::engine::{Engine, Handle};
 
@@ -214,6 +215,28 @@ impl EngineCore {
         self.last_accepted
     }
 
+    /// Offers a message the user's handler marked droppable: the core drops it on arrival while
+    /// backpressure is on, else takes it like `push` / `pushKeyed` (`key` only when conflating).
+    #[wasm_bindgen(js_name = pushDroppable)]
+    pub fn push_droppable(
+        &mut self,
+        h: Handle,
+        msg: Slot,
+        priority: f64,
+        key: Option<String>,
+        now: f64,
+    ) -> u32 {
+        match self
+            .engine
+            .get(h)
+            .map(|c| c.push_droppable(msg, priority, key.as_deref(), now))
+        {
+            Some(Ok(Push::Done(st))) => st,
+            Some(Ok(Push::Pending(_))) => status::PENDING,
+            _ => CLOSED,
+        }
+    }
+
     /// Counts a message that a user handler dropped on arrival.
     #[wasm_bindgen(js_name = dropIncoming)]
     pub fn drop_incoming(&mut self, h: Handle, msg: Slot, priority: f64, now: f64) -> u32 {
@@ -312,6 +335,72 @@ impl EngineCore {
         self.engine
             .get(h)
             .map_or(0, |c| c.consume_dead_letter(now) as u32)
+    }
+
+    /// The handler failed on the in-flight batch: the core counts the failure, feeds the circuit
+    /// breaker and decides (see [`crate::core::connection::consume`]). `kind` says what JS read
+    /// from the error (or what a user recovery object answered); `x` is `Math.random()` for
+    /// `Retryable`, the user's delay for `RetryAfter`. Returns when to retry (ms), or NaN: give
+    /// the batch up (dead-letter it). The event bits are in `status` afterwards.
+    #[wasm_bindgen(js_name = consumeFailed)]
+    pub fn consume_failed(&mut self, h: Handle, now: f64, kind: FailureKind, x: f64) -> f64 {
+        match self
+            .engine
+            .get(h)
+            .map(|c| c.consume_failed(now, Failure::from_kind(kind, x)))
+        {
+            Some(Next::Retry { at }) => at,
+            _ => f64::NAN,
+        }
+    }
+
+    /// Failed attempts so far on the in-flight batch (what a user recovery object is asked with).
+    #[wasm_bindgen(js_name = consumeAttempt)]
+    pub fn consume_attempt(&mut self, h: Handle) -> u32 {
+        self.engine.get(h).map_or(0, |c| c.consume_attempt())
+    }
+
+    /// Sets the retry policy of the `DefaultErrorRecovery` in force (its options, already
+    /// resolved by `resolveRecoveryOptions`).
+    #[wasm_bindgen(js_name = setRetryPolicy)]
+    pub fn set_retry_policy(
+        &mut self,
+        h: Handle,
+        retry_attempts: u32,
+        retry_delay: f64,
+        max_retry_delay: f64,
+        jitter: f64,
+    ) {
+        if let Some(c) = self.engine.get(h) {
+            c.set_retry_policy(crate::core::recovery::RetryPolicy {
+                retry_attempts,
+                retry_delay,
+                max_retry_delay,
+                jitter,
+            });
+        }
+    }
+
+    /// NaN: the consumer may call its handler now (a half-open circuit's one trial is taken);
+    /// otherwise the circuit is open and JS asks again at the returned time (ms). An unknown
+    /// handle waits forever (+Infinity).
+    #[wasm_bindgen(js_name = circuitWait)]
+    pub fn circuit_wait(&mut self, h: Handle, now: f64) -> f64 {
+        match self.engine.get(h) {
+            Some(c) => c.circuit_wait(now).unwrap_or(f64::NAN),
+            None => f64::INFINITY,
+        }
+    }
+
+    /// A write accepted with `Status.Hold` (called at `called_at`): when its promise may
+    /// resolve (ms), or NaN for now. Asked only when the HOLD bit is set; the wait budget and
+    /// the decision are the core's ([`crate::core::connection::admission`]).
+    #[wasm_bindgen(js_name = holdUntil)]
+    pub fn hold_until(&mut self, h: Handle, called_at: f64, now: f64) -> f64 {
+        self.engine
+            .get(h)
+            .and_then(|c| c.hold_until(called_at, now))
+            .unwrap_or(f64::NAN)
     }
 
     /// Configures the circuit breaker.
@@ -597,6 +686,13 @@ pub fn retry_delay(
         jitter,
     }
     .delay(attempt, random01)
+}
+
+/// Size of the next chunk of a retried array write, after a chunk of `previous` messages
+/// (0: the first chunk) with `remaining` left ([`crate::core::connection::admission::retry_chunk`]).
+#[wasm_bindgen(js_name = retryChunk)]
+pub fn retry_chunk(previous: u32, remaining: u32) -> u32 {
+    crate::core::connection::admission::retry_chunk(previous, remaining)
 }
 
 /// The priority names and their numbers (`{ critical: 1, high: 0.75, normal: 0.5, low: 0.25 }`)

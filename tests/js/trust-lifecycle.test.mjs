@@ -362,7 +362,10 @@ test('item 13: the stand-in for a freed core answers exactly what the core answe
   const guarded = new Set(['config', 'create', 'resolveConfig', 'ioReserve', 'ioLength', 'tick', 'snapshot', 'setThresholds', 'thresholds', 'metricsById', 'free']);
   const called = new Set();
   // aggregate.js holds a core of its own (the window aggregator), not the engine's.
-  for (const f of readdirSync(new URL('js/', root)).filter((f) => f !== 'aggregate.js')) {
+  // js/ and its subfolders (js/connection/), listed by hand: readdir's `recursive` is not in every Node 18.
+  const list = (dir) => readdirSync(new URL(`js/${dir}`, root), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? list(`${dir}${e.name}/`) : [`${dir}${e.name}`]));
+  const sources = list('').filter((f) => f.endsWith('.js') && f !== 'aggregate.js');
+  for (const f of sources) {
     const src = readFileSync(new URL(`js/${f}`, root), 'utf8');
     for (const [, name] of src.matchAll(/(?:\b|_)core\.([A-Za-z]+)\(/g)) called.add(name);
   }
@@ -373,9 +376,10 @@ test('item 13: the stand-in for a freed core answers exactly what the core answe
   core.remove(stale, 0);
   const live = core.create('b', {}, undefined);
   const args = {
-    push: [1, 0.5, 0], pushKeyed: [1, 0.5, 'k', 0], pushMany: [[1, 2], [0.5, 0.5], 0], dropIncoming: [1, 0.5, 0],
+    push: [1, 0.5, 0], pushKeyed: [1, 0.5, 'k', 0], pushMany: [[1, 2], [0.5, 0.5], 0], dropIncoming: [1, 0.5, 0], pushDroppable: [1, 0.5, undefined, 0],
     takeIo: [0, true], consumeTake: [0, true], consumeSuccess: [0],
     consumeFailure: [0, true], consumeDeadLetter: [0], setCircuit: [5, 100], circuitAllow: [0], cancel: [0],
+    consumeFailed: [0, glue.FailureKind.RetryAfter, 5], circuitWait: [0], holdUntil: [0, 0], setRetryPolicy: [3, 100, 1000, 0.1],
     finish: [0], remove: [0], metrics: [0],
   };
   const plain = (v) => (ArrayBuffer.isView(v) ? [...v] : v);

@@ -373,6 +373,12 @@ fn a_stale_handle_reads_as_closed_everywhere() {
     assert_eq!(e.consume_success(old, 1.0), closed);
     assert_eq!(e.consume_failure(old, 1.0, true), closed);
     assert_eq!(e.consume_dead_letter(old, 1.0), 0);
+    use stream_engine::core::connection::consume::FailureKind;
+    assert!(e.consume_failed(old, 1.0, FailureKind::RetryAfter, 5.0).is_nan());
+    assert_eq!(e.consume_attempt(old), 0);
+    assert_eq!(e.circuit_wait(old, 1.0), f64::INFINITY);
+    assert!(e.hold_until(old, 0.0, 1.0).is_nan());
+    assert_eq!(e.push_droppable(old, 1, 0.5, None, 0.0), closed);
     assert!(e.cancel(old, 1.0).is_empty());
     assert_eq!(e.held(old), 0);
     e.pause(old);

@@ -1026,3 +1026,44 @@ fn the_exchange_area_is_not_reserved_up_front_and_is_trimmed_after_a_big_batch()
     e.close(h);
     assert_eq!(push_many(&mut e, h, &slots(2), &[], 2.0), (0, CLOSED));
 }
+
+/// The consumer's decisions cross as numbers: retry time or NaN (dead-letter), circuit wait or
+/// NaN (call now), with the kinds from the exported `FailureKind`.
+#[wasm_bindgen_test]
+fn consumer_decisions_come_from_the_core() {
+    use stream_engine::core::connection::consume::FailureKind;
+    let mut e = fresh();
+    let h = conn(&mut e, "a", 10, 10, 0.0, &block());
+    e.set_retry_policy(h, 2, 10.0, 1000.0, 0.0);
+    e.set_circuit(h, 3, 100.0);
+    assert_eq!(e.push(h, 7, 0.5, 0.0) & CLOSED, 0);
+    assert_eq!(e.consume_take(h, 0.0, true).as_deref(), Some(&[7u32][..]));
+    assert!(e.circuit_wait(h, 0.0).is_nan());
+    assert_eq!(e.consume_failed(h, 0.0, FailureKind::Retryable, 0.5), 10.0);
+    assert_eq!(e.consume_attempt(h), 1);
+    assert_eq!(e.consume_failed(h, 10.0, FailureKind::Retryable, 0.5), 30.0);
+    assert!(e.consume_failed(h, 30.0, FailureKind::Retryable, 0.5).is_nan());
+    // Three failures in a row opened the circuit: wait until it half-opens.
+    assert_eq!(e.circuit_wait(h, 31.0), 130.0);
+    assert_ne!(e.status(h) & EVENTS, 0);
+    assert_eq!(e.consume_dead_letter(h, 31.0), 1);
+    let m = e.metrics(h, 31.0).unwrap();
+    assert_eq!(num(&m, "errors"), 3.0);
+    assert_eq!(num(&m, "retries"), 2.0);
+    assert_accounting(&m);
+}
+
+/// A held write's deadline comes from the core's wait budget, and only under backpressure.
+#[wasm_bindgen_test]
+fn hold_deadlines_come_from_the_core() {
+    let mut e = fresh();
+    let policy = obj(&[("dropPolicy", "oldest".into()), ("maxWaitTime", 40.0.into()), ("backpressureThreshold", 0.5.into())]);
+    let h = conn(&mut e, "a", 4, 4, 1000.0, &policy);
+    assert_eq!(e.push(h, 1, 0.5, 0.0) & HOLD, 0);
+    assert!(e.hold_until(h, 0.0, 0.0).is_nan());
+    assert_ne!(e.push(h, 2, 0.5, 5.0) & HOLD, 0);
+    assert_eq!(e.hold_until(h, 3.0, 5.0), 43.0);
+    assert!(e.hold_until(h, 3.0, 43.0).is_nan());
+    assert_eq!(stream_engine::wasm::retry_chunk(0, 500), 64);
+    assert_eq!(stream_engine::wasm::retry_chunk(64, 100), 100);
+}
