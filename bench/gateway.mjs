@@ -16,6 +16,10 @@
 // Processes: this one coordinates; a server process per phase (the producer runs inside it, as an
 // in-process publisher would); `procs` client processes. Latency is end to end: the client's
 // Date.now() minus the message's timestamp, set when the producer made it (same machine clock).
+// The clients are kept cheap (they share the cores with the server): they find the timestamps
+// and priorities in a frame's bytes instead of parsing it, and skip ws's UTF-8 validation; their
+// CPU is reported. With --duration of 120 s or more, the server's memory is also reported every
+// 10 s with its trend after the first minute (least-squares slope of RSS and JS heap).
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +61,7 @@ async function server() {
   let deadLetters = 0; // buffered for a client when its socket closed (it would resume by seq)
   let port;
   let frames; // () => { frames, messages } sent to clients so far
+  let wasmBytes = () => 0; // the gateway engine's WebAssembly memory
   if (mode === 'gateway') {
     const { createGateway } = await import('@nodeflow/stream-engine/gateway');
     const topics = Array.from({ length: cfg.topics }, (_, i) => `t${i}`);
@@ -64,6 +69,7 @@ async function server() {
     port = gw.port;
     publish = (topic, batch) => gw.publish(topic, batch);
     frames = () => ({ frames: gw.stats.framesSent, messages: gw.stats.messagesSent });
+    wasmBytes = () => gw.engine._system().wasmMemoryBytes;
     stop = () => gw.close();
   } else {
     const { WebSocketServer } = await import('ws');
@@ -121,7 +127,8 @@ async function server() {
   const sampler = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
     const t = performance.now();
-    samples.push({ t: Date.now(), rss: process.memoryUsage().rss, cpu: (cpu.user + cpu.system) / 1000 / (t - lastT) });
+    const mu = process.memoryUsage();
+    samples.push({ t: Date.now(), rss: mu.rss, heap: mu.heapUsed, wasm: wasmBytes(), cpu: (cpu.user + cpu.system) / 1000 / (t - lastT) });
     if (args.verbose) console.error('server', samples.at(-1));
     lastCpu = process.cpuUsage();
     lastT = t;
@@ -292,8 +299,14 @@ async function clients() {
   while (stats.some((st) => !st.subscribed && st.closed === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   for (const st of stats) if (!st.subscribed) st.excluded = true;
   process.send({ type: 'connected' });
+  let cpuFrom = process.cpuUsage();
+  let cpuT = performance.now();
   process.on('message', (m) => {
-    if (m.type === 'measure') measuring = true;
+    if (m.type === 'measure') {
+      measuring = true;
+      cpuFrom = process.cpuUsage();
+      cpuT = performance.now();
+    }
     else if (m.type === 'report') {
       measuring = false;
       // Sparse histograms: [bucket, count] pairs.
@@ -303,7 +316,9 @@ async function clients() {
         return out;
       };
       for (const ws of list) ws.terminate();
-      process.send({ type: 'report', stats, hist: { fast: sparse(hist.fast), slow: sparse(hist.slow) } }, () => process.exit(0));
+      const used = process.cpuUsage(cpuFrom);
+      const cpu = (used.user + used.system) / 1000 / (performance.now() - cpuT);
+      process.send({ type: 'report', stats, cpu, hist: { fast: sparse(hist.fast), slow: sparse(hist.slow) } }, () => process.exit(0));
     }
   });
 }
@@ -403,9 +418,57 @@ async function phase(mode) {
     drops: mode === 'gateway' ? drops : null,
     deadLetters: mode === 'gateway' ? deadLetters : null,
     rss: samples.map((s) => Math.round(s.rss / 1048576)),
+    heap: samples.map((s) => Math.round(s.heap / 1048576)),
+    times: samples.map((s) => s.t),
+    wasm: samples.map((s) => Math.round(s.wasm / 1048576)),
+    clientCpu: reports.map((r) => r.cpu),
     frames: sent.frames,
     messagesPerFrame: sent.messages / sent.frames,
     cpu: cpuAvg,
+  };
+}
+
+/** Least-squares slope of `ys` sampled at times `ts` (ms), in units per minute. */
+function slopePerMinute(ts, ys) {
+  const n = ys.length;
+  if (n < 2) return NaN;
+  const xs = ts.map((t) => (t - ts[0]) / 60000);
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i] - mx) * (ys[i] - my);
+    den += (xs[i] - mx) ** 2;
+  }
+  return num / den;
+}
+
+/** The long run's memory figures: samples every 10 s, and the trend once the buffers are full. */
+function memorySummary(r) {
+  // Samples are due every second; index by their times, since a busy loop delays them.
+  const t0 = r.times[0];
+  const every10 = (xs) => {
+    const out = [];
+    for (let i = 0, next = 0; i < xs.length; i++) {
+      if (r.times[i] - t0 >= next) {
+        out.push(xs[i]);
+        next += 10000;
+      }
+    }
+    return out;
+  };
+  const warm = r.times.findIndex((t) => t - t0 >= 60000);
+  return {
+    rss10: every10(r.rss),
+    heap10: every10(r.heap),
+    start: r.rss[0],
+    max: Math.max(...r.rss),
+    end: r.rss.at(-1),
+    slope: slopePerMinute(r.times.slice(warm), r.rss.slice(warm)),
+    heapSlope: slopePerMinute(r.times.slice(warm), r.heap.slice(warm)),
+    wasmStart: r.wasm[0],
+    wasmEnd: r.wasm.at(-1),
   };
 }
 
@@ -420,7 +483,14 @@ async function main() {
     console.log(`   fast clients: p50 ${q(r.fast.p50)} ms, p99 ${q(r.fast.p99)} ms, delivered ${(100 * r.fast.deliveredRatio).toFixed(2)}% (${r.fast.received}/${r.fast.offered})`);
     console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
     if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
-    console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame)`);
+    console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame); client processes' CPU ${r.clientCpu.map((c) => `${(100 * c).toFixed(0)}%`).join(', ')} of a core`);
+    console.log(`   server JS heap used MiB over time ${r.heap.filter((_, i) => i % 5 === 0).join(' ')}${r.mode === 'gateway' ? `; wasm memory ${r.wasm.at(-1)} MiB` : ''}`);
+    if (cfg.duration >= 120) {
+      const m = memorySummary(r);
+      console.log(`   memory every 10 s, RSS MiB: ${m.rss10.join(' ')}`);
+      console.log(`   memory every 10 s, JS heap used MiB: ${m.heap10.join(' ')}`);
+      console.log(`   RSS start / max / end ${m.start} / ${m.max} / ${m.end} MiB; slope after the first minute ${m.slope.toFixed(2)} MiB/min (least squares), JS heap ${m.heapSlope.toFixed(2)} MiB/min, wasm ${m.wasmStart} -> ${m.wasmEnd} MiB`);
+    }
     console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients: fast ${JSON.stringify(r.fast.closeCodes)}, slow ${JSON.stringify(r.slow.closeCodes)}; never subscribed (left out): ${r.fast.excluded + r.slow.excluded}`);
   }
   if (results.length > 1) {
@@ -437,6 +507,7 @@ async function main() {
     row('server RSS start / max / end (MiB)', (r) => `${r.rss[0]} / ${Math.max(...r.rss)} / ${r.rss.at(-1)}`);
     row('server CPU (% of a core)', (r) => (100 * r.cpu).toFixed(0));
     row('frames sent (messages per frame)', (r) => `${r.frames} (${r.messagesPerFrame.toFixed(1)})`);
+    row('client processes CPU (% of a core each)', (r) => r.clientCpu.map((c) => (100 * c).toFixed(0)).join(', '));
   }
   if (args.json) writeFileSync(args.json, JSON.stringify({ config: cfg, results }, null, 2));
 }

@@ -558,3 +558,35 @@ test('connectGateway: publish through the gateway when authorised; visibility fr
   assert.equal(c.publish('t', msg('late')), false);
   await gw.close();
 });
+
+test('subscriptions are cheap in wasm memory: 200 with traffic grow it by less than one dense latency histogram each', async () => {
+  // The core's latency histograms once kept a dense array of 2,177 u64 buckets per sliding-window
+  // slot (5 slots per connection: about 87 KB per subscription). They are sparse now (16-bucket
+  // chunks on first use), so a subscription costs well under the size of one dense histogram.
+  const DENSE_HISTOGRAM_BYTES = 2177 * 8;
+  const N = 200;
+  const topics = Array.from({ length: N }, (_, i) => `s${i}`);
+  const gw = await createGateway({ port: 0, topics, maxSubscriptions: N });
+  let c = null;
+  try {
+    const wasmBytes = () => gw.engine.getMetrics().system.wasmMemoryBytes;
+    const before = wasmBytes();
+    c = await rawClient(gw.url);
+    // Batch timeouts from 0 to 49 ms: the subscriptions' latencies fall in different octaves.
+    topics.forEach((topic, i) => c.send({ op: 'subscribe', topic, policy: { batchTimeout: i % 50 } }));
+    await until(() => c.of('subscribed').length === N, 'every subscription answered');
+    const rounds = 5;
+    for (let r = 0; r < rounds; r++) {
+      for (const t of topics) gw.publish(t, [msg(`${t}-${r}a`), msg(`${t}-${r}b`)]);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    await until(() => c.ids().length === N * rounds * 2, 'every message delivered');
+    for (const t of topics) assert.deepEqual(c.ids(t), Array.from({ length: rounds }, (_, r) => [`${t}-${r}a`, `${t}-${r}b`]).flat(), t);
+    const grown = wasmBytes() - before;
+    if (process.env.GATEWAY_MEMORY_REPORT) console.log(`wasm memory grew by ${grown} bytes for ${N} subscriptions`);
+    assert.ok(grown < N * DENSE_HISTOGRAM_BYTES, `wasm memory grew by ${grown} bytes for ${N} subscriptions (bound ${N * DENSE_HISTOGRAM_BYTES})`);
+  } finally {
+    await c?.close();
+    await gw.close();
+  }
+});
