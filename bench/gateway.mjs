@@ -21,6 +21,7 @@
 // CPU is reported. With --duration of 120 s or more, the server's memory is also reported every
 // 10 s with its trend after the first minute (least-squares slope of RSS and JS heap).
 import { fork } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -124,17 +125,20 @@ async function server() {
   const samples = [];
   let lastCpu = process.cpuUsage();
   let lastT = performance.now();
+  // How late the server's event loop runs: what every message sent from it waits on top.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   const sampler = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
     const t = performance.now();
     const mu = process.memoryUsage();
-    samples.push({ t: Date.now(), rss: mu.rss, heap: mu.heapUsed, wasm: wasmBytes(), cpu: (cpu.user + cpu.system) / 1000 / (t - lastT) });
+    samples.push({ t: Date.now(), rss: mu.rss, heap: mu.heapUsed, heapTotal: mu.heapTotal, external: mu.external, wasm: wasmBytes(), cpu: (cpu.user + cpu.system) / 1000 / (t - lastT) });
     if (args.verbose) console.error('server', samples.at(-1));
     lastCpu = process.cpuUsage();
     lastT = t;
   }, 1000);
   process.on('message', async (m) => {
     if (m.type === 'start') {
+      loopDelay.enable();
       const pad = 'x'.repeat(cfg.pad);
       const t0 = performance.now();
       let sent = 0;
@@ -162,7 +166,9 @@ async function server() {
       }, 5);
     } else if (m.type === 'stop-producing') {
       clearInterval(producing);
-      process.send({ type: 'published', published, drops, deadLetters, sent: frames() });
+      loopDelay.disable();
+      const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+      process.send({ type: 'published', published, drops, deadLetters, sent: frames(), loop });
     } else if (m.type === 'stop') {
       clearInterval(sampler);
       process.send({ type: 'samples', samples });
@@ -369,7 +375,7 @@ async function phase(mode) {
   await new Promise((r) => setTimeout(r, cfg.duration * 1000));
   if (args.verbose) console.error('stop producing');
   srv.send({ type: 'stop-producing' });
-  const { published, drops, deadLetters, sent } = await once(srv, 'published');
+  const { published, drops, deadLetters, sent, loop } = await once(srv, 'published');
   await new Promise((r) => setTimeout(r, 2000)); // in-flight messages arrive
   const reports = await Promise.all(kids.map((k) => {
     const p = once(k, 'report');
@@ -420,9 +426,12 @@ async function phase(mode) {
     rss: samples.map((s) => Math.round(s.rss / 1048576)),
     heap: samples.map((s) => Math.round(s.heap / 1048576)),
     times: samples.map((s) => s.t),
+    heapTotal: samples.map((s) => Math.round(s.heapTotal / 1048576)),
+    external: samples.map((s) => Math.round(s.external / 1048576)),
     wasm: samples.map((s) => Math.round(s.wasm / 1048576)),
     clientCpu: reports.map((r) => r.cpu),
     frames: sent.frames,
+    loop,
     messagesPerFrame: sent.messages / sent.frames,
     cpu: cpuAvg,
   };
@@ -462,6 +471,8 @@ function memorySummary(r) {
   return {
     rss10: every10(r.rss),
     heap10: every10(r.heap),
+    heapTotal10: every10(r.heapTotal),
+    external10: every10(r.external),
     start: r.rss[0],
     max: Math.max(...r.rss),
     end: r.rss.at(-1),
@@ -484,11 +495,14 @@ async function main() {
     console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
     if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
     console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame); client processes' CPU ${r.clientCpu.map((c) => `${(100 * c).toFixed(0)}%`).join(', ')} of a core`);
+    console.log(`   server event loop delay p50 ${r.loop.p50.toFixed(1)} ms, p99 ${r.loop.p99.toFixed(1)} ms, max ${r.loop.max.toFixed(0)} ms`);
     console.log(`   server JS heap used MiB over time ${r.heap.filter((_, i) => i % 5 === 0).join(' ')}${r.mode === 'gateway' ? `; wasm memory ${r.wasm.at(-1)} MiB` : ''}`);
     if (cfg.duration >= 120) {
       const m = memorySummary(r);
       console.log(`   memory every 10 s, RSS MiB: ${m.rss10.join(' ')}`);
       console.log(`   memory every 10 s, JS heap used MiB: ${m.heap10.join(' ')}`);
+      console.log(`   memory every 10 s, JS heap committed MiB: ${m.heapTotal10.join(' ')}`);
+      console.log(`   memory every 10 s, external (Buffers, wasm) MiB: ${m.external10.join(' ')}`);
       console.log(`   RSS start / max / end ${m.start} / ${m.max} / ${m.end} MiB; slope after the first minute ${m.slope.toFixed(2)} MiB/min (least squares), JS heap ${m.heapSlope.toFixed(2)} MiB/min, wasm ${m.wasmStart} -> ${m.wasmEnd} MiB`);
     }
     console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients: fast ${JSON.stringify(r.fast.closeCodes)}, slow ${JSON.stringify(r.slow.closeCodes)}; never subscribed (left out): ${r.fast.excluded + r.slow.excluded}`);
@@ -506,6 +520,7 @@ async function main() {
     for (const n of PRIO_NAMES) row(`shed by the gateway: ${n}`, (r) => (r.drops ? r.drops[n] : '-'));
     row('server RSS start / max / end (MiB)', (r) => `${r.rss[0]} / ${Math.max(...r.rss)} / ${r.rss.at(-1)}`);
     row('server CPU (% of a core)', (r) => (100 * r.cpu).toFixed(0));
+    row('server event loop delay p50 / p99 (ms)', (r) => `${r.loop.p50.toFixed(1)} / ${r.loop.p99.toFixed(1)}`);
     row('frames sent (messages per frame)', (r) => `${r.frames} (${r.messagesPerFrame.toFixed(1)})`);
     row('client processes CPU (% of a core each)', (r) => r.clientCpu.map((c) => (100 * c).toFixed(0)).join(', '));
   }

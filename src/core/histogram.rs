@@ -9,8 +9,8 @@
 //! # Sparse storage
 //!
 //! Latencies of one connection sit in a narrow band, so most of the 2,177
-//! buckets stay empty. The log buckets are stored in *chunks* of
-//! [`CHUNK`](self) (16) consecutive buckets, allocated when a sample first
+//! buckets stay empty. The log buckets are stored in *chunks* of 16
+//! consecutive buckets (a quarter of an octave), allocated when a sample first
 //! falls in them: an empty histogram owns no bucket memory, a typical one a
 //! few chunks of 128 bytes. An engine keeps several histograms per connection
 //! (one per sliding-window slot), so this is what makes thousands of
