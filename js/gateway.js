@@ -233,8 +233,16 @@ class Gateway {
     const t = this.topic(topic);
     const messages = Array.isArray(messageOrMessages) ? messageOrMessages : [messageOrMessages];
     for (let i = 0; i < messages.length; i++) {
-      checkMessage(messages[i], Array.isArray(messageOrMessages) ? `messages[${i}]` : 'message');
+      const what = Array.isArray(messageOrMessages) ? `messages[${i}]` : 'message';
+      checkMessage(messages[i], what);
       priorityOf(messages[i]); // throws on a malformed priority before anything is fanned out
+      // Serialised here, once (the frames reuse it): a message JSON cannot carry (a BigInt, a
+      // cycle) is refused now, not when a frame for it is being sent.
+      try {
+        messageJson(messages[i]);
+      } catch (e) {
+        throw new TypeError(`${what} cannot be sent as JSON: ${e?.message ?? e}`);
+      }
     }
     if (messages.length === 0) return [];
     let seqs;
@@ -515,7 +523,13 @@ class Subscription {
     if (conn._finished) return;
     this.armed = true;
     conn._waiter = this.onBatch;
-    conn._serve(false);
+    try {
+      conn._serve(false);
+    } catch {
+      // The engine went away under us (destroyed): this subscription ends with it.
+      this.armed = false;
+      if (conn._waiter === this.onBatch) conn._waiter = null;
+    }
   }
 
   _onBatch(batch) {
@@ -538,7 +552,15 @@ class Subscription {
 
   _send(batch) {
     const c = this.client;
-    c.sendData(this, batch);
+    try {
+      c.sendData(this, batch);
+    } catch {
+      // Runs inside the engine's delivery (a publish, a batch timer): nothing may throw out of
+      // here. Messages are serialised when published, so this is not expected; the client is
+      // closed (1011) and resumes by seq from the history.
+      c.close(CLOSE_CODES.INTERNAL_ERROR, 'internal error');
+      return;
+    }
     // The socket is busy until the frame's send callback: the next read waits for it.
     this.waitingFree = true;
     c.onFree(this.onFree);
