@@ -596,3 +596,29 @@ test('subscriptions are cheap in wasm memory: 200 with traffic grow it by less t
     await gw.close();
   }
 });
+
+test('a busy client gets what waited as one frame once it is free: one frame per batch, none queued on the busy socket', async () => {
+  // ackWindow 1: after one data frame the socket counts as busy until the client acknowledges it.
+  const gw = await createGateway({ port: 0, topics: ['t'], ackWindow: 1 });
+  let c = null;
+  try {
+    c = await rawClient(gw.url);
+    c.send({ op: 'ack', frames: 0 }); // this client acknowledges frames
+    c.send({ op: 'subscribe', topic: 't', policy: { batchTimeout: 0, maxBatchSize: 100 } });
+    await until(() => c.of('subscribed').length === 1, 'subscribed');
+    const sentBefore = gw.stats.framesSent;
+    // The pump sends synchronously inside the publish that makes a batch due: the first message
+    // goes out at once, the next nine find the socket busy and wait in the engine.
+    gw.publish('t', msg('m1'));
+    for (let i = 2; i <= 10; i++) gw.publish('t', msg(`m${i}`));
+    assert.equal(gw.stats.framesSent - sentBefore, 1);
+    await until(() => c.of('data').length === 1, 'first frame');
+    c.send({ op: 'ack', frames: 1 });
+    await until(() => c.of('data').length === 2, 'second frame');
+    assert.deepEqual(c.of('data').map((f) => f.messages.map((m) => m.id)), [['m1'], range(2, 10)]);
+    assert.equal(gw.stats.framesSent - sentBefore, 2);
+  } finally {
+    await c?.close();
+    await gw.close();
+  }
+});
