@@ -16,7 +16,12 @@
 // Processes: this one coordinates; a server process per phase (the producer runs inside it, as an
 // in-process publisher would); `procs` client processes. Latency is end to end: the client's
 // Date.now() minus the message's timestamp, set when the producer made it (same machine clock).
+// The clients are kept cheap (they share the cores with the server): they find the timestamps
+// and priorities in a frame's bytes instead of parsing it, and skip ws's UTF-8 validation; their
+// CPU is reported. With --duration of 120 s or more, the server's memory is also reported every
+// 10 s with its trend after the first minute (least-squares slope of RSS and JS heap).
 import { fork } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -56,12 +61,16 @@ async function server() {
   const drops = { critical: 0, high: 0, normal: 0, low: 0 }; // shed by the gateway's policy, by priority
   let deadLetters = 0; // buffered for a client when its socket closed (it would resume by seq)
   let port;
+  let frames; // () => { frames, messages } sent to clients so far
+  let wasmBytes = () => 0; // the gateway engine's WebAssembly memory
   if (mode === 'gateway') {
     const { createGateway } = await import('@nodeflow/stream-engine/gateway');
     const topics = Array.from({ length: cfg.topics }, (_, i) => `t${i}`);
     const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m, reason) => (reason === 'dead-letter' ? deadLetters++ : drops[m.metadata.priority]++), ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: num('batch-timeout', 10), ...(args['target-latency'] === undefined ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
     port = gw.port;
     publish = (topic, batch) => gw.publish(topic, batch);
+    frames = () => ({ frames: gw.stats.framesSent, messages: gw.stats.messagesSent });
+    wasmBytes = () => gw.engine._system().wasmMemoryBytes;
     stop = () => gw.close();
   } else {
     const { WebSocketServer } = await import('ws');
@@ -89,13 +98,22 @@ async function server() {
       ws.on('error', () => {});
     });
     // BroadcastToAll, per topic: serialise once, write to every client.
+    let sent = 0;
     publish = (topic, batch) => {
       const set = subs.get(topic);
       for (const m of batch) {
         const s = JSON.stringify(m);
-        if (set) for (const ws of set) if (ws.readyState === 1) ws.send(s);
+        if (set) {
+          for (const ws of set) {
+            if (ws.readyState === 1) {
+              ws.send(s);
+              sent++;
+            }
+          }
+        }
       }
     };
+    frames = () => ({ frames: sent, messages: sent });
     stop = () => new Promise((r) => {
       for (const ws of wss.clients) ws.terminate();
       wss.close(() => r());
@@ -107,16 +125,20 @@ async function server() {
   const samples = [];
   let lastCpu = process.cpuUsage();
   let lastT = performance.now();
+  // How late the server's event loop runs: what every message sent from it waits on top.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   const sampler = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
     const t = performance.now();
-    samples.push({ t: Date.now(), rss: process.memoryUsage().rss, cpu: (cpu.user + cpu.system) / 1000 / (t - lastT) });
+    const mu = process.memoryUsage();
+    samples.push({ t: Date.now(), rss: mu.rss, heap: mu.heapUsed, heapTotal: mu.heapTotal, external: mu.external, wasm: wasmBytes(), cpu: (cpu.user + cpu.system) / 1000 / (t - lastT) });
     if (args.verbose) console.error('server', samples.at(-1));
     lastCpu = process.cpuUsage();
     lastT = t;
   }, 1000);
   process.on('message', async (m) => {
     if (m.type === 'start') {
+      loopDelay.enable();
       const pad = 'x'.repeat(cfg.pad);
       const t0 = performance.now();
       let sent = 0;
@@ -144,7 +166,9 @@ async function server() {
       }, 5);
     } else if (m.type === 'stop-producing') {
       clearInterval(producing);
-      process.send({ type: 'published', published, drops, deadLetters });
+      loopDelay.disable();
+      const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+      process.send({ type: 'published', published, drops, deadLetters, sent: frames(), loop });
     } else if (m.type === 'stop') {
       clearInterval(sampler);
       process.send({ type: 'samples', samples });
@@ -159,6 +183,12 @@ async function server() {
 // after each frame for as long as their (10x lower) capacity needs.
 async function clients() {
   const { WebSocket } = await import('ws');
+  const TS_KEY = Buffer.from('"timestamp":');
+  const PRIO_KEY = Buffer.from('"priority":"');
+  const DATA_HEAD = Buffer.from('{"op":"data"');
+  const MSG_HEAD = Buffer.from('{"id":');
+  const PRIO_BY_BYTE = { 99: 'critical', 104: 'high', 110: 'normal', 108: 'low' }; // c h n l
+  const starts = (d, head) => d.length >= head.length && d.compare(head, 0, head.length, 0, head.length) === 0;
   const count = Number(args.count);
   const first = Number(args.first);
   const url = `ws://127.0.0.1:${args.port}/`;
@@ -174,7 +204,7 @@ async function clients() {
     const topic = `t${idx % cfg.topics}`;
     const st = { idx, topic, slow, subscribed: false, excluded: false, received: 0, byPriority: { critical: 0, high: 0, normal: 0, low: 0 }, reconnects: 0, closed: null };
     stats.push(st);
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const ws = new WebSocket(url, { perMessageDeflate: false, skipUTF8Validation: true });
     list.push(ws);
     const h = slow ? hist.slow : hist.fast;
     let debt = 0;
@@ -192,21 +222,30 @@ async function clients() {
       ackBytes = 0;
     };
     let pausedNow = false;
-    const take = (m) => {
-      st.received++;
-      const p = m.metadata?.priority;
-      if (p in st.byPriority) st.byPriority[p]++;
-      if (measuring) {
-        const lat = Date.now() - m.timestamp;
-        h[Math.min(600000, Math.max(0, Math.round(lat * 10)))]++;
+    // Reading is a scan of the frame's bytes, not JSON.parse: the clients share the machine's
+    // cores with the server, and the measurement is about the server. The bench's own messages
+    // have a fixed shape (`"timestamp":<ms>` then `"priority":"<name>"`), so counting them is a
+    // search for those keys; control frames (rare) are parsed.
+    const take = (d, from) => {
+      let k = 0;
+      const now = Date.now();
+      for (let at = d.indexOf(TS_KEY, from); at !== -1; at = d.indexOf(TS_KEY, at)) {
+        at += TS_KEY.length;
+        let ts = 0;
+        for (let c = d[at]; c >= 48 && c <= 57; c = d[++at]) ts = ts * 10 + (c - 48);
+        const p = d.indexOf(PRIO_KEY, at);
+        const name = p === -1 ? undefined : PRIO_BY_BYTE[d[p + PRIO_KEY.length]];
+        k++;
+        st.received++;
+        if (name !== undefined) st.byPriority[name]++;
+        if (measuring) h[Math.min(600000, Math.max(0, Math.round((now - ts) * 10)))]++;
       }
+      return k;
     };
     ws.on('message', (d) => {
-      const f = JSON.parse(d.toString());
       let k = 0;
-      if (f.op === 'data') {
-        for (const m of f.messages) take(m);
-        k = f.messages.length;
+      if (starts(d, DATA_HEAD)) {
+        k = take(d, DATA_HEAD.length);
         // Acknowledged once processed, as connectGateway does: at once for a fast client, after
         // its (simulated) processing time for a slow one.
         acks++;
@@ -215,15 +254,17 @@ async function clients() {
           if (ackBytes >= ackWindow / 4) flushAck();
           else if (ackTimer === null) ackTimer = setTimeout(flushAck, 20);
         }
-      } else if (f.op === undefined && f.id !== undefined) {
-        take(f);
-        k = 1;
-      } else if (f.op === 'subscribed') {
-        st.subscribed = true;
-      } else if (f.op === 'welcome') {
-        if (f.ackWindow > 0) ackWindow = f.ackWindow;
-        ws.send('{"op":"ack","frames":0}');
-        ws.send(JSON.stringify({ op: 'subscribe', topic }));
+      } else if (starts(d, MSG_HEAD)) {
+        k = take(d, 0); // the broadcast loop: one message per frame
+      } else {
+        const f = JSON.parse(d.toString());
+        if (f.op === 'subscribed') {
+          st.subscribed = true;
+        } else if (f.op === 'welcome') {
+          if (f.ackWindow > 0) ackWindow = f.ackWindow;
+          ws.send('{"op":"ack","frames":0}');
+          ws.send(JSON.stringify({ op: 'subscribe', topic }));
+        }
       }
       if (slow && k > 0) {
         // Reading costs this client k x its per-message time: frames that arrive while it is
@@ -264,8 +305,14 @@ async function clients() {
   while (stats.some((st) => !st.subscribed && st.closed === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   for (const st of stats) if (!st.subscribed) st.excluded = true;
   process.send({ type: 'connected' });
+  let cpuFrom = process.cpuUsage();
+  let cpuT = performance.now();
   process.on('message', (m) => {
-    if (m.type === 'measure') measuring = true;
+    if (m.type === 'measure') {
+      measuring = true;
+      cpuFrom = process.cpuUsage();
+      cpuT = performance.now();
+    }
     else if (m.type === 'report') {
       measuring = false;
       // Sparse histograms: [bucket, count] pairs.
@@ -275,7 +322,9 @@ async function clients() {
         return out;
       };
       for (const ws of list) ws.terminate();
-      process.send({ type: 'report', stats, hist: { fast: sparse(hist.fast), slow: sparse(hist.slow) } }, () => process.exit(0));
+      const used = process.cpuUsage(cpuFrom);
+      const cpu = (used.user + used.system) / 1000 / (performance.now() - cpuT);
+      process.send({ type: 'report', stats, cpu, hist: { fast: sparse(hist.fast), slow: sparse(hist.slow) } }, () => process.exit(0));
     }
   });
 }
@@ -326,7 +375,7 @@ async function phase(mode) {
   await new Promise((r) => setTimeout(r, cfg.duration * 1000));
   if (args.verbose) console.error('stop producing');
   srv.send({ type: 'stop-producing' });
-  const { published, drops, deadLetters } = await once(srv, 'published');
+  const { published, drops, deadLetters, sent, loop } = await once(srv, 'published');
   await new Promise((r) => setTimeout(r, 2000)); // in-flight messages arrive
   const reports = await Promise.all(kids.map((k) => {
     const p = once(k, 'report');
@@ -375,7 +424,62 @@ async function phase(mode) {
     drops: mode === 'gateway' ? drops : null,
     deadLetters: mode === 'gateway' ? deadLetters : null,
     rss: samples.map((s) => Math.round(s.rss / 1048576)),
+    heap: samples.map((s) => Math.round(s.heap / 1048576)),
+    times: samples.map((s) => s.t),
+    heapTotal: samples.map((s) => Math.round(s.heapTotal / 1048576)),
+    external: samples.map((s) => Math.round(s.external / 1048576)),
+    wasm: samples.map((s) => Math.round(s.wasm / 1048576)),
+    clientCpu: reports.map((r) => r.cpu),
+    frames: sent.frames,
+    loop,
+    messagesPerFrame: sent.messages / sent.frames,
     cpu: cpuAvg,
+  };
+}
+
+/** Least-squares slope of `ys` sampled at times `ts` (ms), in units per minute. */
+function slopePerMinute(ts, ys) {
+  const n = ys.length;
+  if (n < 2) return NaN;
+  const xs = ts.map((t) => (t - ts[0]) / 60000);
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i] - mx) * (ys[i] - my);
+    den += (xs[i] - mx) ** 2;
+  }
+  return num / den;
+}
+
+/** The long run's memory figures: samples every 10 s, and the trend once the buffers are full. */
+function memorySummary(r) {
+  // Samples are due every second; index by their times, since a busy loop delays them.
+  const t0 = r.times[0];
+  const every10 = (xs) => {
+    const out = [];
+    for (let i = 0, next = 0; i < xs.length; i++) {
+      if (r.times[i] - t0 >= next) {
+        out.push(xs[i]);
+        next += 10000;
+      }
+    }
+    return out;
+  };
+  const warm = r.times.findIndex((t) => t - t0 >= 60000);
+  return {
+    rss10: every10(r.rss),
+    heap10: every10(r.heap),
+    heapTotal10: every10(r.heapTotal),
+    external10: every10(r.external),
+    start: r.rss[0],
+    max: Math.max(...r.rss),
+    end: r.rss.at(-1),
+    slope: slopePerMinute(r.times.slice(warm), r.rss.slice(warm)),
+    heapSlope: slopePerMinute(r.times.slice(warm), r.heap.slice(warm)),
+    wasmStart: r.wasm[0],
+    wasmEnd: r.wasm.at(-1),
   };
 }
 
@@ -390,6 +494,17 @@ async function main() {
     console.log(`   fast clients: p50 ${q(r.fast.p50)} ms, p99 ${q(r.fast.p99)} ms, delivered ${(100 * r.fast.deliveredRatio).toFixed(2)}% (${r.fast.received}/${r.fast.offered})`);
     console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
     if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
+    console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame); client processes' CPU ${r.clientCpu.map((c) => `${(100 * c).toFixed(0)}%`).join(', ')} of a core`);
+    console.log(`   server event loop delay p50 ${r.loop.p50.toFixed(1)} ms, p99 ${r.loop.p99.toFixed(1)} ms, max ${r.loop.max.toFixed(0)} ms`);
+    console.log(`   server JS heap used MiB over time ${r.heap.filter((_, i) => i % 5 === 0).join(' ')}${r.mode === 'gateway' ? `; wasm memory ${r.wasm.at(-1)} MiB` : ''}`);
+    if (cfg.duration >= 120) {
+      const m = memorySummary(r);
+      console.log(`   memory every 10 s, RSS MiB: ${m.rss10.join(' ')}`);
+      console.log(`   memory every 10 s, JS heap used MiB: ${m.heap10.join(' ')}`);
+      console.log(`   memory every 10 s, JS heap committed MiB: ${m.heapTotal10.join(' ')}`);
+      console.log(`   memory every 10 s, external (Buffers, wasm) MiB: ${m.external10.join(' ')}`);
+      console.log(`   RSS start / max / end ${m.start} / ${m.max} / ${m.end} MiB; slope after the first minute ${m.slope.toFixed(2)} MiB/min (least squares), JS heap ${m.heapSlope.toFixed(2)} MiB/min, wasm ${m.wasmStart} -> ${m.wasmEnd} MiB`);
+    }
     console.log(`   server: RSS MiB over time ${r.rss.filter((_, i) => i % 5 === 0).join(' ')} (max ${Math.max(...r.rss)}), CPU ${(100 * r.cpu).toFixed(0)}% of a core; closed clients: fast ${JSON.stringify(r.fast.closeCodes)}, slow ${JSON.stringify(r.slow.closeCodes)}; never subscribed (left out): ${r.fast.excluded + r.slow.excluded}`);
   }
   if (results.length > 1) {
@@ -405,6 +520,9 @@ async function main() {
     for (const n of PRIO_NAMES) row(`shed by the gateway: ${n}`, (r) => (r.drops ? r.drops[n] : '-'));
     row('server RSS start / max / end (MiB)', (r) => `${r.rss[0]} / ${Math.max(...r.rss)} / ${r.rss.at(-1)}`);
     row('server CPU (% of a core)', (r) => (100 * r.cpu).toFixed(0));
+    row('server event loop delay p50 / p99 (ms)', (r) => `${r.loop.p50.toFixed(1)} / ${r.loop.p99.toFixed(1)}`);
+    row('frames sent (messages per frame)', (r) => `${r.frames} (${r.messagesPerFrame.toFixed(1)})`);
+    row('client processes CPU (% of a core each)', (r) => r.clientCpu.map((c) => (100 * c).toFixed(0)).join(', '));
   }
   if (args.json) writeFileSync(args.json, JSON.stringify({ config: cfg, results }, null, 2));
 }

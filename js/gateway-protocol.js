@@ -50,6 +50,7 @@ export const ERROR_CODES = Object.freeze({
 export const CLOSE_CODES = Object.freeze({
   GOING_AWAY: 1001,
   TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
   TRY_AGAIN_LATER: 1013,
   IDLE: 4000,
   TOO_SLOW: 4008,

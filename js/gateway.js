@@ -69,6 +69,7 @@ class Topic {
     this.published = 0;
     this.lastSeq = undefined;
     this.seqOf = new WeakMap(); // message -> seq (messages stay opaque: no field is added)
+    this.frameHead = `{"op":"data","topic":${JSON.stringify(name)}`; // made once, not per frame
     this.chain = null; // pending async history appends, to keep publish order
     this._writable = null;
   }
@@ -232,8 +233,16 @@ class Gateway {
     const t = this.topic(topic);
     const messages = Array.isArray(messageOrMessages) ? messageOrMessages : [messageOrMessages];
     for (let i = 0; i < messages.length; i++) {
-      checkMessage(messages[i], Array.isArray(messageOrMessages) ? `messages[${i}]` : 'message');
+      const what = Array.isArray(messageOrMessages) ? `messages[${i}]` : 'message';
+      checkMessage(messages[i], what);
       priorityOf(messages[i]); // throws on a malformed priority before anything is fanned out
+      // Serialised here, once (the frames reuse it): a message JSON cannot carry (a BigInt, a
+      // cycle) is refused now, not when a frame for it is being sent.
+      try {
+        messageJson(messages[i]);
+      } catch (e) {
+        throw new TypeError(`${what} cannot be sent as JSON: ${e?.message ?? e}`);
+      }
     }
     if (messages.length === 0) return [];
     let seqs;
@@ -368,9 +377,21 @@ class Subscription {
     this.replayedTo = null;
     this.pendingLive = [];
     this.pendingCount = 0;
-    this.wake = null;
     this.reader = null;
     this.closed = false;
+    // The pump's state (see _arm): asked the connection for a batch; a batch that found the
+    // socket busy (held until it is free: one per subscription at most); waiting for the socket;
+    // the hidden-tab interval's timer and when the last hidden batch went.
+    this.armed = false;
+    this.held = null;
+    this.waitingFree = false;
+    this.hiddenTimer = null;
+    this.lastHidden = 0;
+    this.onBatch = (batch) => this._onBatch(batch);
+    this.onFree = () => {
+      this.waitingFree = false;
+      this._arm();
+    };
     const onDrop = client.gateway.onDrop;
     const info = { client: client.id, topic: topic.name };
     const cfg = client.gateway._connectionConfig(policy, (message, reason) => {
@@ -462,74 +483,114 @@ class Subscription {
 
   setMode(mode) {
     this.mode = mode;
-    // Paused in the engine: a read already waiting is not served either; the buffer keeps the
+    // Paused in the engine: a batch already asked for is not served either; the buffer keeps the
     // latest value per key (with conflate) and sheds by the policy, so it stays bounded.
     if (mode === 'pause') this.conn.pause();
     else this.conn.resume();
-    this._wake();
-  }
-
-  _wake() {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
-  _sleep(ms) {
-    return new Promise((resolve) => {
-      const timer = ms === undefined ? null : setTimeout(() => this._wake(), ms);
-      this.wake = () => {
-        if (timer !== null) clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  /** The pump: one frame per batch, read only when the socket is free. */
-  async pump() {
-    const reader = this.conn.readable.getReader();
-    this.reader = reader;
-    const c = this.client;
-    const g = c.gateway;
-    let lastHidden = 0;
-    try {
-      for (;;) {
-        if (this.closed) break;
-        if (this.mode === 'pause') {
-          await this._sleep();
-          continue;
-        }
-        if (this.mode === 'conflate') {
-          // Hidden tab: one batch per hiddenInterval; meanwhile the engine keeps the latest value
-          // per key (and sheds by policy), so memory stays bounded however long the tab is hidden.
-          const wait = lastHidden + g.hiddenInterval - Date.now();
-          if (wait > 0) {
-            await this._sleep(wait);
-            continue;
-          }
-        }
-        if (c.busy()) {
-          await c.whenFree();
-          continue;
-        }
-        const { value, done } = await reader.read();
-        if (done || this.closed) break;
-        if (this.mode === 'conflate') lastHidden = Date.now();
-        // Another subscription of this client may have sent meanwhile: never queue on a busy socket.
-        while (c.busy() && !c.closed) await c.whenFree();
-        if (c.closed) break;
-        c.sendData(this, value);
-      }
-    } catch {
-      // the connection was closed under the reader
-    } finally {
-      reader.releaseLock?.();
+    if (mode !== 'conflate' && this.hiddenTimer !== null) {
+      clearTimeout(this.hiddenTimer);
+      this.hiddenTimer = null;
+      this._arm();
     }
+  }
+
+  /**
+   * The pump, as callbacks rather than a loop of promises (it runs once per frame per
+   * subscriber): asks the engine connection for its next batch only while the client's socket is
+   * free. The engine hands the batch over when it is due (full, or batchTimeout after its first
+   * message; at once with batchTimeout 0), synchronously inside the publish that completes it.
+   * While the socket is busy, messages wait in the engine (bounded and shed by the policy), and
+   * the next read takes them together: fewer, larger frames for a busy client, one frame per
+   * batch, never a frame queued behind a busy socket.
+   */
+  start() {
+    this.reader = this.conn.readable.getReader(); // nobody else reads; cancelled on close
+    this._arm();
+  }
+
+  _arm() {
+    if (this.closed || this.armed || this.waitingFree || this.hiddenTimer !== null) return;
+    const c = this.client;
+    if (c.closed) return;
+    if (c.busy()) {
+      this.waitingFree = true;
+      c.onFree(this.onFree);
+      return;
+    }
+    if (this.held !== null) {
+      const batch = this.held;
+      this.held = null;
+      this._send(batch);
+      return;
+    }
+    if (this.mode === 'conflate') {
+      // Hidden tab: one batch per hiddenInterval; meanwhile the engine keeps the latest value per
+      // key (and sheds by policy), so memory stays bounded however long the tab is hidden.
+      const wait = this.lastHidden + c.gateway.hiddenInterval - Date.now();
+      if (wait > 0) {
+        this.hiddenTimer = setTimeout(() => {
+          this.hiddenTimer = null;
+          this._arm();
+        }, wait);
+        return;
+      }
+    }
+    const conn = this.conn;
+    if (conn._finished) return;
+    this.armed = true;
+    conn._waiter = this.onBatch;
+    try {
+      conn._serve(false);
+    } catch {
+      // The engine went away under us (destroyed): this subscription ends with it.
+      this.armed = false;
+      if (conn._waiter === this.onBatch) conn._waiter = null;
+    }
+  }
+
+  _onBatch(batch) {
+    // Called by the connection inside its own bookkeeping: never ask it again from here.
+    this.armed = false;
+    if (batch === null || this.closed) return;
+    if (this.mode === 'conflate') this.lastHidden = Date.now();
+    const c = this.client;
+    if (c.closed) return;
+    // Another subscription of this client may have sent since this one asked: hold the batch
+    // until the socket is free rather than queue it.
+    if (c.busy()) {
+      this.held = batch;
+      this.waitingFree = true;
+      c.onFree(this.onFree);
+      return;
+    }
+    this._send(batch);
+  }
+
+  _send(batch) {
+    const c = this.client;
+    try {
+      c.sendData(this, batch);
+    } catch {
+      // Runs inside the engine's delivery (a publish, a batch timer): nothing may throw out of
+      // here. Messages are serialised when published, so this is not expected; the client is
+      // closed (1011) and resumes by seq from the history.
+      c.close(CLOSE_CODES.INTERNAL_ERROR, 'internal error');
+      return;
+    }
+    // The socket is busy until the frame's send callback: the next read waits for it.
+    this.waitingFree = true;
+    c.onFree(this.onFree);
   }
 
   close() {
     if (this.closed) return;
     this.closed = true;
+    this.held = null;
+    if (this.hiddenTimer !== null) clearTimeout(this.hiddenTimer);
+    this.hiddenTimer = null;
+    // A batch asked for and not yet due stays in the engine (dead-lettered by the cancel below).
+    if (this.armed && this.conn._waiter === this.onBatch) this.conn._waiter = null;
+    this.armed = false;
     this.feeder.close();
     this.pendingLive = [];
     this.pendingCount = 0;
@@ -540,7 +601,6 @@ class Subscription {
       engine.closeConnection(this.id).catch(() => {});
       this.reader?.cancel('unsubscribed').catch(() => {});
     }
-    this._wake();
   }
 }
 
@@ -568,10 +628,10 @@ class Client {
     // client does): the kernel's socket buffers hide a slow page for megabytes, and a browser's
     // WebSocket reads whatever arrives. Unacknowledged bytes over ackWindow make the socket busy.
     this.acking = false;
-    this.unacked = []; // [bytes, sentAt] per data frame not yet acknowledged
+    this.unacked = []; // bytes, sentAt, bytes, sentAt, ...: two numbers per data frame not yet acknowledged
     this.unackedHead = 0;
     this.unackedBytes = 0;
-    this.waiters = [];
+    this.waiters = []; // callbacks of subscriptions waiting for the socket to be free
     this.closed = false;
     this.lastSeen = Date.now();
     this.lastHeartbeat = Date.now();
@@ -598,23 +658,25 @@ class Client {
     const n = f.frames;
     if (!Number.isInteger(n) || n < 0) return this.error(ERROR_CODES.BAD_REQUEST, `frames must be a non-negative integer, got ${describe(n)}`);
     this.acking = true;
-    for (let i = 0; i < n && this.unackedHead < this.unacked.length; i++) this.unackedBytes -= this.unacked[this.unackedHead++][0];
-    if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
+    for (let i = 0; i < n && this.unackedHead < this.unacked.length; i++, this.unackedHead += 2) this.unackedBytes -= this.unacked[this.unackedHead];
+    if (this.unackedHead > 2048 && this.unackedHead * 2 > this.unacked.length) {
       this.unacked = this.unacked.slice(this.unackedHead);
       this.unackedHead = 0;
     }
     if (!this.busy()) this._release();
   }
 
-  whenFree() {
-    if (!this.busy() || this.closed) return Promise.resolve();
-    return new Promise((r) => this.waiters.push(r));
+  /** Calls `fn` once the socket is free (each subscription registers once; see Subscription._arm). */
+  onFree(fn) {
+    this.waiters.push(fn);
   }
 
   _release() {
+    if (this.waiters.length === 0) return;
     const w = this.waiters;
     this.waiters = [];
-    for (const r of w) r();
+    // In order: the first to send makes the socket busy again, and the others wait once more.
+    for (const fn of w) fn();
   }
 
   /**
@@ -645,7 +707,7 @@ class Client {
   sendData(sub, batch) {
     const t = sub.topic;
     const seq = t.seqOf.get(batch[batch.length - 1]);
-    let head = `{"op":"data","topic":${JSON.stringify(t.name)}`;
+    let head = t.frameHead;
     if (seq !== undefined) head += `,"seq":${JSON.stringify(seq)}`;
     if (sub.dropped > 0) {
       head += `,"dropped":${sub.dropped}`;
@@ -659,7 +721,7 @@ class Client {
     this.gateway.stats.messagesSent += batch.length;
     const frame = `${head},"messages":[${body}]}`;
     if (this.acking) {
-      this.unacked.push([frame.length, Date.now()]);
+      this.unacked.push(frame.length, Date.now());
       this.unackedBytes += frame.length;
     }
     this.ws.send(frame, this.onSent);
@@ -677,7 +739,7 @@ class Client {
       this.close(CLOSE_CODES.TOO_SLOW, 'too slow: socket stalled');
       return;
     }
-    if (g.hardLimit && this.unackedHead < this.unacked.length && t - this.unacked[this.unackedHead][1] > g.hardLimit.stallMs) {
+    if (g.hardLimit && this.unackedHead < this.unacked.length && t - this.unacked[this.unackedHead + 1] > g.hardLimit.stallMs) {
       this.close(CLOSE_CODES.TOO_SLOW, 'too slow: frames not acknowledged');
       return;
     }
@@ -756,7 +818,7 @@ class Client {
     t.subs.add(sub);
     this.send({ op: 'subscribed', topic: t.name, ...(t.lastSeq !== undefined ? { seq: t.lastSeq } : {}), ...ref });
     if (f.afterSeq !== undefined) sub.replay(f.afterSeq);
-    sub.pump();
+    sub.start();
   }
 
   _unsubscribe(f, ref) {

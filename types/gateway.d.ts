@@ -100,6 +100,6 @@ export class MemoryHistory implements GatewayHistory {
   since(topic: string, afterSeq: string, limit: number): Promise<{ entries: { seq: string; message: StreamMessage }[]; gap: boolean }>;
 }
 
-export const CLOSE_CODES: { GOING_AWAY: 1001; TOO_BIG: 1009; TRY_AGAIN_LATER: 1013; IDLE: 4000; TOO_SLOW: 4008 };
+export const CLOSE_CODES: { GOING_AWAY: 1001; TOO_BIG: 1009; INTERNAL_ERROR: 1011; TRY_AGAIN_LATER: 1013; IDLE: 4000; TOO_SLOW: 4008 };
 export const ERROR_CODES: { MALFORMED: 'malformed'; OVERSIZED: 'oversized'; UNKNOWN_TOPIC: 'unknown-topic'; UNKNOWN_OP: 'unknown-op'; UNAUTHORIZED: 'unauthorized'; BAD_REQUEST: 'bad-request' };
 export const PROTOCOL_VERSION: number;

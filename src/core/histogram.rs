@@ -3,8 +3,18 @@
 //! Latency percentiles (p50/p95/p99) drive alerting and the adaptive flow
 //! control, but keeping every sample would make memory grow with traffic.
 //! This histogram stores counts in log-linear buckets instead, so memory is
-//! fixed (about 17 KiB) no matter how many samples are recorded, while every
-//! reported quantile stays within 1% of the true sample value.
+//! bounded (at most about 17 KiB) no matter how many samples are recorded,
+//! while every reported quantile stays within 1% of the true sample value.
+//!
+//! # Sparse storage
+//!
+//! Latencies of one connection sit in a narrow band, so most of the 2,177
+//! buckets stay empty. The log buckets are stored in *chunks* of 16
+//! consecutive buckets (a quarter of an octave), allocated when a sample first
+//! falls in them: an empty histogram owns no bucket memory, a typical one a
+//! few chunks of 128 bytes. An engine keeps several histograms per connection
+//! (one per sliding-window slot), so this is what makes thousands of
+//! connections cheap (e.g. one per WebSocket subscriber of the gateway).
 //!
 //! # Bucket layout
 //!
@@ -39,17 +49,43 @@ const OCTAVES: usize = 34;
 /// Number of log-linear buckets.
 const LOG_BUCKETS: usize = OCTAVES * SUB_BUCKETS;
 /// Total bucket count including the zero bucket.
+#[cfg(test)]
 const TOTAL_BUCKETS: usize = LOG_BUCKETS + 1;
 
-/// Fixed-memory latency histogram with at most 1% relative quantile error.
+/// Log buckets per chunk: the unit of allocation of the sparse store (a quarter of an octave).
+const CHUNK: usize = 16;
+/// Number of chunks covering the log buckets.
+const CHUNKS: usize = LOG_BUCKETS / CHUNK;
+/// Marks a chunk that has no storage yet (all its counts are zero).
+const NO_CHUNK: u8 = u8::MAX;
+// Chunk positions must fit the u8 index, with NO_CHUNK left over.
+const _: () = assert!(LOG_BUCKETS % CHUNK == 0 && CHUNKS < NO_CHUNK as usize);
+
+/// Bounded-memory latency histogram with at most 1% relative quantile error.
 ///
 /// Why: the engine needs accurate tail latencies over unbounded streams
-/// without unbounded memory; see the module docs for the bucket layout.
-/// All values are milliseconds.
-#[derive(Debug, Clone, PartialEq)]
+/// without unbounded memory; see the module docs for the bucket layout and
+/// the sparse storage. All values are milliseconds.
+///
+/// ```
+/// use stream_engine::core::histogram::Histogram;
+///
+/// let mut h = Histogram::new();
+/// for v in 1..=100 {
+///     h.record(v as f64);
+/// }
+/// assert!((h.quantile(0.99) - 99.0).abs() <= 0.99); // within 1%
+/// assert_eq!(h.max(), 100.0); // exact
+/// assert!(h.heap_bytes() < 4096); // 1..100 ms: a few chunks, not 2,177 buckets
+/// ```
+#[derive(Debug, Clone)]
 pub struct Histogram {
-    /// Bucket counts; allocated once in [`Histogram::new`] and never resized.
-    buckets: Vec<u64>,
+    /// Count of the zero bucket (values below `MIN_VALUE`).
+    zero: u64,
+    /// For each chunk of `CHUNK` log buckets, its position in `chunks`, or `NO_CHUNK`.
+    index: [u8; CHUNKS],
+    /// Counts of the chunks that have been touched, in order of first use.
+    chunks: Vec<[u64; CHUNK]>,
     /// Number of recorded samples (saturating).
     count: u64,
     /// Sum of recorded samples, for the mean.
@@ -58,6 +94,23 @@ pub struct Histogram {
     min: f64,
     /// Exact largest recorded sample (meaningless while `count == 0`).
     max: f64,
+}
+
+impl PartialEq for Histogram {
+    /// Equal when they hold the same samples: same counts in every bucket (a chunk without
+    /// storage counts as zeros, whatever the order chunks were allocated in), count, sum and
+    /// extremes.
+    fn eq(&self, other: &Self) -> bool {
+        self.zero == other.zero
+            && self.count == other.count
+            && self.sum == other.sum
+            && self.min == other.min
+            && self.max == other.max
+            && (0..CHUNKS).all(|c| {
+                let zeros = [0; CHUNK];
+                self.chunk(c).unwrap_or(&zeros) == other.chunk(c).unwrap_or(&zeros)
+            })
+    }
 }
 
 impl Default for Histogram {
@@ -69,15 +122,57 @@ impl Default for Histogram {
 }
 
 impl Histogram {
-    /// Creates an empty histogram, allocating its bucket array once so that
-    /// recording never allocates.
+    /// Creates an empty histogram. It allocates nothing: bucket storage grows a chunk at a time
+    /// as samples arrive (see the module docs).
     pub fn new() -> Self {
         Self {
-            buckets: vec![0; TOTAL_BUCKETS],
+            zero: 0,
+            index: [NO_CHUNK; CHUNKS],
+            chunks: Vec::new(),
             count: 0,
             sum: 0.0,
             min: 0.0,
             max: 0.0,
+        }
+    }
+
+    /// Bytes of bucket storage this histogram owns on the heap (not counting the struct itself,
+    /// `size_of::<Histogram>()`): 128 per chunk allocated, at most about 17 KiB.
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * core::mem::size_of::<[u64; CHUNK]>()
+    }
+
+    /// The counts of chunk `c`, or `None` when it has no storage.
+    fn chunk(&self, c: usize) -> Option<&[u64; CHUNK]> {
+        match self.index[c] {
+            NO_CHUNK => None,
+            pos => Some(&self.chunks[pos as usize]),
+        }
+    }
+
+    /// The counts of chunk `c`, allocating them (zeroed) on first use.
+    fn chunk_mut(&mut self, c: usize) -> &mut [u64; CHUNK] {
+        let mut pos = self.index[c];
+        if pos == NO_CHUNK {
+            pos = self.chunks.len() as u8;
+            // Grow by half (at least one chunk): few reallocations, little slack.
+            if self.chunks.len() == self.chunks.capacity() {
+                self.chunks.reserve_exact((self.chunks.len() / 2).max(1));
+            }
+            self.chunks.push([0; CHUNK]);
+            self.index[c] = pos;
+        }
+        &mut self.chunks[pos as usize]
+    }
+
+    /// Adds `n` to bucket `idx` (0 is the zero bucket), saturating.
+    fn add_to_bucket(&mut self, idx: usize, n: u64) {
+        if idx == 0 {
+            self.zero = self.zero.saturating_add(n);
+        } else {
+            let i = idx - 1;
+            let slot = &mut self.chunk_mut(i / CHUNK)[i % CHUNK];
+            *slot = slot.saturating_add(n);
         }
     }
 
@@ -97,8 +192,7 @@ impl Histogram {
         }
         // Normalise -0.0 so min()/max() never report a negative zero.
         let v = if v == 0.0 { 0.0 } else { v };
-        let idx = bucket_index(v);
-        self.buckets[idx] = self.buckets[idx].saturating_add(n);
+        self.add_to_bucket(bucket_index(v), n);
         if self.count == 0 {
             self.min = v;
             self.max = v;
@@ -114,7 +208,6 @@ impl Histogram {
         self.count = self.count.saturating_add(n);
         self.sum += v * n as f64;
     }
-
     /// Number of recorded samples (saturates at `u64::MAX`).
     pub fn count(&self) -> u64 {
         self.count
@@ -190,11 +283,20 @@ impl Histogram {
         }
         // `as u64` saturates, and the clamp keeps the rank in 1..=count.
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen: u64 = 0;
-        for (idx, &c) in self.buckets.iter().enumerate() {
-            seen = seen.saturating_add(c);
-            if seen >= rank {
-                return num::clamp(bucket_value(idx), self.min, self.max);
+        let mut seen = self.zero;
+        if seen >= rank {
+            return num::clamp(bucket_value(0), self.min, self.max);
+        }
+        // Chunks in bucket order; chunks without storage hold nothing.
+        for c in 0..CHUNKS {
+            let Some(counts) = self.chunk(c) else {
+                continue;
+            };
+            for (j, &n) in counts.iter().enumerate() {
+                seen = seen.saturating_add(n);
+                if seen >= rank {
+                    return num::clamp(bucket_value(1 + c * CHUNK + j), self.min, self.max);
+                }
             }
         }
         self.max
@@ -206,8 +308,17 @@ impl Histogram {
         if other.count == 0 {
             return;
         }
-        for (dst, &src) in self.buckets.iter_mut().zip(other.buckets.iter()) {
-            *dst = dst.saturating_add(src);
+        self.zero = self.zero.saturating_add(other.zero);
+        for c in 0..CHUNKS {
+            if let Some(src) = other.chunk(c) {
+                // Skip chunks that were cleared: no need to allocate for zeros.
+                if src.iter().all(|&n| n == 0) {
+                    continue;
+                }
+                for (dst, &n) in self.chunk_mut(c).iter_mut().zip(src.iter()) {
+                    *dst = dst.saturating_add(n);
+                }
+            }
         }
         if self.count == 0 {
             self.min = other.min;
@@ -221,16 +332,28 @@ impl Histogram {
     }
 
     /// Forgets all samples while keeping the bucket allocation, so a
-    /// histogram can be reused; does no work at all when already empty.
+    /// histogram can be reused (e.g. as the scratch of a snapshot) without
+    /// allocating again; does no work at all when already empty.
     pub fn clear(&mut self) {
         if self.count == 0 {
             return;
         }
-        self.buckets.fill(0);
+        for counts in &mut self.chunks {
+            counts.fill(0);
+        }
+        self.zero = 0;
         self.count = 0;
         self.sum = 0.0;
         self.min = 0.0;
         self.max = 0.0;
+    }
+
+    /// Forgets all samples and frees the bucket storage, as if newly created.
+    ///
+    /// Why: a sliding window recycles its slots forever; clearing alone would let each slot keep
+    /// every chunk it ever touched (a latency spike an hour ago), so recycled slots start empty.
+    pub fn release(&mut self) {
+        *self = Self::new();
     }
 }
 
@@ -297,6 +420,16 @@ mod tests {
         let n = sorted.len() as u64;
         let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
         sorted[(rank - 1) as usize]
+    }
+
+    /// Every bucket's count, in bucket order (the zero bucket first), whatever the storage.
+    fn dense(h: &Histogram) -> Vec<u64> {
+        let mut out = vec![h.zero];
+        for c in 0..CHUNKS {
+            out.extend_from_slice(h.chunk(c).unwrap_or(&[0; CHUNK]));
+        }
+        assert_eq!(out.len(), TOTAL_BUCKETS);
+        out
     }
 
     fn rel_err(estimate: f64, exact: f64) -> f64 {
@@ -549,7 +682,7 @@ mod tests {
             both.record(y);
         }
         a.merge(&b);
-        assert_eq!(a.buckets, both.buckets);
+        assert_eq!(dense(&a), dense(&both));
         assert_eq!(a.count(), both.count());
         assert_eq!(a.min(), both.min());
         assert_eq!(a.max(), both.max());
@@ -587,11 +720,13 @@ mod tests {
         for i in 0..100 {
             h.record(i as f64);
         }
-        let ptr = h.buckets.as_ptr();
+        let ptr = h.chunks.as_ptr();
+        let bytes = h.heap_bytes();
+        assert!(bytes > 0);
         h.clear();
         assert_eq!(h, Histogram::new());
-        assert_eq!(h.buckets.as_ptr(), ptr);
-        assert_eq!(h.buckets.len(), TOTAL_BUCKETS);
+        assert_eq!(h.chunks.as_ptr(), ptr);
+        assert_eq!(h.heap_bytes(), bytes);
         h.clear(); // clearing an empty histogram is a no-op
         assert!(h.is_empty());
         h.record(3.0);
@@ -615,5 +750,104 @@ mod tests {
         assert!(rel_err(h.quantile(0.75), 30.0) <= 0.01);
         assert!(rel_err(h.quantile(0.76), 40.0) <= 0.01);
         assert!(rel_err(h.quantile(0.01), 10.0) <= 0.01);
+    }
+
+    #[test]
+    fn empty_histogram_owns_no_bucket_memory() {
+        let mut h = Histogram::new();
+        assert_eq!(h.heap_bytes(), 0);
+        h.record(f64::NAN);
+        h.record(0.0); // the zero bucket is inline
+        assert_eq!(h.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn narrow_band_allocates_only_its_chunks() {
+        // 5,000 samples between 20 and 30 ms: [16, 32) ms is one octave, 4 chunks at most.
+        let mut rng = XorShift(5);
+        let mut h = Histogram::new();
+        for _ in 0..5000 {
+            h.record(20.0 + rng.next_f64() * 10.0);
+        }
+        let used = (0..CHUNKS).filter(|&c| h.chunk(c).is_some()).count();
+        assert!((1..=4).contains(&used), "{used} chunks");
+        assert!(h.heap_bytes() <= 4 * CHUNK * 8 * 3 / 2, "{} bytes", h.heap_bytes());
+        // The dense layout would have needed every bucket.
+        assert!(h.heap_bytes() * 20 < TOTAL_BUCKETS * 8);
+    }
+
+    #[test]
+    fn worst_case_memory_is_the_dense_size() {
+        // One sample in every bucket below MAX_VALUE (above it, values clamp into the last
+        // bucket) allocates every chunk but the two that only clamped values could reach.
+        let mut h = Histogram::new();
+        let mut recorded = 0;
+        for i in 0..LOG_BUCKETS {
+            if bucket_value(i + 1) < MAX_VALUE {
+                h.record(bucket_value(i + 1));
+                recorded += 1;
+            }
+        }
+        h.record(MAX_VALUE);
+        assert_eq!(h.chunks.len(), CHUNKS - 2);
+        assert!(h.heap_bytes() <= (CHUNKS + CHUNKS / 2) * CHUNK * 8);
+        let d = dense(&h);
+        assert_eq!(d[1..].iter().filter(|&&n| n == 1).count(), recorded + 1);
+        assert_eq!(d.iter().sum::<u64>(), recorded as u64 + 1);
+    }
+
+    #[test]
+    fn release_frees_and_keeps_working() {
+        let mut h = Histogram::new();
+        for v in [1.0, 10.0, 100.0, 1000.0] {
+            h.record(v);
+        }
+        assert!(h.heap_bytes() > 0);
+        h.release();
+        assert_eq!(h.heap_bytes(), 0);
+        assert_eq!(h, Histogram::new());
+        h.record(7.0);
+        assert_eq!(h.quantile(0.5), 7.0);
+    }
+
+    #[test]
+    fn equality_ignores_chunk_order_and_cleared_chunks() {
+        let mut a = Histogram::new();
+        a.record(1.0);
+        a.record(1000.0);
+        let mut b = Histogram::new();
+        b.record(1000.0);
+        b.record(1.0);
+        // Same samples, chunks allocated in the opposite order.
+        assert_eq!(a, b);
+        // A cleared histogram with storage equals a fresh one, and merging it allocates nothing.
+        a.clear();
+        assert_eq!(a, Histogram::new());
+        let mut c = Histogram::new();
+        c.merge(&a);
+        assert_eq!(c.heap_bytes(), 0);
+        b.record(2.0);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn quantiles_match_dense_walk() {
+        // The sparse walk must give the bucket a dense walk over every count would.
+        let mut rng = XorShift(77);
+        let mut h = Histogram::new();
+        for _ in 0..20_000 {
+            h.record(10f64.powf(-4.0 + 9.0 * rng.next_f64()));
+        }
+        let d = dense(&h);
+        for q in [0.01, 0.1, 0.5, 0.9, 0.99, 0.999] {
+            let rank = ((q * h.count() as f64).ceil() as u64).clamp(1, h.count());
+            let mut seen = 0u64;
+            let idx = d.iter().position(|&n| {
+                seen += n;
+                seen >= rank
+            });
+            let expected = num::clamp(bucket_value(idx.unwrap()), h.min(), h.max());
+            assert_eq!(h.quantile(q), expected, "q={q}");
+        }
     }
 }

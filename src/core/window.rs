@@ -41,8 +41,9 @@ pub const MIN_WINDOW_MS: f64 = 1e-3;
 /// trigger a huge allocation.
 pub const MAX_SLOTS: usize = 4096;
 
-/// Upper bound on [`SlidingHistogram`] slots; each slot owns a ~9 KiB
-/// [`Histogram`], so this caps one sliding histogram at roughly 0.6 MiB.
+/// Upper bound on [`SlidingHistogram`] slots; each slot owns a [`Histogram`]
+/// (sparse: usually a few hundred bytes, at most about 17 KiB), so this caps
+/// one sliding histogram at roughly 1.1 MiB.
 pub const MAX_HISTOGRAM_SLOTS: usize = 64;
 
 /// Shared slot arithmetic for both ring types.
@@ -233,7 +234,7 @@ pub struct SlidingHistogram {
     clock: SlotClock,
     /// Slot index each ring entry currently holds (`NO_EPOCH` if none).
     epochs: Vec<i64>,
-    /// Samples of each ring entry; allocated once.
+    /// Samples of each ring entry; a slot's bucket storage is freed when it expires.
     hists: Vec<Histogram>,
 }
 
@@ -261,6 +262,11 @@ impl SlidingHistogram {
         self.clock.slots
     }
 
+    /// Bytes of bucket storage the slots own on the heap (see [`Histogram::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        self.hists.iter().map(Histogram::heap_bytes).sum()
+    }
+
     /// Records sample `v` (ms) observed at `now`. Invalid samples are ignored
     /// by [`Histogram::record`], but still advance the clock.
     pub fn record(&mut self, now: f64, v: f64) {
@@ -279,7 +285,8 @@ impl SlidingHistogram {
         let pos = self.clock.position(cur);
         if self.epochs[pos] != cur {
             self.epochs[pos] = cur;
-            self.hists[pos].clear();
+            // Free rather than clear: the slot then holds only the chunks its new samples need.
+            self.hists[pos].release();
         }
         &mut self.hists[pos]
     }
@@ -303,16 +310,16 @@ impl SlidingHistogram {
                 out.merge(hist);
             } else if *epoch != NO_EPOCH {
                 *epoch = NO_EPOCH;
-                hist.clear();
+                hist.release();
             }
         }
     }
 
-    /// Forgets all samples and the clock, keeping the allocations.
+    /// Forgets all samples and the clock, freeing the slots' bucket storage.
     pub fn reset(&mut self) {
         self.epochs.fill(NO_EPOCH);
         for h in &mut self.hists {
-            h.clear();
+            h.release();
         }
         self.clock.reset();
     }
@@ -525,5 +532,26 @@ mod tests {
         assert!(h.snapshot(5000.0).is_empty());
         h.record(0.0, 2.0);
         assert_eq!(h.snapshot(0.0).count(), 1);
+    }
+
+    #[test]
+    fn histogram_expired_slots_free_their_storage() {
+        let mut h = SlidingHistogram::new(1000.0, 5);
+        assert_eq!(h.heap_bytes(), 0);
+        // A spike across many octaves in the first slot.
+        for v in [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0] {
+            h.record(0.0, v);
+        }
+        let spike = h.heap_bytes();
+        assert!(spike > 0);
+        // Later slots see a narrow band; once the spike's slot expires its chunks are gone.
+        for t in 1..=10 {
+            h.record(t as f64 * 200.0, 5.0);
+        }
+        assert!(h.heap_bytes() < spike, "{} >= {spike}", h.heap_bytes());
+        let s = h.snapshot(2000.0);
+        assert_eq!(s.max(), 5.0);
+        h.reset();
+        assert_eq!(h.heap_bytes(), 0);
     }
 }

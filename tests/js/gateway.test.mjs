@@ -296,6 +296,12 @@ test('in-process producers: topic(name).writable publishes; an asynchronous hist
   assert.throws(() => gw.publish('t', { id: 1 }), TypeError);
   assert.throws(() => gw.publish('t', msg('e', { metadata: { priority: 7 } })), RangeError);
   assert.throws(() => gw.publish('t', [msg('f')], { seq: [1] }), TypeError);
+  // What JSON cannot carry is refused when published, naming the message; nothing of the array
+  // is sent, and the topic keeps working.
+  assert.throws(() => gw.publish('t', [msg('g'), msg('h', { data: { n: 1n } })]), { name: 'TypeError', message: /messages\[1\] cannot be sent as JSON/ });
+  gw.publish('t', msg('i'));
+  await until(() => c.ids('t').length === 5, 'data after the refused publish');
+  assert.deepEqual(c.ids('t'), ['a', 'b', 'c', 'd', 'i']);
   await c.close();
   await gw.close();
 });
@@ -557,4 +563,62 @@ test('connectGateway: publish through the gateway when authorised; visibility fr
   assert.equal(c.state, 'closed');
   assert.equal(c.publish('t', msg('late')), false);
   await gw.close();
+});
+
+test('subscriptions are cheap in wasm memory: 200 with traffic grow it by less than one dense latency histogram each', async () => {
+  // The core's latency histograms once kept a dense array of 2,177 u64 buckets per sliding-window
+  // slot (5 slots per connection: about 87 KB per subscription). They are sparse now (16-bucket
+  // chunks on first use), so a subscription costs well under the size of one dense histogram.
+  const DENSE_HISTOGRAM_BYTES = 2177 * 8;
+  const N = 200;
+  const topics = Array.from({ length: N }, (_, i) => `s${i}`);
+  const gw = await createGateway({ port: 0, topics, maxSubscriptions: N });
+  let c = null;
+  try {
+    const wasmBytes = () => gw.engine.getMetrics().system.wasmMemoryBytes;
+    const before = wasmBytes();
+    c = await rawClient(gw.url);
+    // Batch timeouts from 0 to 49 ms: the subscriptions' latencies fall in different octaves.
+    topics.forEach((topic, i) => c.send({ op: 'subscribe', topic, policy: { batchTimeout: i % 50 } }));
+    await until(() => c.of('subscribed').length === N, 'every subscription answered');
+    const rounds = 5;
+    for (let r = 0; r < rounds; r++) {
+      for (const t of topics) gw.publish(t, [msg(`${t}-${r}a`), msg(`${t}-${r}b`)]);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    await until(() => c.ids().length === N * rounds * 2, 'every message delivered');
+    for (const t of topics) assert.deepEqual(c.ids(t), Array.from({ length: rounds }, (_, r) => [`${t}-${r}a`, `${t}-${r}b`]).flat(), t);
+    const grown = wasmBytes() - before;
+    if (process.env.GATEWAY_MEMORY_REPORT) console.log(`wasm memory grew by ${grown} bytes for ${N} subscriptions`);
+    assert.ok(grown < N * DENSE_HISTOGRAM_BYTES, `wasm memory grew by ${grown} bytes for ${N} subscriptions (bound ${N * DENSE_HISTOGRAM_BYTES})`);
+  } finally {
+    await c?.close();
+    await gw.close();
+  }
+});
+
+test('a busy client gets what waited as one frame once it is free: one frame per batch, none queued on the busy socket', async () => {
+  // ackWindow 1: after one data frame the socket counts as busy until the client acknowledges it.
+  const gw = await createGateway({ port: 0, topics: ['t'], ackWindow: 1 });
+  let c = null;
+  try {
+    c = await rawClient(gw.url);
+    c.send({ op: 'ack', frames: 0 }); // this client acknowledges frames
+    c.send({ op: 'subscribe', topic: 't', policy: { batchTimeout: 0, maxBatchSize: 100 } });
+    await until(() => c.of('subscribed').length === 1, 'subscribed');
+    const sentBefore = gw.stats.framesSent;
+    // The pump sends synchronously inside the publish that makes a batch due: the first message
+    // goes out at once, the next nine find the socket busy and wait in the engine.
+    gw.publish('t', msg('m1'));
+    for (let i = 2; i <= 10; i++) gw.publish('t', msg(`m${i}`));
+    assert.equal(gw.stats.framesSent - sentBefore, 1);
+    await until(() => c.of('data').length === 1, 'first frame');
+    c.send({ op: 'ack', frames: 1 });
+    await until(() => c.of('data').length === 2, 'second frame');
+    assert.deepEqual(c.of('data').map((f) => f.messages.map((m) => m.id)), [['m1'], range(2, 10)]);
+    assert.equal(gw.stats.framesSent - sentBefore, 2);
+  } finally {
+    await c?.close();
+    await gw.close();
+  }
 });
