@@ -103,17 +103,15 @@ impl EngineCore {
         let interval = options::read_time(config, "metricsInterval", 1000.0)?;
         let window = options::read_time(config, "metricsWindow", 5000.0)?;
         if interval <= 0.0 {
-            return Err(RangeError::new(&format!(
-                "metricsInterval must be > 0 (ms), got {}",
-                crate::core::num::js(interval)
-            ))
+            return Err(RangeError::new(
+                &["metricsInterval must be > 0 (ms), got ", &crate::core::num::js(interval)].concat(),
+            )
             .into());
         }
         if window <= 0.0 {
-            return Err(RangeError::new(&format!(
-                "metricsWindow must be > 0 (ms), got {}",
-                crate::core::num::js(window)
-            ))
+            return Err(RangeError::new(
+                &["metricsWindow must be > 0 (ms), got ", &crate::core::num::js(window)].concat(),
+            )
             .into());
         }
         Ok(EngineCore {
