@@ -9,8 +9,9 @@
 //! lossless default path is a plain `VecDeque` push and pop.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
+use super::keymap::KeyMap;
 use super::priority::is_critical;
 
 /// The key map's hasher. In WebAssembly the standard `RandomState` has no random source (its
@@ -78,7 +79,7 @@ pub struct Buffer<T> {
     /// `is_indexed` and dropped when they reach the top (the top is kept valid after
     /// every change) or when stale pairs outnumber live ones (rebuild, amortised `O(1)`).
     index: Option<BinaryHeap<Reverse<(u64, u64)>>>,
-    keys: Option<HashMap<Box<str>, Seq, KeyHasher>>,
+    keys: Option<KeyMap<KeyHasher>>,
 }
 
 impl<T> Buffer<T> {
@@ -89,7 +90,7 @@ impl<T> Buffer<T> {
             live: 0,
             next_seq: 0,
             index: priority_index.then(BinaryHeap::new),
-            keys: keyed.then(HashMap::default),
+            keys: keyed.then(KeyMap::default),
         }
     }
 
@@ -229,7 +230,7 @@ impl<T> Buffer<T> {
 
     /// The handle of the entry holding conflation key `key`.
     pub fn find_key(&self, key: &str) -> Option<Seq> {
-        self.keys.as_ref()?.get(key).copied()
+        self.keys.as_ref()?.get(key)
     }
 
     fn position(&self, seq: Seq) -> Option<usize> {
@@ -239,7 +240,7 @@ impl<T> Buffer<T> {
     /// Forgets `e`'s conflation key; its priority pair goes stale and `tidy_index` drops it.
     fn unindex(&mut self, seq: Seq, e: &Entry<T>) {
         if let (Some(keys), Some(k)) = (&mut self.keys, &e.key) {
-            if keys.get(k) == Some(&seq) {
+            if keys.get(k) == Some(seq) {
                 keys.remove(k);
             }
         }

@@ -1,0 +1,179 @@
+//! The conflation key map of a buffer: key -> handle of the entry holding it.
+//!
+//! Open addressing with linear probing and backward-shift deletion (no tombstones), in a
+//! power-of-two table at most 3/4 full. A `HashMap` does the same job; its `hashbrown` code
+//! (group probing, rehash in place) was ~3 kB of the engine's `.wasm` (issue 12), this is a
+//! fraction of that. Like `HashMap`, the table grows and never shrinks.
+
+use std::hash::BuildHasher;
+
+/// A map from `Box<str>` keys to `u64` values (see the module docs).
+#[derive(Debug)]
+pub struct KeyMap<S> {
+    slots: Vec<Option<(Box<str>, u64)>>,
+    len: usize,
+    hasher: S,
+}
+
+impl<S: BuildHasher + Default> Default for KeyMap<S> {
+    fn default() -> Self {
+        KeyMap {
+            slots: Vec::new(),
+            len: 0,
+            hasher: S::default(),
+        }
+    }
+}
+
+impl<S: BuildHasher> KeyMap<S> {
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn home(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize & (self.slots.len() - 1)
+    }
+
+    /// The slot holding `key` (`Ok`) or the empty slot where it would go (`Err`). The table must
+    /// not be empty; it always has an empty slot (load <= 3/4), so the probe ends.
+    fn probe(&self, key: &str) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            match &self.slots[i] {
+                None => return Err(i),
+                Some((k, _)) if **k == *key => return Ok(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = self.probe(key).ok()?;
+        self.slots[i].as_ref().map(|e| e.1)
+    }
+
+    /// Sets `key` to `value` (an existing key keeps its stored `Box`, like `HashMap::insert`).
+    pub fn insert(&mut self, key: Box<str>, value: u64) {
+        if 4 * (self.len + 1) > 3 * self.slots.len() {
+            self.grow();
+        }
+        match self.probe(&key) {
+            Ok(i) => {
+                if let Some(e) = &mut self.slots[i] {
+                    e.1 = value;
+                }
+            }
+            Err(i) => {
+                self.slots[i] = Some((key, value));
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Removes `key`; later entries of its probe run shift back so that lookups stay correct
+    /// without tombstones.
+    pub fn remove(&mut self, key: &str) {
+        if self.len == 0 {
+            return;
+        }
+        let Ok(mut hole) = self.probe(key) else { return };
+        self.slots[hole] = None;
+        self.len -= 1;
+        let mask = self.slots.len() - 1;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let home = match &self.slots[j] {
+                None => return,
+                Some((k, _)) => self.home(k),
+            };
+            // The entry at j may fill the hole if the hole lies on its probe path (from its
+            // home slot to j, cyclically).
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[j].take();
+                hole = j;
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let cap = (2 * self.slots.len()).max(8);
+        let old = std::mem::replace(&mut self.slots, (0..cap).map(|_| None).collect());
+        for (k, v) in old.into_iter().flatten() {
+            if let Err(i) = self.probe(&k) {
+                self.slots[i] = Some((k, v));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::hash::{BuildHasherDefault, Hasher};
+
+    /// A hasher with 3 distinct values, so probe runs are long, wrap around the table's end and
+    /// interleave: the backward shift is exercised in every case.
+    #[derive(Default)]
+    struct Clumpy(u64);
+    impl Hasher for Clumpy {
+        fn finish(&self) -> u64 {
+            (self.0 % 3) * 5 + 6
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = self.0.wrapping_mul(31).wrapping_add(u64::from(b));
+            }
+        }
+    }
+
+    fn against_model<S: BuildHasher + Default>() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut m: KeyMap<S> = KeyMap::default();
+        let mut model: HashMap<String, u64> = HashMap::new();
+        for step in 0..10_000u64 {
+            // Few distinct keys at a time, drifting, so the map grows, fills and empties.
+            let key = format!("k{}", rnd(40) + step / 200);
+            if rnd(3) == 0 {
+                m.remove(&key);
+                model.remove(&key);
+            } else {
+                m.insert(key.clone().into(), step);
+                model.insert(key.clone(), step);
+            }
+            assert_eq!(m.len(), model.len(), "step {step}");
+            for probe in 0..45 {
+                let k = format!("k{}", probe + step / 200);
+                assert_eq!(m.get(&k), model.get(&k).copied(), "step {step} key {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn matches_a_hash_map_with_a_good_hasher() {
+        against_model::<std::collections::hash_map::RandomState>();
+    }
+
+    #[test]
+    fn matches_a_hash_map_when_hashes_collide_and_wrap() {
+        against_model::<BuildHasherDefault<Clumpy>>();
+    }
+}
