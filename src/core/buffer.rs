@@ -195,19 +195,18 @@ impl<T> Buffer<T> {
     /// the top, and rebuilds the heap from the held entries when stale pairs outnumber live ones,
     /// so memory stays proportional to what is held.
     fn tidy_index(&mut self) {
-        let Some(ix) = &self.index else { return };
+        let Some(ix) = &mut self.index else { return };
         if ix.len() > 2 * self.live + 32 {
-            let fresh: Vec<_> = self
-                .slots
-                .iter()
-                .filter_map(|s| match &s.entry {
-                    Some(e) if !is_critical(e.priority) => {
-                        Some(Reverse((e.priority.to_bits(), s.seq)))
+            // Refilled by pushes (no `BinaryHeap::from`: its heapify is more `.wasm`), in the
+            // same allocation.
+            ix.clear();
+            for s in &self.slots {
+                if let Some(e) = &s.entry {
+                    if !is_critical(e.priority) {
+                        ix.push(Reverse((e.priority.to_bits(), s.seq)));
                     }
-                    _ => None,
-                })
-                .collect();
-            self.index = Some(BinaryHeap::from(fresh));
+                }
+            }
             return;
         }
         while let Some(&Reverse((bits, seq))) = self.index.as_ref().and_then(|ix| ix.peek()) {

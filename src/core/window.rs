@@ -214,6 +214,9 @@ impl SlidingCounter {
 
     /// Forgets all events and the clock, as if newly created (e.g. when a
     /// connection is re-established).
+    // Not inlined: a connection resets five counters, and each inlined copy of the fills is
+    // ~400 bytes of `.wasm` (issue 12); resetting is rare.
+    #[inline(never)]
     pub fn reset(&mut self) {
         self.epochs.fill(NO_EPOCH);
         self.counts.fill(0);
