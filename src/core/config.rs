@@ -68,6 +68,7 @@ fn show(v: f64) -> String {
 }
 
 /// Checks a size option: a positive integer no larger than `max`.
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn positive_int(field: &str, v: f64, max: f64) -> Result<usize, ConfigError> {
     if !v.is_finite() || v < 1.0 || v.fract() != 0.0 {
         return Err(ConfigError::range(
@@ -83,6 +84,7 @@ pub fn positive_int(field: &str, v: f64, max: f64) -> Result<usize, ConfigError>
 }
 
 /// Checks a count option that may be zero (retry attempts).
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn non_negative_int(field: &str, v: f64, max: f64) -> Result<u32, ConfigError> {
     if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > max {
         return Err(ConfigError::range(
@@ -93,6 +95,7 @@ pub fn non_negative_int(field: &str, v: f64, max: f64) -> Result<u32, ConfigErro
 }
 
 /// Checks a time option in milliseconds: finite and >= 0.
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn time_ms(field: &str, v: f64) -> Result<f64, ConfigError> {
     if !v.is_finite() || v < 0.0 {
         return Err(ConfigError::range(
@@ -103,6 +106,7 @@ pub fn time_ms(field: &str, v: f64) -> Result<f64, ConfigError> {
 }
 
 /// Checks a fraction option in (0, 1].
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn fraction(field: &str, v: f64) -> Result<f64, ConfigError> {
     if !(v > 0.0 && v <= 1.0) {
         return Err(ConfigError::range(
