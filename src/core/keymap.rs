@@ -1,16 +1,24 @@
 //! The conflation key map of a buffer: key -> handle of the entry holding it.
 //!
 //! Open addressing with linear probing and backward-shift deletion (no tombstones), in a
-//! power-of-two table at most 3/4 full. A `HashMap` does the same job; its `hashbrown` code
+//! power-of-two table at most 3/4 full. Each slot keeps its key's hash, so a probe compares
+//! strings only on a full hash match, and growing or shifting never rehashes a key. A `HashMap` does the same job; its `hashbrown` code
 //! (group probing, rehash in place) was ~3 kB of the engine's `.wasm` (issue 12), this is a
 //! fraction of that. Like `HashMap`, the table grows and never shrinks.
 
 use std::hash::BuildHasher;
 
+#[derive(Debug)]
+struct Slot {
+    hash: u64,
+    key: Box<str>,
+    value: u64,
+}
+
 /// A map from `Box<str>` keys to `u64` values (see the module docs).
 #[derive(Debug)]
 pub struct KeyMap<S> {
-    slots: Vec<Option<(Box<str>, u64)>>,
+    slots: Vec<Option<Slot>>,
     len: usize,
     hasher: S,
 }
@@ -36,19 +44,16 @@ impl<S: BuildHasher> KeyMap<S> {
         self.len == 0
     }
 
-    fn home(&self, key: &str) -> usize {
-        self.hasher.hash_one(key) as usize & (self.slots.len() - 1)
-    }
-
-    /// The slot holding `key` (`Ok`) or the empty slot where it would go (`Err`). The table must
-    /// not be empty; it always has an empty slot (load <= 3/4), so the probe ends.
-    fn probe(&self, key: &str) -> Result<usize, usize> {
+    /// The slot holding `key`, whose hash is `hash` (`Ok`), or the empty slot where it would go
+    /// (`Err`). The table must not be empty; it always has an empty slot (load <= 3/4), so the
+    /// probe ends.
+    fn probe(&self, hash: u64, key: &str) -> Result<usize, usize> {
         let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
+        let mut i = hash as usize & mask;
         loop {
             match &self.slots[i] {
                 None => return Err(i),
-                Some((k, _)) if **k == *key => return Ok(i),
+                Some(s) if s.hash == hash && *s.key == *key => return Ok(i),
                 _ => i = (i + 1) & mask,
             }
         }
@@ -59,8 +64,8 @@ impl<S: BuildHasher> KeyMap<S> {
         if self.len == 0 {
             return None;
         }
-        let i = self.probe(key).ok()?;
-        self.slots[i].as_ref().map(|e| e.1)
+        let i = self.probe(self.hasher.hash_one(key), key).ok()?;
+        self.slots[i].as_ref().map(|s| s.value)
     }
 
     /// Sets `key` to `value` (an existing key keeps its stored `Box`, like `HashMap::insert`).
@@ -68,14 +73,15 @@ impl<S: BuildHasher> KeyMap<S> {
         if 4 * (self.len + 1) > 3 * self.slots.len() {
             self.grow();
         }
-        match self.probe(&key) {
+        let hash = self.hasher.hash_one(&*key);
+        match self.probe(hash, &key) {
             Ok(i) => {
-                if let Some(e) = &mut self.slots[i] {
-                    e.1 = value;
+                if let Some(s) = &mut self.slots[i] {
+                    s.value = value;
                 }
             }
             Err(i) => {
-                self.slots[i] = Some((key, value));
+                self.slots[i] = Some(Slot { hash, key, value });
                 self.len += 1;
             }
         }
@@ -87,7 +93,7 @@ impl<S: BuildHasher> KeyMap<S> {
         if self.len == 0 {
             return;
         }
-        let Ok(mut hole) = self.probe(key) else { return };
+        let Ok(mut hole) = self.probe(self.hasher.hash_one(key), key) else { return };
         self.slots[hole] = None;
         self.len -= 1;
         let mask = self.slots.len() - 1;
@@ -96,7 +102,7 @@ impl<S: BuildHasher> KeyMap<S> {
             j = (j + 1) & mask;
             let home = match &self.slots[j] {
                 None => return,
-                Some((k, _)) => self.home(k),
+                Some(s) => s.hash as usize & mask,
             };
             // The entry at j may fill the hole if the hole lies on its probe path (from its
             // home slot to j, cyclically).
@@ -110,10 +116,14 @@ impl<S: BuildHasher> KeyMap<S> {
     fn grow(&mut self) {
         let cap = (2 * self.slots.len()).max(8);
         let old = std::mem::replace(&mut self.slots, (0..cap).map(|_| None).collect());
-        for (k, v) in old.into_iter().flatten() {
-            if let Err(i) = self.probe(&k) {
-                self.slots[i] = Some((k, v));
+        let mask = cap - 1;
+        for s in old.into_iter().flatten() {
+            // Keys are distinct: the first empty slot from the home slot.
+            let mut i = s.hash as usize & mask;
+            while self.slots[i].is_some() {
+                i = (i + 1) & mask;
             }
+            self.slots[i] = Some(s);
         }
     }
 }
