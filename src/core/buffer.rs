@@ -239,9 +239,7 @@ impl<T> Buffer<T> {
     /// Forgets `e`'s conflation key; its priority pair goes stale and `tidy_index` drops it.
     fn unindex(&mut self, seq: Seq, e: &Entry<T>) {
         if let (Some(keys), Some(k)) = (&mut self.keys, &e.key) {
-            if keys.get(k) == Some(seq) {
-                keys.remove(k);
-            }
+            keys.remove_value(k, seq);
         }
     }
 

@@ -1,7 +1,8 @@
 //! The conflation key map of a buffer: key -> handle of the entry holding it.
 //!
 //! Open addressing with linear probing and backward-shift deletion (no tombstones), in a
-//! power-of-two table at most 3/4 full. Each slot keeps its key's hash, so a probe compares
+//! power-of-two table at most half full (short probe runs: linear probing slows
+//! down sharply past that). Each slot keeps its key's hash, so a probe compares
 //! strings only on a full hash match, and growing or shifting never rehashes a key. A `HashMap` does the same job; its `hashbrown` code
 //! (group probing, rehash in place) was ~3 kB of the engine's `.wasm` (issue 12), this is a
 //! fraction of that. Like `HashMap`, the table grows and never shrinks.
@@ -45,7 +46,7 @@ impl<S: BuildHasher> KeyMap<S> {
     }
 
     /// The slot holding `key`, whose hash is `hash` (`Ok`), or the empty slot where it would go
-    /// (`Err`). The table must not be empty; it always has an empty slot (load <= 3/4), so the
+    /// (`Err`). The table must not be empty; it always has an empty slot (load <= 1/2), so the
     /// probe ends.
     fn probe(&self, hash: u64, key: &str) -> Result<usize, usize> {
         let mask = self.slots.len() - 1;
@@ -70,7 +71,7 @@ impl<S: BuildHasher> KeyMap<S> {
 
     /// Sets `key` to `value` (an existing key keeps its stored `Box`, like `HashMap::insert`).
     pub fn insert(&mut self, key: Box<str>, value: u64) {
-        if 4 * (self.len + 1) > 3 * self.slots.len() {
+        if 2 * (self.len + 1) > self.slots.len() {
             self.grow();
         }
         let hash = self.hasher.hash_one(&*key);
@@ -90,10 +91,22 @@ impl<S: BuildHasher> KeyMap<S> {
     /// Removes `key`; later entries of its probe run shift back so that lookups stay correct
     /// without tombstones.
     pub fn remove(&mut self, key: &str) {
+        self.remove_if(key, |_| true);
+    }
+
+    /// Removes `key` if its value is `value` (one probe for what `get` then `remove` would do).
+    pub fn remove_value(&mut self, key: &str, value: u64) {
+        self.remove_if(key, |v| v == value);
+    }
+
+    fn remove_if(&mut self, key: &str, pred: impl Fn(u64) -> bool) {
         if self.len == 0 {
             return;
         }
         let Ok(mut hole) = self.probe(self.hasher.hash_one(key), key) else { return };
+        if !self.slots[hole].as_ref().is_some_and(|s| pred(s.value)) {
+            return;
+        }
         self.slots[hole] = None;
         self.len -= 1;
         let mask = self.slots.len() - 1;
@@ -162,8 +175,20 @@ mod tests {
         for step in 0..10_000u64 {
             // Few distinct keys at a time, drifting, so the map grows, fills and empties.
             let key = format!("k{}", rnd(40) + step / 200);
-            if rnd(3) == 0 {
+            let r = rnd(6);
+            if r == 0 {
                 m.remove(&key);
+                model.remove(&key);
+            } else if r == 1 {
+                // Only when the value matches (half the time it will not).
+                let v = model.get(&key).copied().unwrap_or(0) + rnd(2);
+                m.remove_value(&key, v);
+                if model.get(&key) == Some(&v) {
+                    model.remove(&key);
+                }
+            } else if r == 2 {
+                let v = model.get(&key).copied().unwrap_or(0);
+                m.remove_value(&key, v);
                 model.remove(&key);
             } else {
                 m.insert(key.clone().into(), step);
