@@ -20,7 +20,6 @@
 //! "reached"). A non-finite `now` is replaced by the latest finite `now` the
 //! tracker has seen (or `0.0`).
 
-use std::fmt::Write as _;
 
 use super::num;
 use super::smallmap::SmallMap;
@@ -266,11 +265,16 @@ fn fmt_compact(x: f64) -> String {
 fn describe(ty: AlertType, severity: Severity, key: &str, value: f64, threshold: f64) -> String {
     let sev = severity.as_str();
     let mut msg = match ty {
-        AlertType::HighLatency => format!(
-            "p95 latency {} ms over {sev} threshold {} ms",
-            num::fixed(value, 1),
-            fmt_compact(threshold)
-        ),
+        AlertType::HighLatency => [
+            "p95 latency ",
+            &num::fixed(value, 1),
+            " ms over ",
+            sev,
+            " threshold ",
+            &fmt_compact(threshold),
+            " ms",
+        ]
+        .concat(),
         AlertType::CircuitOpen => "circuit breaker open".to_string(),
         _ => {
             let what = match ty {
@@ -279,15 +283,22 @@ fn describe(ty: AlertType, severity: Severity, key: &str, value: f64, threshold:
                 AlertType::Memory => "memory usage",
                 _ => "drop rate",
             };
-            format!(
-                "{what} {}% over {sev} threshold {}%",
-                num::fixed(value * 100.0, 1),
-                fmt_compact(threshold * 100.0)
-            )
+            [
+                what,
+                " ",
+                &num::fixed(value * 100.0, 1),
+                "% over ",
+                sev,
+                " threshold ",
+                &fmt_compact(threshold * 100.0),
+                "%",
+            ]
+            .concat()
         }
     };
     if !key.is_empty() {
-        let _ = write!(msg, " on {key}");
+        msg.push_str(" on ");
+        msg.push_str(key);
     }
     msg
 }

@@ -8,8 +8,10 @@
 //! The priority index and the key map exist only when the connection's policy needs them, so the
 //! lossless default path is a plain `VecDeque` push and pop.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
+use super::keymap::KeyMap;
 use super::priority::is_critical;
 
 /// The key map's hasher. In WebAssembly the standard `RandomState` has no random source (its
@@ -70,10 +72,14 @@ pub struct Buffer<T> {
     slots: VecDeque<Slot<T>>,
     live: usize,
     next_seq: u64,
-    /// Non-critical entries ordered by (priority bits, seq): `first()` is the lowest priority,
-    /// oldest among equals. Priorities are in [0, 1], where `f64::to_bits` preserves order.
-    index: Option<BTreeSet<(u64, u64)>>,
-    keys: Option<HashMap<Box<str>, Seq, KeyHasher>>,
+    /// Non-critical entries as a min-heap of (priority bits, seq): the top is the lowest
+    /// priority, oldest among equals. Priorities are in [0, 1], where `f64::to_bits` preserves
+    /// order. A heap, not a `BTreeSet` (issue 12: the B-tree's node code was ~6 kB of `.wasm`):
+    /// entries that leave the buffer stay in the heap as stale pairs, recognised by
+    /// `is_indexed` and dropped when they reach the top (the top is kept valid after
+    /// every change) or when stale pairs outnumber live ones (rebuild, amortised `O(1)`).
+    index: Option<BinaryHeap<Reverse<(u64, u64)>>>,
+    keys: Option<KeyMap<KeyHasher>>,
 }
 
 impl<T> Buffer<T> {
@@ -83,8 +89,8 @@ impl<T> Buffer<T> {
             slots: VecDeque::new(),
             live: 0,
             next_seq: 0,
-            index: priority_index.then(BTreeSet::new),
-            keys: keyed.then(HashMap::default),
+            index: priority_index.then(BinaryHeap::new),
+            keys: keyed.then(KeyMap::default),
         }
     }
 
@@ -106,7 +112,7 @@ impl<T> Buffer<T> {
         self.next_seq += 1;
         if let Some(ix) = &mut self.index {
             if !is_critical(entry.priority) {
-                ix.insert((entry.priority.to_bits(), seq));
+                ix.push(Reverse((entry.priority.to_bits(), seq)));
             }
         }
         if let (Some(keys), Some(k)) = (&mut self.keys, &entry.key) {
@@ -133,6 +139,7 @@ impl<T> Buffer<T> {
                 if self.slots.len() > 2 * self.live + 32 {
                     self.slots.retain(|s| s.entry.is_some());
                 }
+                self.tidy_index();
                 return Some(e);
             }
         }
@@ -171,8 +178,45 @@ impl<T> Buffer<T> {
     pub fn lowest(&self) -> Option<(f64, Seq)> {
         self.index
             .as_ref()?
-            .first()
-            .map(|&(bits, seq)| (f64::from_bits(bits), seq))
+            .peek()
+            .map(|&Reverse((bits, seq))| (f64::from_bits(bits), seq))
+    }
+
+    /// Whether the index pair (`bits`, `seq`) stands for a held entry: its seq is live,
+    /// non-critical, with that priority. A held entry has exactly one such pair (see `replace`).
+    fn is_indexed(&self, bits: u64, seq: Seq) -> bool {
+        matches!(
+            self.position(seq).and_then(|p| self.slots[p].entry.as_ref()),
+            Some(e) if !is_critical(e.priority) && e.priority.to_bits() == bits
+        )
+    }
+
+    /// Restores the index's invariants after an entry left or changed: drops stale pairs from
+    /// the top, and rebuilds the heap from the held entries when stale pairs outnumber live ones,
+    /// so memory stays proportional to what is held.
+    fn tidy_index(&mut self) {
+        let Some(ix) = &mut self.index else { return };
+        if ix.len() > 2 * self.live + 32 {
+            // Refilled by pushes (no `BinaryHeap::from`: its heapify is more `.wasm`), in the
+            // same allocation.
+            ix.clear();
+            for s in &self.slots {
+                if let Some(e) = &s.entry {
+                    if !is_critical(e.priority) {
+                        ix.push(Reverse((e.priority.to_bits(), s.seq)));
+                    }
+                }
+            }
+            return;
+        }
+        while let Some(&Reverse((bits, seq))) = self.index.as_ref().and_then(|ix| ix.peek()) {
+            if self.is_indexed(bits, seq) {
+                break;
+            }
+            if let Some(ix) = &mut self.index {
+                ix.pop();
+            }
+        }
     }
 
     /// The oldest non-critical entry.
@@ -185,23 +229,17 @@ impl<T> Buffer<T> {
 
     /// The handle of the entry holding conflation key `key`.
     pub fn find_key(&self, key: &str) -> Option<Seq> {
-        self.keys.as_ref()?.get(key).copied()
+        self.keys.as_ref()?.get(key)
     }
 
     fn position(&self, seq: Seq) -> Option<usize> {
         self.slots.binary_search_by_key(&seq, |s| s.seq).ok()
     }
 
+    /// Forgets `e`'s conflation key; its priority pair goes stale and `tidy_index` drops it.
     fn unindex(&mut self, seq: Seq, e: &Entry<T>) {
-        if let Some(ix) = &mut self.index {
-            if !is_critical(e.priority) {
-                ix.remove(&(e.priority.to_bits(), seq));
-            }
-        }
         if let (Some(keys), Some(k)) = (&mut self.keys, &e.key) {
-            if keys.get(k) == Some(&seq) {
-                keys.remove(k);
-            }
+            keys.remove_value(k, seq);
         }
     }
 
@@ -221,6 +259,7 @@ impl<T> Buffer<T> {
         if self.slots.len() > 2 * self.live + 32 {
             self.slots.retain(|s| s.entry.is_some());
         }
+        self.tidy_index();
         Some(e)
     }
 
@@ -236,14 +275,18 @@ impl<T> Buffer<T> {
         };
         self.unindex(seq, &old);
         if let Some(ix) = &mut self.index {
-            if !is_critical(new.priority) {
-                ix.insert((new.priority.to_bits(), seq));
+            // An unchanged priority keeps its (still valid) pair: one pair per held entry.
+            let same =
+                !is_critical(old.priority) && old.priority.to_bits() == new.priority.to_bits();
+            if !is_critical(new.priority) && !same {
+                ix.push(Reverse((new.priority.to_bits(), seq)));
             }
         }
         if let (Some(keys), Some(k)) = (&mut self.keys, &new.key) {
             keys.insert(k.clone(), seq);
         }
         self.slots[pos].entry = Some(new);
+        self.tidy_index();
         Ok(old)
     }
 
@@ -359,6 +402,64 @@ mod tests {
                 b.slot_count(),
                 b.len()
             );
+        }
+    }
+
+    /// The heap index against a brute-force model: after any mix of pushes, pops, removals of
+    /// the lowest or of arbitrary entries, and replacements (same or other priority, critical or
+    /// not), `lowest()` is the minimum (priority, seq) over held non-critical entries, and the
+    /// heap stays proportional to what is held.
+    #[test]
+    fn lowest_matches_a_brute_force_model() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let prios = [0.0, 0.1, 0.25, 0.5, 0.9, 1.0];
+        let mut b = Buffer::new(true, false);
+        let mut held: Vec<(Seq, f64)> = Vec::new();
+        for step in 0..20_000u32 {
+            match rnd(10) {
+                0..=3 => {
+                    let p = prios[rnd(6) as usize];
+                    held.push((b.push(e(step, p)), p));
+                }
+                4 => {
+                    if b.pop_front().is_some() {
+                        held.remove(0);
+                    }
+                }
+                5 => {
+                    if let Some((_, s)) = b.lowest() {
+                        b.remove(s).unwrap();
+                        held.retain(|h| h.0 != s);
+                    }
+                }
+                6 | 7 if !held.is_empty() => {
+                    let i = rnd(held.len() as u64) as usize;
+                    b.remove(held[i].0).unwrap();
+                    held.remove(i);
+                }
+                _ if !held.is_empty() => {
+                    let i = rnd(held.len() as u64) as usize;
+                    let p = if rnd(2) == 0 { held[i].1 } else { prios[rnd(6) as usize] };
+                    assert!(b.replace(held[i].0, e(step, p)).is_ok());
+                    held[i].1 = p;
+                }
+                _ => {}
+            }
+            let want = held
+                .iter()
+                .filter(|h| !is_critical(h.1))
+                .min_by(|a, c| a.1.total_cmp(&c.1).then(a.0.cmp(&c.0)))
+                .map(|h| (h.1, h.0));
+            assert_eq!(b.lowest(), want, "step {step}");
+            assert_eq!(b.len(), held.len());
+            let ix = b.index.as_ref().unwrap().len();
+            assert!(ix <= 2 * b.len() + 33, "index {ix} live {}", b.len());
         }
     }
 }

@@ -68,53 +68,50 @@ fn show(v: f64) -> String {
 }
 
 /// Checks a size option: a positive integer no larger than `max`.
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn positive_int(field: &str, v: f64, max: f64) -> Result<usize, ConfigError> {
     if !v.is_finite() || v < 1.0 || v.fract() != 0.0 {
-        return Err(ConfigError::range(format!(
-            "{field} must be a positive integer, got {}",
-            show(v)
-        )));
+        return Err(ConfigError::range(
+            [field, " must be a positive integer, got ", &show(v)].concat(),
+        ));
     }
     if v > max {
-        return Err(ConfigError::range(format!(
-            "{field} must be at most {}, got {}",
-            show(max),
-            show(v)
-        )));
+        return Err(ConfigError::range(
+            [field, " must be at most ", &show(max), ", got ", &show(v)].concat(),
+        ));
     }
     Ok(v as usize)
 }
 
 /// Checks a count option that may be zero (retry attempts).
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn non_negative_int(field: &str, v: f64, max: f64) -> Result<u32, ConfigError> {
     if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > max {
-        return Err(ConfigError::range(format!(
-            "{field} must be an integer from 0 to {}, got {}",
-            show(max),
-            show(v)
-        )));
+        return Err(ConfigError::range(
+            [field, " must be an integer from 0 to ", &show(max), ", got ", &show(v)].concat(),
+        ));
     }
     Ok(v as u32)
 }
 
 /// Checks a time option in milliseconds: finite and >= 0.
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn time_ms(field: &str, v: f64) -> Result<f64, ConfigError> {
     if !v.is_finite() || v < 0.0 {
-        return Err(ConfigError::range(format!(
-            "{field} must be a finite number >= 0 (ms), got {}",
-            show(v)
-        )));
+        return Err(ConfigError::range(
+            [field, " must be a finite number >= 0 (ms), got ", &show(v)].concat(),
+        ));
     }
     Ok(v)
 }
 
 /// Checks a fraction option in (0, 1].
+#[inline(never)] // one copy: each inlined one carries its error message (issue 12)
 pub fn fraction(field: &str, v: f64) -> Result<f64, ConfigError> {
     if !(v > 0.0 && v <= 1.0) {
-        return Err(ConfigError::range(format!(
-            "{field} must be in (0, 1], got {}",
-            show(v)
-        )));
+        return Err(ConfigError::range(
+            [field, " must be in (0, 1], got ", &show(v)].concat(),
+        ));
     }
     Ok(v)
 }
@@ -231,7 +228,7 @@ pub const ENGINE_OPTIONS: &[&str] = &[
 /// connection config, thresholds, handler and recovery options, `events()`, `StreamDebugger`)
 /// refuses unknown keys with this message, so a typo never silently becomes a default.
 pub fn unknown_option(what: &str, key: &str) -> ConfigError {
-    ConfigError::type_error(format!("{what} has an unknown option \"{key}\""))
+    ConfigError::type_error([what, " has an unknown option \"", key, "\""].concat())
 }
 
 /// Checks every key of an options object against the names it accepts.
@@ -353,19 +350,22 @@ impl HandlerSpec {
                 let d = AdaptiveConfig::default();
                 let target = opt_time("targetLatency", target_latency, d.target_latency)?;
                 if target <= 0.0 {
-                    return Err(ConfigError::range(format!(
-                        "targetLatency must be > 0 (ms), got {}",
-                        show(target)
-                    )));
+                    return Err(ConfigError::range(
+                        ["targetLatency must be > 0 (ms), got ", &show(target)].concat(),
+                    ));
                 }
                 let max_threshold = opt_frac("maxThreshold", max_threshold, d.max_threshold)?;
                 let min_threshold = opt_frac("minThreshold", min_threshold, d.min_threshold)?;
                 if min_threshold > max_threshold {
-                    return Err(ConfigError::range(format!(
-                        "minThreshold must be <= maxThreshold, got {} > {}",
-                        show(min_threshold),
-                        show(max_threshold)
-                    )));
+                    return Err(ConfigError::range(
+                        [
+                            "minThreshold must be <= maxThreshold, got ",
+                            &show(min_threshold),
+                            " > ",
+                            &show(max_threshold),
+                        ]
+                        .concat(),
+                    ));
                 }
                 let max_wait = opt_time(
                     "maxWaitTime",
@@ -406,9 +406,9 @@ pub struct PolicyRequest<'a> {
 
 /// The message for a `dropPolicy` that is not one of the four names; `got` describes the value.
 pub fn bad_drop_policy(got: &str) -> ConfigError {
-    ConfigError::type_error(format!(
-        "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got {got}"
-    ))
+    ConfigError::type_error(
+        ["dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got ", got].concat(),
+    )
 }
 
 impl PolicyRequest<'_> {
@@ -430,7 +430,7 @@ impl PolicyRequest<'_> {
                     "priority" => DropRule::Priority,
                     "oldest" => DropRule::Oldest,
                     "newest" => DropRule::Newest,
-                    other => return Err(bad_drop_policy(&format!("'{other}'"))),
+                    other => return Err(bad_drop_policy(&["'", other, "'"].concat())),
                 };
                 if rule == DropRule::Block {
                     FlowPolicy::block()
@@ -506,10 +506,9 @@ impl RecoveryPatch {
             None => d.jitter,
             Some(v) if (0.0..=1.0).contains(&v) => v,
             Some(v) => {
-                return Err(ConfigError::range(format!(
-                    "jitter must be in [0, 1], got {}",
-                    show(v)
-                )))
+                return Err(ConfigError::range(
+                    ["jitter must be in [0, 1], got ", &show(v)].concat(),
+                ))
             }
         };
         Ok(RecoveryOptions {

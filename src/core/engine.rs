@@ -192,9 +192,9 @@ impl<T> Engine<T> {
         // A closed connection still draining its buffer does not hold its id: closing forgets
         // the connection at once, so the id may be used again right away.
         if self.conns().any(|c| c.id() == id && !c.is_closed()) {
-            return Err(ConfigError::state(format!(
-                "connection {id} already exists"
-            )));
+            return Err(ConfigError::state(
+                ["connection ", id, " already exists"].concat(),
+            ));
         }
         let index = match self.free.pop() {
             Some(i) => i,
@@ -206,9 +206,13 @@ impl<T> Engine<T> {
                 (self.slots.len() - 1) as u32
             }
             None => {
-                return Err(ConfigError::state(format!(
-                    "too many connections: an engine holds at most {MAX_CONNECTIONS}"
-                )))
+                return Err(ConfigError::state(
+                    [
+                        "too many connections: an engine holds at most ",
+                        &super::num::uint(MAX_CONNECTIONS as u64),
+                    ]
+                    .concat(),
+                ))
             }
         };
         let c = Connection::new(id, cfg, policy, self.window_ms, keep_dropped);
@@ -518,9 +522,9 @@ fn resolved_event(
 ) -> AlertEventOut {
     let mut a = AlertOut::from_alert(&Alert::new(ty, sev, key, value, threshold, now));
     a.message = if key.is_empty() {
-        format!("{} resolved", ty.as_str())
+        [ty.as_str(), " resolved"].concat()
     } else {
-        format!("{} resolved on {key}", ty.as_str())
+        [ty.as_str(), " resolved on ", key].concat()
     };
     if !a.value.is_finite() {
         a.value = 0.0;

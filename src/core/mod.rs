@@ -12,6 +12,7 @@
 //! - [`alerts`]: thresholds and alert hysteresis.
 //! - [`recovery`]: retry delays and the circuit breaker.
 //! - [`smallmap`]: a sorted `Vec` map for per-connection tables (smaller than `BTreeMap`).
+//! - [`keymap`]: the conflation key map (open addressing; smaller than `HashMap`).
 //! - [`engine`]: the set of connections, metrics ticks and alerts.
 //! - [`aggregate`], [`downsample`]: event-time windowed aggregation and chart downsampling.
 
@@ -24,6 +25,7 @@ pub mod connection;
 pub mod downsample;
 pub mod engine;
 pub mod histogram;
+pub mod keymap;
 pub mod num;
 pub mod priority;
 pub mod recovery;

@@ -73,7 +73,7 @@ pub fn fixed(v: f64, decimals: u32) -> String {
             exp += 1;
         }
         let sign = if v < 0.0 { "-" } else { "" };
-        return format!("{sign}{}e+{exp}", x.round() as u64);
+        return [sign, &uint(x.round() as u64), "e+", &uint(exp)].concat();
     }
     let n = scaled as u64;
     let m = 10u64.pow(decimals.min(18));
@@ -82,16 +82,39 @@ pub fn fixed(v: f64, decimals: u32) -> String {
     if v < 0.0 && n != 0 {
         s.push('-');
     }
-    s.push_str(&int.to_string());
+    s.push_str(&uint(int));
     if decimals > 0 {
         s.push('.');
-        let f = frac.to_string();
+        let f = uint(frac);
         for _ in f.len()..decimals as usize {
             s.push('0');
         }
         s.push_str(&f);
     }
     s
+}
+
+/// `n` in decimal digits, without `core::fmt` (whose integer `Display`, padding and `write`
+/// machinery is a few kB of `.wasm`; messages are built with `[..].concat()` and this instead).
+///
+/// ```
+/// use stream_engine::core::num::uint;
+/// assert_eq!(uint(0), "0");
+/// assert_eq!(uint(1000), "1000");
+/// assert_eq!(uint(u64::MAX), "18446744073709551615");
+/// ```
+pub fn uint(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[i..].iter().map(|&d| char::from(d)).collect()
 }
 
 /// `x` limited to `[lo, hi]`, like `f64::clamp` but without its `min <= max` assertion, whose

@@ -190,6 +190,9 @@ impl SlidingCounter {
 
     /// Number of events within the window ending at `now`; expired slots are
     /// zeroed as a side effect (hence `&mut self`).
+    // Not inlined: `Connection::metrics` sums five counters, ~300 bytes of `.wasm` per inlined
+    // copy (issue 12); the call costs nothing next to the loop over the ring.
+    #[inline(never)]
     pub fn sum(&mut self, now: f64) -> u64 {
         // Expiry below may recycle the cached slot.
         self.last_now = f64::NAN;
@@ -214,6 +217,9 @@ impl SlidingCounter {
 
     /// Forgets all events and the clock, as if newly created (e.g. when a
     /// connection is re-established).
+    // Not inlined: a connection resets five counters, and each inlined copy of the fills is
+    // ~400 bytes of `.wasm` (issue 12); resetting is rare.
+    #[inline(never)]
     pub fn reset(&mut self) {
         self.epochs.fill(NO_EPOCH);
         self.counts.fill(0);

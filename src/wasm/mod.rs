@@ -103,17 +103,15 @@ impl EngineCore {
         let interval = options::read_time(config, "metricsInterval", 1000.0)?;
         let window = options::read_time(config, "metricsWindow", 5000.0)?;
         if interval <= 0.0 {
-            return Err(RangeError::new(&format!(
-                "metricsInterval must be > 0 (ms), got {}",
-                crate::core::num::js(interval)
-            ))
+            return Err(RangeError::new(
+                &["metricsInterval must be > 0 (ms), got ", &crate::core::num::js(interval)].concat(),
+            )
             .into());
         }
         if window <= 0.0 {
-            return Err(RangeError::new(&format!(
-                "metricsWindow must be > 0 (ms), got {}",
-                crate::core::num::js(window)
-            ))
+            return Err(RangeError::new(
+                &["metricsWindow must be > 0 (ms), got ", &crate::core::num::js(window)].concat(),
+            )
             .into());
         }
         Ok(EngineCore {
@@ -237,19 +235,6 @@ impl EngineCore {
         }
     }
 
-    /// Counts a message that a user handler dropped on arrival.
-    #[wasm_bindgen(js_name = dropIncoming)]
-    pub fn drop_incoming(&mut self, h: Handle, msg: Slot, priority: f64, now: f64) -> u32 {
-        match self
-            .engine
-            .get(h)
-            .map(|c| c.drop_incoming(msg, priority, DropReason::Priority, now))
-        {
-            Some(Ok(st)) => st,
-            _ => CLOSED,
-        }
-    }
-
     /// Current status bits.
     pub fn status(&mut self, h: Handle) -> u32 {
         self.engine.get(h).map_or(CLOSED, |c| c.status())
@@ -319,14 +304,6 @@ impl EngineCore {
         self.engine
             .get(h)
             .map_or(CLOSED, |c| c.consume_success(now))
-    }
-
-    /// The consumer failed on the in-flight batch.
-    #[wasm_bindgen(js_name = consumeFailure)]
-    pub fn consume_failure(&mut self, h: Handle, now: f64, will_retry: bool) -> u32 {
-        self.engine
-            .get(h)
-            .map_or(CLOSED, |c| c.consume_failure(now, will_retry))
     }
 
     /// Dead-letters the in-flight batch; returns how many messages.
@@ -409,21 +386,6 @@ impl EngineCore {
         if let Some(c) = self.engine.get(h) {
             c.set_circuit(failure_threshold, reset_timeout);
         }
-    }
-
-    /// Whether the circuit lets a call through now.
-    #[wasm_bindgen(js_name = circuitAllow)]
-    pub fn circuit_allow(&mut self, h: Handle, now: f64) -> bool {
-        self.engine.get(h).is_some_and(|c| c.circuit_allow(now))
-    }
-
-    /// When an open circuit allows a trial (ms), or NaN.
-    #[wasm_bindgen(js_name = circuitNextAttempt)]
-    pub fn circuit_next_attempt(&mut self, h: Handle) -> f64 {
-        self.engine
-            .get(h)
-            .and_then(|c| c.circuit_next_attempt())
-            .unwrap_or(f64::NAN)
     }
 
     /// Pauses delivery.
@@ -540,14 +502,6 @@ impl EngineCore {
         out
     }
 
-    /// One connection's metrics.
-    pub fn metrics(&mut self, h: Handle, now: f64) -> NotInlined {
-        Ok(match self.engine.get(h) {
-            Some(c) => to_js(&c.metrics(now)),
-            None => JsValue::UNDEFINED,
-        })
-    }
-
     /// The metrics of the newest connection with this id that the core holds (what
     /// [`EngineCore::snapshot`] lists under the id), or `undefined`.
     #[wasm_bindgen(js_name = metricsById)]
@@ -591,7 +545,9 @@ impl EngineCore {
 }
 
 /// Rust-only entry points (not exported to JS, whose reader path uses [`EngineCore::take_io`]):
-/// each export costs a shim in the `.wasm` and in the JS glue.
+/// each export costs a shim in the `.wasm` and in the JS glue. The glue does not call the
+/// per-connection ones below either (it uses `pushDroppable`, `consumeFailed`, `circuitWait`
+/// and `metricsById`); the Rust tests still drive the core through them.
 impl EngineCore {
     /// The slots of the next batch for a waiting reader, or `undefined` when none is due.
     pub fn take(&mut self, h: Handle, now: f64, force: bool) -> Option<Vec<Slot>> {
@@ -607,6 +563,46 @@ impl EngineCore {
         let empty = if c.buffered() == 0 { EMPTY } else { 0 };
         batch.push(c.status() | empty);
         Some(batch)
+    }
+
+    /// Counts a message that a user handler dropped on arrival.
+    pub fn drop_incoming(&mut self, h: Handle, msg: Slot, priority: f64, now: f64) -> u32 {
+        match self
+            .engine
+            .get(h)
+            .map(|c| c.drop_incoming(msg, priority, DropReason::Priority, now))
+        {
+            Some(Ok(st)) => st,
+            _ => CLOSED,
+        }
+    }
+
+    /// The consumer failed on the in-flight batch.
+    pub fn consume_failure(&mut self, h: Handle, now: f64, will_retry: bool) -> u32 {
+        self.engine
+            .get(h)
+            .map_or(CLOSED, |c| c.consume_failure(now, will_retry))
+    }
+
+    /// Whether the circuit lets a call through now.
+    pub fn circuit_allow(&mut self, h: Handle, now: f64) -> bool {
+        self.engine.get(h).is_some_and(|c| c.circuit_allow(now))
+    }
+
+    /// When an open circuit allows a trial (ms), or NaN.
+    pub fn circuit_next_attempt(&mut self, h: Handle) -> f64 {
+        self.engine
+            .get(h)
+            .and_then(|c| c.circuit_next_attempt())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// One connection's metrics.
+    pub fn metrics(&mut self, h: Handle, now: f64) -> NotInlined {
+        Ok(match self.engine.get(h) {
+            Some(c) => to_js(&c.metrics(now)),
+            None => JsValue::UNDEFINED,
+        })
     }
 }
 

@@ -55,7 +55,7 @@ fn read_bool(obj: &JsValue, field: &str) -> Result<Option<bool>, JsValue> {
         return Ok(None);
     }
     v.as_bool().map(Some).ok_or_else(|| {
-        TypeError::new(&format!("{field} must be a boolean, got {}", type_name(&v))).into()
+        TypeError::new(&[field, " must be a boolean, got ", &type_name(&v)].concat()).into()
     })
 }
 
@@ -68,7 +68,7 @@ fn read_number_as(obj: &JsValue, field: &str, label: &str) -> Result<Option<f64>
     match v.as_f64() {
         Some(n) => Ok(Some(n)),
         None => {
-            Err(TypeError::new(&format!("{label} must be a number, got {}", type_name(&v))).into())
+            Err(TypeError::new(&[label, " must be a number, got ", &type_name(&v)].concat()).into())
         }
     }
 }
@@ -79,7 +79,7 @@ fn check_object(obj: &JsValue, what: &str) -> Result<bool, JsValue> {
     }
     if !obj.is_object() || Array::is_array(obj) {
         return Err(
-            TypeError::new(&format!("{what} must be an object, got {}", type_name(obj))).into(),
+            TypeError::new(&[what, " must be an object, got ", &type_name(obj)].concat()).into(),
         );
     }
     Ok(true)
@@ -162,7 +162,7 @@ pub fn read_handler_options(kind: &str, obj: &JsValue) -> Result<HandlerSpec, Js
             drop_threshold: num("dropThreshold")?,
             max_wait: num("maxWaitTime")?,
         }),
-        _ => Err(TypeError::new(&format!("unknown handler kind '{kind}'")).into()),
+        _ => Err(TypeError::new(&["unknown handler kind '", kind, "'"].concat()).into()),
     }
 }
 
@@ -234,7 +234,7 @@ fn read_level(
         ("warning", &mut level.warning),
         ("critical", &mut level.critical),
     ] {
-        let full = format!("{name}.{field}");
+        let full = [name, ".", field].concat();
         if let Some(x) = read_number_as(&v, field, &full)? {
             let ok = x.is_finite() && x >= 0.0 && (!fraction || x <= 1.0);
             if !ok {
@@ -244,18 +244,25 @@ fn read_level(
                     "a finite number >= 0"
                 };
                 return Err(
-                    RangeError::new(&format!("{full} must be {range}, got {}", js(x))).into(),
+                    RangeError::new(&[&full, " must be ", range, ", got ", &js(x)].concat()).into(),
                 );
             }
             *slot = x;
         }
     }
     if level.warning > level.critical {
-        return Err(RangeError::new(&format!(
-            "{name}.warning must be <= {name}.critical, got {} > {}",
-            js(level.warning),
-            js(level.critical)
-        ))
+        return Err(RangeError::new(
+            &[
+                name,
+                ".warning must be <= ",
+                name,
+                ".critical, got ",
+                &js(level.warning),
+                " > ",
+                &js(level.critical),
+            ]
+            .concat(),
+        )
         .into());
     }
     Ok(level)
@@ -282,10 +289,9 @@ pub fn read_thresholds(obj: &JsValue, base: Thresholds) -> Result<Thresholds, Js
         check_keys(&d, &["warning"], "dropRate")?;
         if let Some(x) = read_number_as(&d, "warning", "dropRate.warning")? {
             if !(0.0..=1.0).contains(&x) {
-                return Err(RangeError::new(&format!(
-                    "dropRate.warning must be in [0, 1], got {}",
-                    js(x)
-                ))
+                return Err(RangeError::new(
+                    &["dropRate.warning must be in [0, 1], got ", &js(x)].concat(),
+                )
                 .into());
             }
             t.drop_rate_warning = x;
@@ -355,10 +361,9 @@ pub fn read_recovery(obj: &JsValue) -> Result<JsValue, JsValue> {
 /// See [`super::validate_option`].
 pub fn validate(kind: &str, field: &str, value: &JsValue) -> Result<f64, JsValue> {
     let Some(v) = value.as_f64() else {
-        return Err(TypeError::new(&format!(
-            "{field} must be a number, got {}",
-            type_name(value)
-        ))
+        return Err(TypeError::new(
+            &[field, " must be a number, got ", &type_name(value)].concat(),
+        )
         .into());
     };
     let r = match kind {
@@ -370,15 +375,14 @@ pub fn validate(kind: &str, field: &str, value: &JsValue) -> Result<f64, JsValue
             if (0.0..=1.0).contains(&v) {
                 Ok(v)
             } else {
-                Err(config::ConfigError::range(format!(
-                    "{field} must be in [0, 1], got {}",
-                    js(v)
-                )))
+                Err(config::ConfigError::range(
+                    [field, " must be in [0, 1], got ", &js(v)].concat(),
+                ))
             }
         }
-        _ => Err(config::ConfigError::type_error(format!(
-            "unknown option kind {kind}"
-        ))),
+        _ => Err(config::ConfigError::type_error(
+            ["unknown option kind ", kind].concat(),
+        )),
     };
     r.map_err(|e| to_js_error(&e))
 }

@@ -389,6 +389,6 @@ test('item 13: the stand-in for a freed core answers exactly what the core answe
     assert.deepEqual(plain(GONE_CORE[name](stale, ...a)), plain(core[name](stale, ...a)), name);
   }
   assert.equal(core.held(live), 0);
-  assert.equal(core.metrics(live, 0).state, 'open', 'the live connection was not touched');
+  assert.equal(core.metricsById('b', 0).state, 'open', 'the live connection was not touched');
   core.free();
 });
