@@ -600,6 +600,7 @@ class Subscription {
     this.pendingLive = [];
     this.pendingCount = 0;
     this.topic.subs.delete(this);
+    if (this.topic.subs.size === 0) this.topic.lastBatch = this.topic.lastFrame = null;
     const engine = this.client.gateway.engine;
     if (!engine.destroyed && engine.getConnection(this.id) === this.conn) {
       // Whatever was buffered for this client goes (it resumes by seq from the history).
@@ -738,7 +739,8 @@ class Client {
       for (let i = 0; i < batch.length; i++) body += (i === 0 ? '' : ',') + messageJson(batch[i]);
       // Encoded once here (ws writes a Buffer as is): the other subscribers may reuse the bytes.
       frame = Buffer.from(`${head},"messages":[${body}]}`);
-      if (dropped === 0) {
+      // Kept only where another subscriber may reuse it (one frame per topic at most).
+      if (dropped === 0 && t.subs.size > 1) {
         t.lastBatch = batch;
         t.lastFrame = frame;
       }
