@@ -69,7 +69,7 @@ async function server() {
     const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m, reason) => (reason === 'dead-letter' ? deadLetters++ : drops[m.metadata.priority]++), ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: num('batch-timeout', 10), ...(args['target-latency'] === undefined ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
     port = gw.port;
     publish = (topic, batch) => gw.publish(topic, batch);
-    frames = () => ({ frames: gw.stats.framesSent, messages: gw.stats.messagesSent });
+    frames = () => ({ frames: gw.stats.framesSent, messages: gw.stats.messagesSent, shared: gw.stats.framesShared });
     wasmBytes = () => gw.engine._system().wasmMemoryBytes;
     stop = () => gw.close();
   } else {
@@ -431,6 +431,7 @@ async function phase(mode) {
     wasm: samples.map((s) => Math.round(s.wasm / 1048576)),
     clientCpu: reports.map((r) => r.cpu),
     frames: sent.frames,
+    shared: sent.shared ?? null,
     loop,
     messagesPerFrame: sent.messages / sent.frames,
     cpu: cpuAvg,
@@ -494,7 +495,7 @@ async function main() {
     console.log(`   fast clients: p50 ${q(r.fast.p50)} ms, p99 ${q(r.fast.p99)} ms, delivered ${(100 * r.fast.deliveredRatio).toFixed(2)}% (${r.fast.received}/${r.fast.offered})`);
     console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
     if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
-    console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame); client processes' CPU ${r.clientCpu.map((c) => `${(100 * c).toFixed(0)}%`).join(', ')} of a core`);
+    console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame${r.shared !== null ? `, ${r.shared} of them reusing the bytes built for another subscriber` : ''}); client processes' CPU ${r.clientCpu.map((c) => `${(100 * c).toFixed(0)}%`).join(', ')} of a core`);
     console.log(`   server event loop delay p50 ${r.loop.p50.toFixed(1)} ms, p99 ${r.loop.p99.toFixed(1)} ms, max ${r.loop.max.toFixed(0)} ms`);
     console.log(`   server JS heap used MiB over time ${r.heap.filter((_, i) => i % 5 === 0).join(' ')}${r.mode === 'gateway' ? `; wasm memory ${r.wasm.at(-1)} MiB` : ''}`);
     if (cfg.duration >= 120) {

@@ -87,6 +87,8 @@ export interface Gateway {
     errorsSent: number;
     framesSent: number;
     messagesSent: number;
+    /** Data frames whose bytes were reused from another subscriber of the same topic (same batch). */
+    framesShared: number;
     memory: { rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number };
   };
   close(): Promise<void>;

@@ -597,6 +597,42 @@ test('subscriptions are cheap in wasm memory: 200 with traffic grow it by less t
   }
 });
 
+test('subscribers of a topic that get the same batch get the same frame, built once; one with drops gets its own', async () => {
+  // ackWindow 1: after one data frame each socket counts as busy until its client acknowledges it.
+  const gw = await createGateway({ port: 0, topics: ['t'], ackWindow: 1 });
+  const cs = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const c = await rawClient(gw.url);
+      cs.push(c);
+      c.send({ op: 'ack', frames: 0 });
+      // The third keeps only the newest 2 messages while its socket is busy.
+      c.send({ op: 'subscribe', topic: 't', policy: { batchTimeout: 0, ...(i === 2 ? { bufferSize: 2, dropPolicy: 'oldest' } : {}) } });
+      await until(() => c.of('subscribed').length === 1, 'subscribed');
+    }
+    const [a, b, c] = cs;
+    const shared0 = gw.stats.framesShared;
+    const sent0 = gw.stats.framesSent;
+    gw.publish('t', msg('m1')); // free sockets: sent inside the publish, one frame for all three
+    assert.equal(gw.stats.framesSent - sent0, 3);
+    assert.equal(gw.stats.framesShared - shared0, 2);
+    for (let i = 2; i <= 5; i++) gw.publish('t', msg(`m${i}`)); // all three busy: they wait in the engine
+    await until(() => cs.every((x) => x.of('data').length === 1), 'first frames');
+    for (const x of cs) x.send({ op: 'ack', frames: 1 });
+    await until(() => cs.every((x) => x.of('data').length === 2), 'second frames');
+    assert.equal(gw.stats.framesSent - sent0, 6);
+    assert.equal(gw.stats.framesShared - shared0, 3); // a and b share [m2..m5]; c's frame is its own
+    for (const x of [a, b]) assert.deepEqual(x.of('data').map((f) => [f.messages.map((m) => m.id), f.dropped]), [[['m1'], undefined], [range(2, 5), undefined]]);
+    assert.deepEqual(c.of('data').map((f) => [f.messages.map((m) => m.id), f.dropped]), [[['m1'], undefined], [['m4', 'm5'], 2]]);
+    // Every frame carries the seq of its last message, shared or not.
+    assert.equal(a.of('data')[1].seq, gw.metrics().topics.t.lastSeq);
+    assert.equal(c.of('data')[1].seq, a.of('data')[1].seq);
+  } finally {
+    for (const x of cs) await x.close();
+    await gw.close();
+  }
+});
+
 test('a busy client gets what waited as one frame once it is free: one frame per batch, none queued on the busy socket', async () => {
   // ackWindow 1: after one data frame the socket counts as busy until the client acknowledges it.
   const gw = await createGateway({ port: 0, topics: ['t'], ackWindow: 1 });
