@@ -85,24 +85,57 @@ test('count stops the stream after that many messages (0 closes at once)', async
   assert.deepEqual(await collect(createDataSource('sequential', { rate: 5000, count: 0 })), []);
 });
 
-test('the rate is held against the clock: ~2 s of reading yields rate × elapsed messages (within 2%)', async () => {
-  const rate = 5000;
-  const r = createDataSource('sine-wave', { rate }).getReader();
-  const t0 = performance.now();
-  let n = 0;
-  let last = -1;
-  let elapsed = 0;
-  for (;;) {
-    const { value } = await r.read();
-    assert.equal(value.data.seq, last + 1, 'no gaps for a reader that keeps up');
-    last = value.data.seq;
-    n++;
-    elapsed = performance.now() - t0;
-    if (elapsed >= 2000) break;
+test('the rate is held against a fake clock: a reader that keeps up gets exactly the slots due (floor(elapsed / interval) + 1), no gaps, never ahead of the clock', async (t) => {
+  const rate = 4000; // one slot per 0.25 ms (exact in binary, so the test's arithmetic is the source's)
+  let clock = 1000;
+  // An own property shadows the prototype's now() (Node 18's is not writable by assignment).
+  Object.defineProperty(performance, 'now', { value: () => clock, configurable: true, writable: true });
+  try {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+  } catch {
+    t.mock.timers.enable(['setTimeout']); // Node 18 takes the API list itself
   }
-  await r.cancel();
-  const expected = (rate * elapsed) / 1000;
-  assert.ok(Math.abs(n - expected) <= expected * 0.02, `read ${n}, expected ${expected.toFixed(0)} ± 2%`);
+  /** Resolves `p`, firing due zero-delay timers while it waits (the source yields through them). */
+  const settle = async (p) => {
+    let done = false;
+    let out;
+    p.then((v) => {
+      done = true;
+      out = v;
+    });
+    for (let i = 0; i < 100 && !done; i++) {
+      t.mock.timers.tick(0);
+      await new Promise((r) => setImmediate(r));
+    }
+    return { done, value: out };
+  };
+  try {
+    const t0 = clock;
+    const r = createDataSource('sine-wave', { rate }).getReader();
+    let n = 0;
+    let pending = null; // the read left waiting at the end of the previous step
+    // Clock and timers advance together; every step is at least the source's 4 ms tick.
+    for (const step of [4, 4.25, 10, 25, 7.5, 50, 4]) {
+      clock += step;
+      t.mock.timers.tick(step);
+      const due = Math.floor((clock - t0) / 0.25) + 1;
+      while (n < due) {
+        const p = pending ?? r.read();
+        pending = null;
+        const { done, value } = await settle(p);
+        assert.ok(done, `read ${n} of ${due} due at ${clock - t0} ms did not resolve`);
+        assert.equal(value.value.data.seq, n, 'no gaps for a reader that keeps up');
+        n++;
+      }
+      // Never ahead of the clock: the next slot is not produced before its time.
+      pending = r.read();
+      assert.equal((await settle(pending)).done, false, `slot ${n} was produced before its time`);
+    }
+    assert.equal(n, Math.floor((clock - t0) / 0.25) + 1);
+    await r.cancel();
+  } finally {
+    delete performance.now;
+  }
 });
 
 test('a high rate (100,000 msg/s) is produced in timer ticks, not one timer per message, never ahead of the clock', async () => {
