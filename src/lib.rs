@@ -26,6 +26,11 @@ pub mod api;
 #[global_allocator]
 static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+// JS value readers and error conversion shared by the engine's bindings and the stages module.
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod jsval;
+
 // Off (feature `bindings`) when another cdylib links the core without the engine's exports.
 #[cfg(all(target_arch = "wasm32", feature = "bindings"))]
 pub mod wasm;

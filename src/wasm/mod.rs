@@ -24,10 +24,10 @@
 mod options;
 pub mod out;
 
-use js_sys::{Array, Error, Object, RangeError, Reflect, TypeError};
+use js_sys::{Array, Object, RangeError, Reflect};
 use wasm_bindgen::prelude::*;
 
-use crate::core::config::{self as cfg, ConfigError, ErrorKind, StreamConfig};
+use crate::core::config::{self as cfg, StreamConfig};
 use crate::core::connection::consume::{Failure, FailureKind, Next};
 use crate::core::connection::{status, ConnEvent, DropReason, Push};
 use crate::core::engine::{Engine, Handle};
@@ -63,13 +63,7 @@ pub type NotInlined<T = JsValue> = Result<T, JsValue>;
 /// for the one delivery and [`EngineCore::io_trim`] gives the memory back to the allocator.
 pub const IO_KEEP: usize = 4097;
 
-pub(crate) fn to_js_error(e: &ConfigError) -> JsValue {
-    match e.kind {
-        ErrorKind::Type => TypeError::new(&e.message).into(),
-        ErrorKind::Range => RangeError::new(&e.message).into(),
-        ErrorKind::State => Error::new(&e.message).into(),
-    }
-}
+pub(crate) use crate::jsval::to_js_error;
 
 pub(crate) fn to_js<S: out::ToJs + ?Sized>(v: &S) -> JsValue {
     v.to_js()

@@ -12,32 +12,9 @@ use crate::core::config::{self, HandlerSpec, PolicyRequest, StreamConfigPatch};
 use crate::core::connection::{DropRule, FlowPolicy};
 use crate::core::num::js;
 
-use super::to_js_error;
-
-fn type_name(v: &JsValue) -> String {
-    if v.is_null() {
-        "null".into()
-    } else if Array::is_array(v) {
-        "array".into()
-    } else {
-        v.js_typeof()
-            .as_string()
-            .unwrap_or_else(|| "unknown".into())
-    }
-}
+use crate::jsval::{get, read_number, read_number_as, to_js_error, type_name};
 
 use js_sys::Array;
-
-/// Reads `obj[field]` as an optional number: `undefined` is `None`, anything but a number is a
-/// `TypeError` naming the field.
-pub fn read_number(obj: &JsValue, field: &str) -> Result<Option<f64>, JsValue> {
-    read_number_as(obj, field, field)
-}
-
-/// `obj[field]`; a getter that throws propagates its error (it is never mistaken for "absent").
-fn get(obj: &JsValue, field: &str) -> Result<JsValue, JsValue> {
-    Reflect::get(obj, &JsValue::from_str(field))
-}
 
 /// Refuses keys of `obj` outside `allowed` (see [`config::check_keys`]).
 pub fn check_keys(obj: &JsValue, allowed: &[&str], what: &str) -> Result<(), JsValue> {
@@ -57,20 +34,6 @@ fn read_bool(obj: &JsValue, field: &str) -> Result<Option<bool>, JsValue> {
     v.as_bool().map(Some).ok_or_else(|| {
         TypeError::new(&[field, " must be a boolean, got ", &type_name(&v)].concat()).into()
     })
-}
-
-/// [`read_number`] with the field named `label` in errors (for nested options).
-fn read_number_as(obj: &JsValue, field: &str, label: &str) -> Result<Option<f64>, JsValue> {
-    let v = get(obj, field)?;
-    if v.is_undefined() {
-        return Ok(None);
-    }
-    match v.as_f64() {
-        Some(n) => Ok(Some(n)),
-        None => {
-            Err(TypeError::new(&[label, " must be a number, got ", &type_name(&v)].concat()).into())
-        }
-    }
 }
 
 fn check_object(obj: &JsValue, what: &str) -> Result<bool, JsValue> {

@@ -21,51 +21,12 @@
 #[global_allocator]
 static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-use js_sys::{Array, Error, RangeError, Reflect, TypeError};
+use js_sys::TypeError;
 use wasm_bindgen::prelude::*;
 
 use stream_engine::core::aggregate::{Added, Aggregator, WindowOptions};
-use stream_engine::core::config::{ConfigError, ErrorKind};
+use stream_engine::jsval::{read_number, to_js_error};
 use stream_engine::core::downsample::{lttb as core_lttb, MinMaxDownsampler};
-
-/// A core validation error as the JS error it stands for (`TypeError`, `RangeError`, `Error`).
-fn to_js_error(e: &ConfigError) -> JsValue {
-    match e.kind {
-        ErrorKind::Type => TypeError::new(&e.message).into(),
-        ErrorKind::Range => RangeError::new(&e.message).into(),
-        ErrorKind::State => Error::new(&e.message).into(),
-    }
-}
-
-/// `typeof v`, with `null` and arrays named as such (for error messages).
-fn type_name(v: &JsValue) -> String {
-    if v.is_null() {
-        "null".into()
-    } else if Array::is_array(v) {
-        "array".into()
-    } else {
-        v.js_typeof()
-            .as_string()
-            .unwrap_or_else(|| "unknown".into())
-    }
-}
-
-/// Reads `obj[field]` as an optional number: `undefined` is `None`, anything but a number is a
-/// `TypeError` naming the field; a getter that throws propagates its error.
-fn read_number(obj: &JsValue, field: &str) -> Result<Option<f64>, JsValue> {
-    let v = Reflect::get(obj, &JsValue::from_str(field))?;
-    if v.is_undefined() {
-        return Ok(None);
-    }
-    match v.as_f64() {
-        Some(n) => Ok(Some(n)),
-        None => Err(TypeError::new(&format!(
-            "{field} must be a number, got {}",
-            type_name(&v)
-        ))
-        .into()),
-    }
-}
 
 /// Numbers per result in [`WindowAggregatorCore::take_results`]:
 /// `key, start, end, count, sum, min, max, mean, p50, p95`.
