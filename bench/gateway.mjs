@@ -69,7 +69,7 @@ async function server() {
     const gw = await createGateway({ port: 0, topics, maxClients: 100000, onDrop: (m, reason) => (reason === 'dead-letter' ? deadLetters++ : drops[m.metadata.priority]++), ackWindow: num('ack-window', 32768), policy: { bufferSize: 500, maxBatchSize: 100, batchTimeout: num('batch-timeout', 10), ...(args['target-latency'] === undefined ? { dropPolicy: 'priority' } : { targetLatency: num('target-latency', 50) }) } });
     port = gw.port;
     publish = (topic, batch) => gw.publish(topic, batch);
-    frames = () => ({ frames: gw.stats.framesSent, messages: gw.stats.messagesSent, shared: gw.stats.framesShared });
+    frames = () => ({ frames: gw.stats.framesSent, messages: gw.stats.messagesSent, shared: gw.stats.framesShared, direct: gw.stats.framesDirect });
     wasmBytes = () => gw.engine._system().wasmMemoryBytes;
     stop = () => gw.close();
   } else {
@@ -252,7 +252,7 @@ async function clients() {
         ackBytes += d.length;
         if (!slow) {
           if (ackBytes >= ackWindow / 4) flushAck();
-          else if (ackTimer === null) ackTimer = setTimeout(flushAck, 20);
+          else if (ackTimer === null) ackTimer = setTimeout(flushAck, Number(process.env.ACK_MS ?? 20));
         }
       } else if (starts(d, MSG_HEAD)) {
         k = take(d, 0); // the broadcast loop: one message per frame
@@ -307,9 +307,12 @@ async function clients() {
   process.send({ type: 'connected' });
   let cpuFrom = process.cpuUsage();
   let cpuT = performance.now();
+  // How late this process's own event loop runs: part of every latency it measures.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   process.on('message', (m) => {
     if (m.type === 'measure') {
       measuring = true;
+      loopDelay.enable();
       cpuFrom = process.cpuUsage();
       cpuT = performance.now();
     }
@@ -324,7 +327,9 @@ async function clients() {
       for (const ws of list) ws.terminate();
       const used = process.cpuUsage(cpuFrom);
       const cpu = (used.user + used.system) / 1000 / (performance.now() - cpuT);
-      process.send({ type: 'report', stats, cpu, hist: { fast: sparse(hist.fast), slow: sparse(hist.slow) } }, () => process.exit(0));
+      loopDelay.disable();
+      const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6 };
+      process.send({ type: 'report', stats, cpu, loop, hist: { fast: sparse(hist.fast), slow: sparse(hist.slow) } }, () => process.exit(0));
     }
   });
 }
@@ -430,7 +435,9 @@ async function phase(mode) {
     external: samples.map((s) => Math.round(s.external / 1048576)),
     wasm: samples.map((s) => Math.round(s.wasm / 1048576)),
     clientCpu: reports.map((r) => r.cpu),
+    clientLoop: reports.map((r) => r.loop),
     frames: sent.frames,
+    direct: sent.direct ?? null,
     shared: sent.shared ?? null,
     loop,
     messagesPerFrame: sent.messages / sent.frames,
@@ -495,8 +502,8 @@ async function main() {
     console.log(`   fast clients: p50 ${q(r.fast.p50)} ms, p99 ${q(r.fast.p99)} ms, delivered ${(100 * r.fast.deliveredRatio).toFixed(2)}% (${r.fast.received}/${r.fast.offered})`);
     console.log(`   slow clients: delivered ${(100 * r.slow.deliveredRatio).toFixed(2)}%, not delivered by the end, by priority ${JSON.stringify(r.slow.droppedBy)}, p99 ${q(r.slow.p99)} ms`);
     if (r.drops) console.log(`   shed by the gateway's policy, by priority: ${JSON.stringify(r.drops)}; dropped when a client's socket closed: ${r.deadLetters}`);
-    console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame${r.shared !== null ? `, ${r.shared} of them reusing the bytes built for another subscriber` : ''}); client processes' CPU ${r.clientCpu.map((c) => `${(100 * c).toFixed(0)}%`).join(', ')} of a core`);
-    console.log(`   server event loop delay p50 ${r.loop.p50.toFixed(1)} ms, p99 ${r.loop.p99.toFixed(1)} ms, max ${r.loop.max.toFixed(0)} ms`);
+    console.log(`   frames sent ${r.frames} (${r.messagesPerFrame.toFixed(2)} messages per frame${r.shared !== null ? `, ${r.shared} of them reusing the bytes built for another subscriber` : ''}${r.direct !== null ? `, ${r.direct} written straight from the topic's shared batch` : ''}); client processes' CPU ${r.clientCpu.map((c) => `${(100 * c).toFixed(0)}%`).join(', ')} of a core`);
+    console.log(`   server event loop delay p50 ${r.loop.p50.toFixed(1)} ms, p99 ${r.loop.p99.toFixed(1)} ms, max ${r.loop.max.toFixed(0)} ms; client processes' p50 / p99 ${r.clientLoop.map((l) => `${l.p50.toFixed(1)} / ${l.p99.toFixed(1)}`).join(', ')} ms`);
     console.log(`   server JS heap used MiB over time ${r.heap.filter((_, i) => i % 5 === 0).join(' ')}${r.mode === 'gateway' ? `; wasm memory ${r.wasm.at(-1)} MiB` : ''}`);
     if (cfg.duration >= 120) {
       const m = memorySummary(r);
@@ -524,6 +531,7 @@ async function main() {
     row('server event loop delay p50 / p99 (ms)', (r) => `${r.loop.p50.toFixed(1)} / ${r.loop.p99.toFixed(1)}`);
     row('frames sent (messages per frame)', (r) => `${r.frames} (${r.messagesPerFrame.toFixed(1)})`);
     row('client processes CPU (% of a core each)', (r) => r.clientCpu.map((c) => (100 * c).toFixed(0)).join(', '));
+    row('client processes event loop delay p99 (ms)', (r) => r.clientLoop.map((l) => l.p99.toFixed(1)).join(', '));
   }
   if (args.json) writeFileSync(args.json, JSON.stringify({ config: cfg, results }, null, 2));
 }

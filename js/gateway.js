@@ -77,6 +77,57 @@ class Topic {
     this.lastFrame = null;
     this.chain = null; // pending async history appends, to keep publish order
     this._writable = null;
+    // The shared batch of the subscribers on the gateway's own policy (see Subscription.shareable):
+    // messages published and not yet flushed to them, the flush timer, how many messages were
+    // ever flushed (a new subscriber starts after what is pending: `from`), and how many such
+    // subscribers there are.
+    this.pending = [];
+    this.pendingJson = []; // their JSON (null where not made yet)
+    this.flushed = 0;
+    this.flushTimer = null;
+    this.shareable = 0;
+    this.onFlush = () => {
+      this.flushTimer = null;
+      this.flush();
+    };
+  }
+
+  /** Queues messages for the shared batch: flushed when full, or batchTimeout after the first. */
+  _queueShared(messages, jsons) {
+    const { batchTimeout, maxBatchSize } = this.gateway.policy;
+    for (let i = 0; i < messages.length; i++) {
+      this.pending.push(messages[i]);
+      this.pendingJson.push(jsons == null ? null : jsons[i]);
+    }
+    if (batchTimeout === 0 || this.pending.length >= maxBatchSize) this.flush();
+    else if (this.flushTimer === null) this.flushTimer = setTimeout(this.onFlush, batchTimeout);
+  }
+
+  /**
+   * Hands the pending messages, in batches of at most maxBatchSize, to each shareable subscriber:
+   * one frame built once and written to every subscriber whose socket is free and whose engine
+   * connection holds nothing; the others get the batch through their engine connection, where
+   * their policy applies as for any subscriber.
+   */
+  flush() {
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    const max = this.gateway.policy.maxBatchSize;
+    while (this.pending.length > 0) {
+      const all = this.pending;
+      const allJson = this.pendingJson;
+      const whole = all.length <= max;
+      const batch = whole ? all : all.slice(0, max);
+      const jsons = whole ? allJson : allJson.slice(0, max);
+      this.pending = whole ? [] : all.slice(max);
+      this.pendingJson = whole ? [] : allJson.slice(max);
+      const from = this.flushed;
+      this.flushed += batch.length;
+      const shared = { batch, jsons, frame: null };
+      for (const sub of this.subs) if (sub.shareable) sub._takeShared(batch, from, shared);
+    }
   }
 
   /** A WritableStream of messages or arrays of messages published to this topic. */
@@ -143,7 +194,7 @@ class Gateway {
     this.clients = new Set();
     this.nextClientId = 1;
     this.closed = false;
-    this.stats = { connections: 0, rejected: 0, closedSlow: 0, closedIdle: 0, errorsSent: 0, errorsSuppressed: 0, framesSent: 0, messagesSent: 0, framesShared: 0 };
+    this.stats = { connections: 0, rejected: 0, closedSlow: 0, closedIdle: 0, errorsSent: 0, errorsSuppressed: 0, framesSent: 0, messagesSent: 0, framesShared: 0, framesDirect: 0 };
     // ws enforces a hard cap (closes with 1009); below it, oversized frames get an error frame.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxPayload * 4, perMessageDeflate: false });
     this.timer = null;
@@ -237,6 +288,9 @@ class Gateway {
     if (this.closed) throw new Error('the gateway is closed');
     const t = this.topic(topic);
     const messages = Array.isArray(messageOrMessages) ? messageOrMessages : [messageOrMessages];
+    // The JSON made by the check below is kept for the topic's shared batch (a few ms, until its
+    // flush), not per message: see messageJson.
+    const jsons = t.shareable > 0 ? new Array(messages.length) : null;
     for (let i = 0; i < messages.length; i++) {
       const what = Array.isArray(messageOrMessages) ? `messages[${i}]` : 'message';
       checkMessage(messages[i], what);
@@ -244,7 +298,8 @@ class Gateway {
       // Serialised here to check it: a message JSON cannot carry (a BigInt, a cycle) is refused
       // now, not when a frame for it is being sent.
       try {
-        messageJson(messages[i]);
+        const j = messageJson(messages[i]);
+        if (jsons !== null) jsons[i] = j;
       } catch (e) {
         throw new TypeError(`${what} cannot be sent as JSON: ${e?.message ?? e}`);
       }
@@ -264,7 +319,7 @@ class Gateway {
         // Asynchronous history: fan out in publish order once the seqs are known.
         const prev = t.chain ?? Promise.resolve();
         const p = prev.then(() => (r !== null ? r : this.history.append(topic, messages))).then((s) => {
-          this._fanOut(t, messages, s);
+          this._fanOut(t, messages, s, jsons);
           return s;
         });
         const tail = p.catch(() => {});
@@ -275,17 +330,19 @@ class Gateway {
         return p;
       }
     }
-    this._fanOut(t, messages, seqs);
+    this._fanOut(t, messages, seqs, jsons);
     return seqs;
   }
 
-  _fanOut(t, messages, seqs) {
+  /** Hands published messages to the subscribers; `jsons`: their JSON, when already made. */
+  _fanOut(t, messages, seqs, jsons) {
     if (seqs !== undefined) {
       for (let i = 0; i < messages.length; i++) t.seqOf.set(messages[i], seqs[i]);
       t.lastSeq = seqs[seqs.length - 1];
     }
     t.published += messages.length;
-    for (const sub of t.subs) sub.offer(messages);
+    for (const sub of t.subs) if (!sub.shareable) sub.offer(messages);
+    if (t.shareable > 0) t._queueShared(messages, jsons);
   }
 
   _upgrade(req, socket, head) {
@@ -360,6 +417,7 @@ class Gateway {
     this.closed = true;
     clearInterval(this.timer);
     for (const c of [...this.clients]) c.close(CLOSE_CODES.GOING_AWAY, 'gateway closing');
+    for (const t of this.topics.values()) if (t.flushTimer !== null) clearTimeout(t.flushTimer);
     this.server.off('upgrade', this._onUpgrade);
     if (this.ownEngine) this.engine.destroy();
     await new Promise((r) => this.wss.close(() => r()));
@@ -392,6 +450,16 @@ class Subscription {
     this.waitingFree = false;
     this.hiddenTimer = null;
     this.lastHidden = 0;
+    // Shareable: on the gateway's own policy (the client asked for none) without conflation.
+    // Such a subscriber takes the topic's shared batch (Topic.flush): while it keeps up (its
+    // socket free, nothing waiting in its engine connection: `direct`), the batch goes straight to
+    // its socket in a frame built once for all of them, with no per-subscriber engine write,
+    // batch timer or read. Once it falls behind, its batches go through its engine connection
+    // like any other's, until that connection is empty again. `from`: the topic's flush count when
+    // it subscribed (what was pending then is not its).
+    this.shareable = Object.keys(policy).length === 0 && !client.gateway.policy.conflate;
+    this.direct = false;
+    this.from = topic.flushed + topic.pending.length;
     this.onBatch = (batch) => this._onBatch(batch);
     this.onFree = () => {
       this.waitingFree = false;
@@ -418,7 +486,45 @@ class Subscription {
   /** Messages held for this subscriber: the engine buffer plus any refused-and-waiting ones. */
   buffered() {
     if (this.closed) return 0;
-    return this.client.gateway.engine.getMetrics(this.id).bufferSize + this.feeder.queued + this.pendingCount;
+    const shared = this.shareable ? this.topic.pending.length : 0;
+    return this.client.gateway.engine.getMetrics(this.id).bufferSize + this.feeder.queued + this.pendingCount + shared;
+  }
+
+  /**
+   * A batch of the topic's shared feed (Topic.flush); `from` is the topic's flush count at its
+   * first message, `shared` holds the frame once built. Written straight to the socket while this
+   * subscriber is direct and its socket is free; otherwise offered to its engine connection.
+   */
+  _takeShared(batch, from, shared) {
+    if (this.closed) return;
+    if (from < this.from) {
+      // Published before this subscriber came: only the rest is its.
+      if (from + batch.length <= this.from) return;
+      batch = batch.slice(this.from - from);
+      shared = null;
+    }
+    const c = this.client;
+    if (this.direct && shared !== null && !c.closed && !c.busy()) {
+      try {
+        c.sendShared(this, shared);
+      } catch {
+        c.close(CLOSE_CODES.INTERNAL_ERROR, 'internal error');
+        return;
+      }
+      this.waitingFree = true;
+      c.onFree(this.onFree);
+      return;
+    }
+    this.direct = false;
+    this.offer(batch);
+    this._arm();
+  }
+
+  /** Whether nothing waits for this subscriber anywhere but in the topic's shared batch. */
+  _caughtUp() {
+    const conn = this.conn;
+    return this.shareable && this.mode === 'live' && !this.replaying && this.replayedTo === null && this.dropped === 0 && this.held === null &&
+      conn._empty && conn._pending === null && !this.feeder.waiting && this.feeder.queued === 0;
   }
 
   offer(messages) {
@@ -488,6 +594,7 @@ class Subscription {
 
   setMode(mode) {
     this.mode = mode;
+    if (mode !== 'live') this.direct = false;
     // Paused in the engine: a batch already asked for is not served either; the buffer keeps the
     // latest value per key (with conflate) and sheds by the policy, so it stays bounded.
     if (mode === 'pause') this.conn.pause();
@@ -542,6 +649,12 @@ class Subscription {
     }
     const conn = this.conn;
     if (conn._finished) return;
+    if (this._caughtUp()) {
+      // Nothing to read: the next shared batch goes straight to the socket (see _takeShared).
+      this.direct = true;
+      return;
+    }
+    this.direct = false;
     this.armed = true;
     conn._waiter = this.onBatch;
     try {
@@ -590,6 +703,24 @@ class Subscription {
   close() {
     if (this.closed) return;
     this.closed = true;
+    this.direct = false;
+    const t = this.topic;
+    if (this.shareable) {
+      // What is pending in the topic's shared batch was this subscriber's too: dead-lettered with
+      // its connection's buffer below, as a per-subscriber buffer would have been.
+      const onDrop = this.client.gateway.onDrop;
+      if (onDrop !== null) {
+        const info = { client: this.client.id, topic: t.name };
+        const pending = t.pending;
+        for (let i = Math.max(0, this.from - t.flushed); i < pending.length; i++) onDrop(pending[i], 'dead-letter', info);
+      }
+      if (--t.shareable === 0) {
+        t.pending = [];
+        t.pendingJson = [];
+        if (t.flushTimer !== null) clearTimeout(t.flushTimer);
+        t.flushTimer = null;
+      }
+    }
     this.held = null;
     if (this.hiddenTimer !== null) clearTimeout(this.hiddenTimer);
     this.hiddenTimer = null;
@@ -610,8 +741,6 @@ class Subscription {
   }
 }
 
-/** ws.send options for a data frame's bytes: a text frame (the bytes are UTF-8 JSON). */
-const TEXT_FRAME = Object.freeze({ binary: false });
 
 /** Whether batch `b` holds the same messages, in order, as `a` (the topic's last frame's batch). */
 function sameBatch(a, b) {
@@ -629,6 +758,45 @@ function sameBatch(a, b) {
  */
 function messageJson(m) {
   return JSON.stringify(m);
+}
+
+/**
+ * A data frame, as the bytes of a whole WebSocket text frame (`bytes`: header and payload) and
+ * the payload's size (what acknowledgements count): the topic, the seq of the batch's last
+ * message (when known), how many messages this subscriber lost since its last frame (when any),
+ * and the messages, whose JSON is taken from `jsons` where given. Made once, so that every
+ * subscriber that gets this batch is written the same bytes (see Client._write).
+ */
+function dataFrame(t, batch, dropped, jsons) {
+  const seq = t.seqOf.get(batch[batch.length - 1]);
+  let head = t.frameHead;
+  if (seq !== undefined) head += `,"seq":${JSON.stringify(seq)}`;
+  if (dropped > 0) head += `,"dropped":${dropped}`;
+  let body = '';
+  for (let i = 0; i < batch.length; i++) body += (i === 0 ? '' : ',') + ((jsons != null ? jsons[i] : null) ?? messageJson(batch[i]));
+  return wsTextFrame(`${head},"messages":[${body}]}`);
+}
+
+/**
+ * `text` as one unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2: a server's
+ * frames are not masked): a 2, 4 or 10 byte header, then the UTF-8 payload, in one buffer.
+ */
+function wsTextFrame(text) {
+  const size = Buffer.byteLength(text);
+  const h = size < 126 ? 2 : size < 65536 ? 4 : 10;
+  const bytes = Buffer.allocUnsafe(h + size);
+  bytes[0] = 0x81; // FIN, opcode 1 (text)
+  if (h === 2) bytes[1] = size;
+  else if (h === 4) {
+    bytes[1] = 126;
+    bytes.writeUInt16BE(size, 2);
+  } else {
+    bytes[1] = 127;
+    bytes.writeUInt32BE(Math.floor(size / 2 ** 32), 2);
+    bytes.writeUInt32BE(size >>> 0, 6);
+  }
+  bytes.write(text, h);
+  return { bytes, size };
 }
 
 class Client {
@@ -727,33 +895,49 @@ class Client {
       frame = t.lastFrame;
       this.gateway.stats.framesShared++;
     } else {
-      const seq = t.seqOf.get(batch[batch.length - 1]);
-      let head = t.frameHead;
-      if (seq !== undefined) head += `,"seq":${JSON.stringify(seq)}`;
       const dropped = sub.dropped;
-      if (dropped > 0) {
-        head += `,"dropped":${dropped}`;
-        sub.dropped = 0;
-      }
-      let body = '';
-      for (let i = 0; i < batch.length; i++) body += (i === 0 ? '' : ',') + messageJson(batch[i]);
-      // Encoded once here (ws writes a Buffer as is): the other subscribers may reuse the bytes.
-      frame = Buffer.from(`${head},"messages":[${body}]}`);
+      sub.dropped = 0;
+      frame = dataFrame(t, batch, dropped, null);
       // Kept only where another subscriber may reuse it (one frame per topic at most).
       if (dropped === 0 && t.subs.size > 1) {
         t.lastBatch = batch;
         t.lastFrame = frame;
       }
     }
+    this._write(frame, batch.length);
+  }
+
+  /** A batch of the topic's shared feed (Topic.flush): the frame is built by the first writer. */
+  sendShared(sub, shared) {
+    if (shared.frame === null) shared.frame = dataFrame(sub.topic, shared.batch, 0, shared.jsons);
+    else this.gateway.stats.framesShared++;
+    this.gateway.stats.framesDirect++;
+    this._write(shared.frame, shared.batch.length);
+  }
+
+  /**
+   * Writes a data frame. Its bytes are a whole WebSocket frame, written to the socket as one
+   * buffer: ws.send would frame the payload anew for each subscriber and write header and payload
+   * as two chunks (cork, writev), the costliest step per frame at a thousand clients. This is safe
+   * beside ws's own sends because the gateway's ws server has no permessage-deflate and is never
+   * given a Blob, the two cases where ws queues a frame instead of writing it at once; a closing
+   * socket gets nothing more (ws would refuse the send the same way).
+   */
+  _write(frame, messages) {
     this.inflight++;
     if (this.inflight === 1) this.busySince = Date.now();
-    this.gateway.stats.framesSent++;
-    this.gateway.stats.messagesSent += batch.length;
-    if (this.acking) {
-      this.unacked.push(frame.length, Date.now());
-      this.unackedBytes += frame.length;
+    const ws = this.ws;
+    if (ws.readyState !== 1) {
+      queueMicrotask(() => this.onSent(new Error('WebSocket is not open')));
+      return;
     }
-    this.ws.send(frame, TEXT_FRAME, this.onSent);
+    this.gateway.stats.framesSent++;
+    this.gateway.stats.messagesSent += messages;
+    if (this.acking) {
+      this.unacked.push(frame.size, Date.now());
+      this.unackedBytes += frame.size;
+    }
+    ws._socket.write(frame.bytes, this.onSent);
   }
 
   tick(t) {
@@ -845,6 +1029,7 @@ class Client {
     if (mode !== 'live') sub.setMode(mode);
     this.subs.set(t.name, sub);
     t.subs.add(sub);
+    if (sub.shareable) t.shareable++;
     this.send({ op: 'subscribed', topic: t.name, ...(t.lastSeq !== undefined ? { seq: t.lastSeq } : {}), ...ref });
     if (f.afterSeq !== undefined) sub.replay(f.afterSeq);
     sub.start();
