@@ -518,6 +518,14 @@ class Subscription {
     this.direct = false;
     this.offer(batch);
     this._arm();
+    // Already batched by the topic: due now, not a second batchTimeout later (see _arm).
+    if (this.armed && this.conn._waiter === this.onBatch) {
+      try {
+        this.conn._serve(true);
+      } catch {
+        // The engine went away under us (destroyed): as in _arm.
+      }
+    }
   }
 
   /** Whether nothing waits for this subscriber anywhere but in the topic's shared batch. */
@@ -658,7 +666,9 @@ class Subscription {
     this.armed = true;
     conn._waiter = this.onBatch;
     try {
-      conn._serve(false);
+      // A shareable subscriber's connection holds only batches the topic has already held for
+      // batchTimeout (Topic.flush): what it holds is due at once (forced), not batchTimeout later.
+      conn._serve(this.shareable);
     } catch {
       // The engine went away under us (destroyed): this subscription ends with it.
       this.armed = false;
