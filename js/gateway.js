@@ -731,6 +731,20 @@ class Subscription {
         t.flushTimer = null;
       }
     }
+    // What waits for this subscriber outside its engine buffer is dead-lettered as well, never
+    // lost silently: a batch held for a busy socket, a write its connection has not admitted yet
+    // (a buffer full of critical messages) and the Feeder's queue behind it. (Live messages held
+    // during a replay are not: the replay may have sent them already.)
+    const onDrop = this.client.gateway.onDrop;
+    if (onDrop !== null) {
+      const info = { client: this.client.id, topic: t.name };
+      const waiting = [];
+      if (this.held !== null) waiting.push(this.held);
+      const p = this.conn._pending;
+      if (p !== null && p.w !== undefined) waiting.push(p.w.arr.slice(p.w.off));
+      for (const b of this.feeder.queue) waiting.push(b);
+      for (const b of waiting) for (const m of b) onDrop(m, 'dead-letter', info);
+    }
     this.held = null;
     if (this.hiddenTimer !== null) clearTimeout(this.hiddenTimer);
     this.hiddenTimer = null;
