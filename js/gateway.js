@@ -88,8 +88,9 @@ class Topic {
     this.shareable = 0;
     this.onFlush = () => {
       this.flushTimer = null;
-      this.flush();
+      gateway._exclusive(this.flushNow);
     };
+    this.flushNow = () => this.flush();
   }
 
   /** Queues messages for the shared batch: flushed when full, or batchTimeout after the first. */
@@ -198,6 +199,8 @@ class Gateway {
     // ws enforces a hard cap (closes with 1009); below it, oversized frames get an error frame.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxPayload * 4, perMessageDeflate: false });
     this.timer = null;
+    this.fanning = false; // a fan-out or flush is running (see _exclusive)
+    this.deferred = [];
   }
 
   _checkPolicy(p, what, Err = RangeError) {
@@ -334,8 +337,43 @@ class Gateway {
     return seqs;
   }
 
+  /**
+   * Runs `fn` (a fan-out or a flush) unless one is running already; then it runs right after it.
+   * An onDrop handler may publish while a batch is being handed out (to the same topic, say):
+   * handed out at once, its messages would reach the subscribers not yet served before the batch
+   * published earlier (and nested flushes hand out the newest first).
+   */
+  _exclusive(fn) {
+    if (this.fanning) {
+      this.deferred.push(fn);
+      return;
+    }
+    this.fanning = true;
+    try {
+      fn();
+      while (this.deferred.length > 0) this.deferred.shift()();
+    } finally {
+      this.fanning = false;
+    }
+  }
+
   /** Hands published messages to the subscribers; `jsons`: their JSON, when already made. */
   _fanOut(t, messages, seqs, jsons) {
+    if (this.fanning) {
+      this.deferred.push(() => this._fanOut0(t, messages, seqs, jsons));
+      return;
+    }
+    // _exclusive, without a closure per publish.
+    this.fanning = true;
+    try {
+      this._fanOut0(t, messages, seqs, jsons);
+      while (this.deferred.length > 0) this.deferred.shift()();
+    } finally {
+      this.fanning = false;
+    }
+  }
+
+  _fanOut0(t, messages, seqs, jsons) {
     if (seqs !== undefined) {
       for (let i = 0; i < messages.length; i++) t.seqOf.set(messages[i], seqs[i]);
       t.lastSeq = seqs[seqs.length - 1];

@@ -299,6 +299,38 @@ for (const [how, own] of [['unsubscribes', false], ['unsubscribes', true], ['clo
   });
 }
 
+test('an onDrop handler that publishes to the same topic during a flush: every subscriber still gets the messages in publish order', async () => {
+  // a is paused with a buffer of 2: the shared batch sheds for it inside the flush, and its onDrop
+  // publishes a notice to the same topic (batchTimeout 0: flushed at once) before b has its batch.
+  let gw = null;
+  let notices = 0;
+  gw = await createGateway({
+    port: 0,
+    topics: ['t'],
+    policy: { batchTimeout: 0, bufferSize: 2 },
+    onDrop: (m) => {
+      if (!m.id.startsWith('n')) gw.publish('t', msg(`n${++notices}`, { metadata: { priority: 'critical' } }));
+    },
+  });
+  const cs = [];
+  try {
+    const a = await join(gw, 't');
+    const b = await join(gw, 't');
+    cs.push(a, b);
+    a.send({ op: 'mode', topic: 't', mode: 'pause' });
+    await sync(a);
+    await until(() => directAndFree([b]), 'b direct');
+    gw.publish('t', msgs(range(1, 5)));
+    assert.ok(notices > 0, 'the paused subscriber shed');
+    const expected = [...range(1, 5), ...range(1, notices, 'n')];
+    await until(() => b.ids('t').length === expected.length, 'b delivered');
+    assert.deepEqual(b.ids('t'), expected);
+  } finally {
+    for (const c of cs) await c.close();
+    await gw.close();
+  }
+});
+
 for (const batchTimeout of [10, 0]) {
   test(`maxBatchSize splitting (batchTimeout ${batchTimeout}): a publish larger than maxBatchSize arrives in order, in frames of at most maxBatchSize`, async () => {
     const gw = await createGateway({ port: 0, topics: ['t'], policy: { batchTimeout, maxBatchSize: 4 } });
