@@ -125,6 +125,39 @@ test('a subscriber that joins within the batch timeout (timer flush) gets only w
   }
 });
 
+test('a subscriber that resumes (afterSeq) while messages are pending gets the rest of the history and then the live feed, once each, in order', async () => {
+  const gw = await createGateway({ port: 0, topics: ['t'], policy: { batchTimeout: 60000, maxBatchSize: 6 } });
+  const cs = [];
+  try {
+    const a = await join(gw, 't');
+    cs.push(a);
+    const seqs = gw.publish('t', msgs(range(1, 6))); // a full batch: flushed at once
+    await until(() => a.ids('t').length === 6, 'first batch');
+    gw.publish('t', msgs(range(7, 9))); // pending
+    const b = await rawClient(gw.url);
+    cs.push(b);
+    b.send({ op: 'subscribe', topic: 't', afterSeq: seqs[1] }); // it had m1, m2
+    await until(() => b.of('subscribed').length === 1, 'subscribed');
+    gw.publish('t', msgs(range(10, 12))); // completes the pending batch
+    gw.publish('t', msgs(range(13, 18)));
+    await until(() => a.ids('t').length === 18 && b.ids('t').at(-1) === 'm18', 'delivered');
+    assert.deepEqual(a.ids('t'), range(1, 18));
+    assert.deepEqual(b.ids('t'), range(3, 18));
+    assert.equal(b.of('gap').length, 0);
+    // Once the live feed has passed the replay, it is served straight from the shared batch again.
+    const sub = newestClient(gw).subs.get('t');
+    await until(() => sub.direct, 'direct after the replay');
+    const direct0 = gw.stats.framesDirect;
+    gw.publish('t', msgs(range(19, 24)));
+    await until(() => b.ids('t').at(-1) === 'm24', 'after');
+    assert.ok(gw.stats.framesDirect - direct0 >= 1);
+    assert.deepEqual(b.ids('t'), range(3, 24));
+  } finally {
+    for (const c of cs) await c.close();
+    await gw.close();
+  }
+});
+
 test('a subscriber that unsubscribes or closes while messages are pending: they are dead-lettered for it, the others still get them', async () => {
   const drops = dropLog();
   const gw = await createGateway({ port: 0, topics: ['t'], onDrop: drops.onDrop, policy: { batchTimeout: 60000, maxBatchSize: 6 } });
