@@ -392,12 +392,15 @@ for (const batchTimeout of [10, 0]) {
 //
 // Several raw clients on one topic (shareable ones and one or more with a policy of their own),
 // ackWindow 4000 bytes so that withholding acks makes a socket busy; operations: publish k
-// messages (priorities incl. critical), withhold / give acks, pause / resume a client's socket,
-// switch its mode, unsubscribe, close, a new client joins, and short waits for the timers. At the
-// end every remaining client reads, goes live and acks until drained. Then, per client, by id:
-// received in publish order, no duplicates, received and dropped (onDrop with its client id)
-// disjoint, and received ∪ dropped == what was published while it was subscribed (for clients
-// that unsubscribed or closed: a subset of it, since frames in their socket may be lost).
+// messages (priorities incl. critical), withhold / give acks, pings (a pong makes the socket busy
+// for a moment), pause / resume a client's socket, switch its mode (pause, conflate, live),
+// unsubscribe, close, a new client joins, and short waits for the timers. At the end every
+// remaining client reads, goes live and acks until drained. Then, per client, by id: received in
+// publish order, no duplicates, received and dropped (onDrop with its client id) disjoint,
+// received ∪ dropped == what was published while it was subscribed (a client that unsubscribed
+// included: it still reads what was written to its socket), or a subset of it for a client whose
+// socket was closed (frames in the socket are lost with it), and no critical message dropped for
+// a client that stayed. Waits are hang guards, never timing assertions.
 // GATEWAY_SHARED_SEED / GATEWAY_SHARED_RUNS override the seed and run count.
 
 const envInt = (name, dflt) => {
@@ -419,6 +422,7 @@ const opArb = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('unsubscribe'), c: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('close'), c: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('join'), own: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('ping'), c: fc.nat() }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('wait'), ms: fc.integer({ min: 0, max: 15 }) }) },
 );
 
@@ -524,6 +528,9 @@ async function runScenario(ops) {
           break;
         case 'join':
           if (live().length < 6) await join(o.own);
+          break;
+        case 'ping': // its pong is a control frame: the socket is busy for a moment
+          c.send({ op: 'ping' });
           break;
         case 'wait':
           await sleep(o.ms);
