@@ -332,6 +332,33 @@ for (const [how, own] of [['unsubscribes', false], ['unsubscribes', true], ['clo
   });
 }
 
+test('a subscriber that unsubscribes while a batch is held for its busy socket: the batch is dead-lettered for it', async () => {
+  const drops = dropLog();
+  // ackWindow 1: one unacknowledged data frame makes the socket busy.
+  const gw = await createGateway({ port: 0, topics: ['t', 'u'], ackWindow: 1, onDrop: drops.onDrop });
+  let c = null;
+  try {
+    c = await rawClient(gw.url);
+    const client = newestClient(gw);
+    c.send({ op: 'ack', frames: 0 });
+    c.send({ op: 'subscribe', topic: 'u', policy: { batchTimeout: 0 } });
+    c.send({ op: 'subscribe', topic: 't', policy: { batchTimeout: 30 } });
+    await until(() => c.of('subscribed').length === 2 && !client.busy(), 'subscribed');
+    const sub = client.subs.get('t');
+    gw.publish('t', [msg('m1'), msg('m2')]); // t's read waits for its batch timeout
+    gw.publish('u', msg('x1')); // sent at once: the socket is busy until acknowledged
+    assert.equal(client.busy(), true);
+    await until(() => sub.held !== null, 'the batch held for the busy socket');
+    c.send({ op: 'unsubscribe', topic: 't' });
+    await until(() => c.of('unsubscribed').length === 1, 'unsubscribed');
+    assert.deepEqual(drops.of(client.id), [['m1', 'dead-letter'], ['m2', 'dead-letter']]);
+    assert.deepEqual(c.ids('t'), []);
+  } finally {
+    await c?.close();
+    await gw.close();
+  }
+});
+
 test('an onDrop handler that publishes to the same topic during a flush: every subscriber still gets the messages in publish order', async () => {
   // a is paused with a buffer of 2: the shared batch sheds for it inside the flush, and its onDrop
   // publishes a notice to the same topic (batchTimeout 0: flushed at once) before b has its batch.
