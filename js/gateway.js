@@ -760,7 +760,7 @@ class Subscription {
       if (onDrop !== null) {
         const info = { client: this.client.id, topic: t.name };
         const pending = t.pending;
-        for (let i = Math.max(0, this.from - t.flushed); i < pending.length; i++) onDrop(pending[i], 'dead-letter', info);
+        for (let i = Math.max(0, this.from - t.flushed); i < pending.length; i++) reportDrop(onDrop, pending[i], 'dead-letter', info);
       }
       if (--t.shareable === 0) {
         t.pending = [];
@@ -781,7 +781,7 @@ class Subscription {
       const p = this.conn._pending;
       if (p !== null && p.w !== undefined) waiting.push(p.w.arr.slice(p.w.off));
       for (const b of this.feeder.queue) waiting.push(b);
-      for (const b of waiting) for (const m of b) onDrop(m, 'dead-letter', info);
+      for (const b of waiting) for (const m of b) reportDrop(onDrop, m, 'dead-letter', info);
     }
     this.held = null;
     if (this.hiddenTimer !== null) clearTimeout(this.hiddenTimer);
@@ -803,6 +803,18 @@ class Subscription {
   }
 }
 
+/**
+ * Calls the gateway's onDrop from the gateway's own bookkeeping (a subscription closing): a
+ * handler that throws is logged, as the engine does for the drops it reports, so that it cannot
+ * stop the close half-way or escape into a socket's event handler and take the process down.
+ */
+function reportDrop(onDrop, message, reason, info) {
+  try {
+    onDrop(message, reason, info);
+  } catch (e) {
+    console.error(e);
+  }
+}
 
 /** Whether batch `b` holds the same messages, in order, as `a` (the topic's last frame's batch). */
 function sameBatch(a, b) {

@@ -359,6 +359,48 @@ test('a subscriber that unsubscribes while a batch is held for its busy socket: 
   }
 });
 
+test('an onDrop handler that throws while a subscriber leaves with messages pending: the gateway and the other subscribers carry on', async () => {
+  const seen = [];
+  const gw = await createGateway({
+    port: 0,
+    topics: ['t'],
+    policy: { batchTimeout: 60000, maxBatchSize: 6 },
+    onDrop: (m, reason, info) => {
+      seen.push([m.id, reason, info.client]);
+      throw new Error('onDrop failed');
+    },
+  });
+  const errors = [];
+  const consoleError = console.error;
+  console.error = (e) => errors.push(e); // the gateway logs a throwing onDrop, as the engine does
+  const cs = [];
+  try {
+    const a = await join(gw, 't');
+    const leaver = await join(gw, 't');
+    const closer = await join(gw, 't');
+    cs.push(a, leaver, closer);
+    gw.publish('t', msgs(range(1, 3)));
+    leaver.send({ op: 'unsubscribe', topic: 't' });
+    await until(() => leaver.of('unsubscribed').length === 1, 'unsubscribed');
+    await closer.close();
+    await until(() => !gw.clients.has(closer.client), 'the gateway saw the close');
+    // Every pending message was still reported for each of them, each once.
+    for (const c of [leaver, closer]) assert.deepEqual(seen.filter(([, , id]) => id === c.id).map(([m, r]) => [m, r]), range(1, 3).map((id) => [id, 'dead-letter']));
+    assert.equal(errors.length, 6);
+    assert.equal(gw.topic('t').subscribers, 1);
+    assert.equal(gw.engine.getConnection(leaver.sub.id), undefined, 'its engine connection was closed');
+    gw.publish('t', msgs(range(4, 6)));
+    await until(() => a.ids('t').length === 6, 'the other subscriber');
+    assert.deepEqual(a.ids('t'), range(1, 6));
+    leaver.send({ op: 'subscribe', topic: 't' });
+    await until(() => leaver.of('subscribed').length === 2, 'subscribes again');
+  } finally {
+    console.error = consoleError;
+    for (const c of cs) await c.close();
+    await gw.close();
+  }
+});
+
 test('an onDrop handler that publishes to the same topic during a flush: every subscriber still gets the messages in publish order', async () => {
   // a is paused with a buffer of 2: the shared batch sheds for it inside the flush, and its onDrop
   // publishes a notice to the same topic (batchTimeout 0: flushed at once) before b has its batch.
