@@ -88,8 +88,9 @@ class Topic {
     this.shareable = 0;
     this.onFlush = () => {
       this.flushTimer = null;
-      this.flush();
+      gateway._exclusive(this.flushNow);
     };
+    this.flushNow = () => this.flush();
   }
 
   /** Queues messages for the shared batch: flushed when full, or batchTimeout after the first. */
@@ -198,6 +199,8 @@ class Gateway {
     // ws enforces a hard cap (closes with 1009); below it, oversized frames get an error frame.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxPayload * 4, perMessageDeflate: false });
     this.timer = null;
+    this.fanning = false; // a fan-out or flush is running (see _exclusive)
+    this.deferred = [];
   }
 
   _checkPolicy(p, what, Err = RangeError) {
@@ -334,8 +337,43 @@ class Gateway {
     return seqs;
   }
 
+  /**
+   * Runs `fn` (a fan-out or a flush) unless one is running already; then it runs right after it.
+   * An onDrop handler may publish while a batch is being handed out (to the same topic, say):
+   * handed out at once, its messages would reach the subscribers not yet served before the batch
+   * published earlier (and nested flushes hand out the newest first).
+   */
+  _exclusive(fn) {
+    if (this.fanning) {
+      this.deferred.push(fn);
+      return;
+    }
+    this.fanning = true;
+    try {
+      fn();
+      while (this.deferred.length > 0) this.deferred.shift()();
+    } finally {
+      this.fanning = false;
+    }
+  }
+
   /** Hands published messages to the subscribers; `jsons`: their JSON, when already made. */
   _fanOut(t, messages, seqs, jsons) {
+    if (this.fanning) {
+      this.deferred.push(() => this._fanOut0(t, messages, seqs, jsons));
+      return;
+    }
+    // _exclusive, without a closure per publish.
+    this.fanning = true;
+    try {
+      this._fanOut0(t, messages, seqs, jsons);
+      while (this.deferred.length > 0) this.deferred.shift()();
+    } finally {
+      this.fanning = false;
+    }
+  }
+
+  _fanOut0(t, messages, seqs, jsons) {
     if (seqs !== undefined) {
       for (let i = 0; i < messages.length; i++) t.seqOf.set(messages[i], seqs[i]);
       t.lastSeq = seqs[seqs.length - 1];
@@ -518,6 +556,14 @@ class Subscription {
     this.direct = false;
     this.offer(batch);
     this._arm();
+    // Already batched by the topic: due now, not a second batchTimeout later (see _arm).
+    if (this.armed && this.conn._waiter === this.onBatch) {
+      try {
+        this.conn._serve(true);
+      } catch {
+        // The engine went away under us (destroyed): as in _arm.
+      }
+    }
   }
 
   /** Whether nothing waits for this subscriber anywhere but in the topic's shared batch. */
@@ -658,7 +704,9 @@ class Subscription {
     this.armed = true;
     conn._waiter = this.onBatch;
     try {
-      conn._serve(false);
+      // A shareable subscriber's connection holds only batches the topic has already held for
+      // batchTimeout (Topic.flush): what it holds is due at once (forced), not batchTimeout later.
+      conn._serve(this.shareable);
     } catch {
       // The engine went away under us (destroyed): this subscription ends with it.
       this.armed = false;
@@ -712,7 +760,7 @@ class Subscription {
       if (onDrop !== null) {
         const info = { client: this.client.id, topic: t.name };
         const pending = t.pending;
-        for (let i = Math.max(0, this.from - t.flushed); i < pending.length; i++) onDrop(pending[i], 'dead-letter', info);
+        for (let i = Math.max(0, this.from - t.flushed); i < pending.length; i++) reportDrop(onDrop, pending[i], 'dead-letter', info);
       }
       if (--t.shareable === 0) {
         t.pending = [];
@@ -720,6 +768,20 @@ class Subscription {
         if (t.flushTimer !== null) clearTimeout(t.flushTimer);
         t.flushTimer = null;
       }
+    }
+    // What waits for this subscriber outside its engine buffer is dead-lettered as well, never
+    // lost silently: a batch held for a busy socket, a write its connection has not admitted yet
+    // (a buffer full of critical messages) and the Feeder's queue behind it. (Live messages held
+    // during a replay are not: the replay may have sent them already.)
+    const onDrop = this.client.gateway.onDrop;
+    if (onDrop !== null) {
+      const info = { client: this.client.id, topic: t.name };
+      const waiting = [];
+      if (this.held !== null) waiting.push(this.held);
+      const p = this.conn._pending;
+      if (p !== null && p.w !== undefined) waiting.push(p.w.arr.slice(p.w.off));
+      for (const b of this.feeder.queue) waiting.push(b);
+      for (const b of waiting) for (const m of b) reportDrop(onDrop, m, 'dead-letter', info);
     }
     this.held = null;
     if (this.hiddenTimer !== null) clearTimeout(this.hiddenTimer);
@@ -741,6 +803,18 @@ class Subscription {
   }
 }
 
+/**
+ * Calls the gateway's onDrop from the gateway's own bookkeeping (a subscription closing): a
+ * handler that throws is logged, as the engine does for the drops it reports, so that it cannot
+ * stop the close half-way or escape into a socket's event handler and take the process down.
+ */
+function reportDrop(onDrop, message, reason, info) {
+  try {
+    onDrop(message, reason, info);
+  } catch (e) {
+    console.error(e);
+  }
+}
 
 /** Whether batch `b` holds the same messages, in order, as `a` (the topic's last frame's batch). */
 function sameBatch(a, b) {
