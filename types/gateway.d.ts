@@ -89,6 +89,8 @@ export interface Gateway {
     messagesSent: number;
     /** Data frames whose bytes were reused from another subscriber of the same topic (same batch). */
     framesShared: number;
+    /** Data frames written straight from a topic's shared batch to a subscriber that keeps up (no engine connection involved). */
+    framesDirect: number;
     memory: { rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number };
   };
   close(): Promise<void>;
