@@ -524,7 +524,9 @@ class Subscription {
   /** Messages held for this subscriber: the engine buffer plus any refused-and-waiting ones. */
   buffered() {
     if (this.closed) return 0;
-    const shared = this.shareable ? this.topic.pending.length : 0;
+    const t = this.topic;
+    // Its part of the topic's shared batch: what was published after it subscribed.
+    const shared = this.shareable ? t.flushed + t.pending.length - Math.max(this.from, t.flushed) : 0;
     return this.client.gateway.engine.getMetrics(this.id).bufferSize + this.feeder.queued + this.pendingCount + shared;
   }
 
@@ -543,14 +545,7 @@ class Subscription {
     }
     const c = this.client;
     if (this.direct && shared !== null && !c.closed && !c.busy()) {
-      try {
-        c.sendShared(this, shared);
-      } catch {
-        c.close(CLOSE_CODES.INTERNAL_ERROR, 'internal error');
-        return;
-      }
-      this.waitingFree = true;
-      c.onFree(this.onFree);
+      this._send(batch, shared);
       return;
     }
     this.direct = false;
@@ -732,10 +727,12 @@ class Subscription {
     this._send(batch);
   }
 
-  _send(batch) {
+  /** Sends `batch` as one frame: the topic's `shared` frame when given (see _takeShared). */
+  _send(batch, shared = null) {
     const c = this.client;
     try {
-      c.sendData(this, batch);
+      if (shared !== null) c.sendShared(this, shared);
+      else c.sendData(this, batch);
     } catch {
       // Runs inside the engine's delivery (a publish, a batch timer): nothing may throw out of
       // here. Messages are serialised when published, so this is not expected; the client is
