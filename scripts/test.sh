@@ -9,6 +9,9 @@ bash scripts/setup.sh --browser --wasm-pack
 bash scripts/build.sh
 
 echo "== 1/4 core (cargo test, native, fake clock)"
+# Formatting is checked where rustfmt is installed (a rustup component; not fetched here: its
+# server is not one of the registries this project installs from).
+if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; fi
 cargo test --quiet
 # The Rust API (src/api, tests/rust_api.rs and its doctests) is behind the `futures` feature.
 cargo test --quiet --features futures --test rust_api

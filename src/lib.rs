@@ -22,7 +22,11 @@ pub mod api;
 // The npm package's allocator: Talc instead of the standard dlmalloc (smaller and faster in
 // WebAssembly; see README "Footprint"). Only with `bindings`: a crate linking the core into a
 // .wasm of its own keeps its own choice.
-#[cfg(all(target_arch = "wasm32", feature = "bindings", not(target_feature = "atomics")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "bindings",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 

@@ -26,12 +26,10 @@ use stream_engine::core::config::StreamConfig;
 use stream_engine::core::connection::{ConnError, DropReason, DropRule, FlowPolicy, Push};
 use stream_engine::core::engine::Engine;
 
-
 /// The engine slot of a handle: its low bits (the generation sits above them).
 fn slot_of(h: u32) -> u32 {
     h & ((1 << stream_engine::core::engine::INDEX_BITS) - 1)
 }
-
 
 const SLOTS: usize = 3;
 
@@ -303,7 +301,11 @@ impl Model {
             return false; // the id is still open
         };
         // A removed connection's slot taken again (the handle itself differs: its generation).
-        if self.insts.iter().any(|i| i.removed && slot_of(i.handle) == slot_of(h)) {
+        if self
+            .insts
+            .iter()
+            .any(|i| i.removed && slot_of(i.handle) == slot_of(h))
+        {
             self.seen.handle_reuse += 1;
         }
         self.engine.get(h).unwrap().set_circuit(2, 50.0);
@@ -404,7 +406,12 @@ impl Model {
                 let t = self.engine.tick(self.now, f64::NAN);
                 // One connection per id (the newest), like the `connections` list (issue 8
                 // item 11): a closed one still draining under a re-created id is not counted.
-                let mut ids: Vec<&str> = self.insts.iter().filter(|i| !i.removed).map(|i| i.name.split('#').next().unwrap_or("")).collect();
+                let mut ids: Vec<&str> = self
+                    .insts
+                    .iter()
+                    .filter(|i| !i.removed)
+                    .map(|i| i.name.split('#').next().unwrap_or(""))
+                    .collect();
                 ids.sort_unstable();
                 ids.dedup();
                 assert_eq!(t.totals.connections, ids.len(), "totals.connections");

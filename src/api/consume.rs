@@ -15,8 +15,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use crate::core::connection::DropReason;
 use crate::core::connection::consume::{Failure, Next as AfterFailure};
+use crate::core::connection::DropReason;
 
 use super::batches::Batches;
 use super::connection::Connection;

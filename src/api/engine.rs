@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::core::alerts::Thresholds;
+use crate::core::config::resolve_recovery;
 use crate::core::config::{ConfigError, RecoveryPatch};
 use crate::core::connection::ConnectionMetrics;
-use crate::core::config::resolve_recovery;
 use crate::core::engine::{Engine, Tick};
 
 use super::connection::{close, set_paused, Connection};

@@ -20,7 +20,6 @@
 //! "reached"). A non-finite `now` is replaced by the latest finite `now` the
 //! tracker has seen (or `0.0`).
 
-
 use super::num;
 use super::smallmap::SmallMap;
 

@@ -33,7 +33,11 @@ impl std::hash::Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
@@ -445,7 +449,11 @@ mod tests {
                 }
                 _ if !held.is_empty() => {
                     let i = rnd(held.len() as u64) as usize;
-                    let p = if rnd(2) == 0 { held[i].1 } else { prios[rnd(6) as usize] };
+                    let p = if rnd(2) == 0 {
+                        held[i].1
+                    } else {
+                        prios[rnd(6) as usize]
+                    };
                     assert!(b.replace(held[i].0, e(step, p)).is_ok());
                     held[i].1 = p;
                 }

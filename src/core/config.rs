@@ -88,7 +88,14 @@ pub fn positive_int(field: &str, v: f64, max: f64) -> Result<usize, ConfigError>
 pub fn non_negative_int(field: &str, v: f64, max: f64) -> Result<u32, ConfigError> {
     if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > max {
         return Err(ConfigError::range(
-            [field, " must be an integer from 0 to ", &show(max), ", got ", &show(v)].concat(),
+            [
+                field,
+                " must be an integer from 0 to ",
+                &show(max),
+                ", got ",
+                &show(v),
+            ]
+            .concat(),
         ));
     }
     Ok(v as u32)
@@ -292,8 +299,12 @@ pub enum HandlerSpec {
 /// Option names of [`HandlerSpec::Default`] in JS.
 pub const DEFAULT_HANDLER_OPTIONS: &[&str] = &["dropThreshold", "priorityDrop", "maxWaitTime"];
 /// Option names of [`HandlerSpec::Adaptive`] in JS.
-pub const ADAPTIVE_HANDLER_OPTIONS: &[&str] =
-    &["targetLatency", "maxThreshold", "minThreshold", "maxWaitTime"];
+pub const ADAPTIVE_HANDLER_OPTIONS: &[&str] = &[
+    "targetLatency",
+    "maxThreshold",
+    "minThreshold",
+    "maxWaitTime",
+];
 
 /// Default hold of a write under a fixed drop policy or the default handler, ms.
 pub const DEFAULT_MAX_WAIT: f64 = 100.0;
@@ -314,7 +325,8 @@ impl HandlerSpec {
     /// ```
     pub fn resolve(&self) -> Result<FlowPolicy, ConfigError> {
         let opt_time = |field: &str, v: Option<f64>, d: f64| v.map_or(Ok(d), |v| time_ms(field, v));
-        let opt_frac = |field: &str, v: Option<f64>, d: f64| v.map_or(Ok(d), |v| fraction(field, v));
+        let opt_frac =
+            |field: &str, v: Option<f64>, d: f64| v.map_or(Ok(d), |v| fraction(field, v));
         match *self {
             HandlerSpec::Default {
                 drop_threshold,
@@ -407,7 +419,11 @@ pub struct PolicyRequest<'a> {
 /// The message for a `dropPolicy` that is not one of the four names; `got` describes the value.
 pub fn bad_drop_policy(got: &str) -> ConfigError {
     ConfigError::type_error(
-        ["dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got ", got].concat(),
+        [
+            "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got ",
+            got,
+        ]
+        .concat(),
     )
 }
 
@@ -513,16 +529,18 @@ impl RecoveryPatch {
         };
         Ok(RecoveryOptions {
             retry: RetryPolicy {
-                retry_attempts: self
-                    .retry_attempts
-                    .map_or(Ok(d.retry_attempts), |v| non_negative_int("retryAttempts", v, 1e6))?,
+                retry_attempts: self.retry_attempts.map_or(Ok(d.retry_attempts), |v| {
+                    non_negative_int("retryAttempts", v, 1e6)
+                })?,
                 retry_delay: time("retryDelay", self.retry_delay, d.retry_delay)?,
                 max_retry_delay: time("maxRetryDelay", self.max_retry_delay, d.max_retry_delay)?,
                 jitter,
             },
-            failure_threshold: self.failure_threshold.map_or(Ok(DEFAULT_FAILURE_THRESHOLD), |v| {
-                positive_int("circuitBreaker.failureThreshold", v, 1e9).map(|x| x as u32)
-            })?,
+            failure_threshold: self
+                .failure_threshold
+                .map_or(Ok(DEFAULT_FAILURE_THRESHOLD), |v| {
+                    positive_int("circuitBreaker.failureThreshold", v, 1e9).map(|x| x as u32)
+                })?,
             reset_timeout: time(
                 "circuitBreaker.resetTimeout",
                 self.reset_timeout,
@@ -575,7 +593,6 @@ fn overlay(base: &RecoveryPatch, top: &RecoveryPatch) -> RecoveryPatch {
         reset_timeout: top.reset_timeout.or(base.reset_timeout),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -677,7 +694,10 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Range);
-        assert_eq!(e.message, "maxBatchSize must be at most 100000, got 10000000");
+        assert_eq!(
+            e.message,
+            "maxBatchSize must be at most 100000, got 10000000"
+        );
         let c = StreamConfig::default()
             .apply(&StreamConfigPatch {
                 max_batch_size: Some(MAX_BATCH_SIZE),
@@ -725,7 +745,10 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        assert_eq!((p.rule, p.drop_threshold, p.max_wait), (DropRule::Oldest, 0.5, Some(3.0)));
+        assert_eq!(
+            (p.rule, p.drop_threshold, p.max_wait),
+            (DropRule::Oldest, 0.5, Some(3.0))
+        );
         // The adaptive hold defaults to min(10, targetLatency / 10), and adaptive means the
         // priority rule.
         for (target, wait) in [(None, 10.0), (Some(50.0), 5.0), (Some(1000.0), 10.0)] {
@@ -734,14 +757,20 @@ mod tests {
             assert_eq!(p.adaptive.unwrap().max_wait, wait);
             assert_eq!(p.rule, DropRule::Priority);
         }
-        assert_eq!(adaptive(Some(50.0), Some(0.0)).resolve().unwrap().max_wait, Some(0.0));
+        assert_eq!(
+            adaptive(Some(50.0), Some(0.0)).resolve().unwrap().max_wait,
+            Some(0.0)
+        );
         let p = HandlerSpec::Custom {
             drop_threshold: None,
             max_wait: None,
         }
         .resolve()
         .unwrap();
-        assert_eq!((p.rule, p.drop_threshold, p.max_wait), (DropRule::Priority, 0.9, Some(100.0)));
+        assert_eq!(
+            (p.rule, p.drop_threshold, p.max_wait),
+            (DropRule::Priority, 0.9, Some(100.0))
+        );
     }
 
     #[test]
@@ -756,7 +785,13 @@ mod tests {
         }
         .resolve()
         .unwrap_err();
-        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Range, "minThreshold must be <= maxThreshold, got 0.5 > 0.4"));
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                ErrorKind::Range,
+                "minThreshold must be <= maxThreshold, got 0.5 > 0.4"
+            )
+        );
         let e = HandlerSpec::Custom {
             drop_threshold: Some(2.0),
             max_wait: None,
@@ -779,7 +814,10 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        assert_eq!((p.rule, p.max_wait, p.conflate, p.adaptive), (DropRule::Newest, Some(7.0), true, None));
+        assert_eq!(
+            (p.rule, p.max_wait, p.conflate, p.adaptive),
+            (DropRule::Newest, Some(7.0), true, None)
+        );
         let p = PolicyRequest {
             drop_policy: Some("block"),
             max_wait_time: Some(7.0),
@@ -799,14 +837,20 @@ mod tests {
         .resolve()
         .unwrap();
         assert!(p.conflate, "a custom handler keeps conflation");
-        assert_eq!(PolicyRequest::default().resolve().unwrap(), FlowPolicy::block());
+        assert_eq!(
+            PolicyRequest::default().resolve().unwrap(),
+            FlowPolicy::block()
+        );
         let e = PolicyRequest {
             drop_policy: Some("random"),
             ..Default::default()
         }
         .resolve()
         .unwrap_err();
-        assert_eq!(e.message, "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got 'random'");
+        assert_eq!(
+            e.message,
+            "dropPolicy must be one of 'priority', 'oldest', 'newest', 'block', got 'random'"
+        );
     }
 
     #[test]
@@ -815,12 +859,26 @@ mod tests {
         assert_eq!(r.retry, RetryPolicy::default());
         assert_eq!((r.failure_threshold, r.reset_timeout), (5, 30_000.0));
         let bad = |p: RecoveryPatch| p.resolve().unwrap_err().message;
-        assert!(bad(RecoveryPatch { jitter: Some(2.0), ..Default::default() }).starts_with("jitter must be in [0, 1]"));
-        assert!(bad(RecoveryPatch { retry_attempts: Some(-1.0), ..Default::default() }).starts_with("retryAttempts"));
-        assert!(bad(RecoveryPatch { failure_threshold: Some(0.0), ..Default::default() })
-            .starts_with("circuitBreaker.failureThreshold"));
-        assert!(bad(RecoveryPatch { reset_timeout: Some(f64::NAN), ..Default::default() })
-            .starts_with("circuitBreaker.resetTimeout"));
+        assert!(bad(RecoveryPatch {
+            jitter: Some(2.0),
+            ..Default::default()
+        })
+        .starts_with("jitter must be in [0, 1]"));
+        assert!(bad(RecoveryPatch {
+            retry_attempts: Some(-1.0),
+            ..Default::default()
+        })
+        .starts_with("retryAttempts"));
+        assert!(bad(RecoveryPatch {
+            failure_threshold: Some(0.0),
+            ..Default::default()
+        })
+        .starts_with("circuitBreaker.failureThreshold"));
+        assert!(bad(RecoveryPatch {
+            reset_timeout: Some(f64::NAN),
+            ..Default::default()
+        })
+        .starts_with("circuitBreaker.resetTimeout"));
     }
 
     #[test]

@@ -1252,6 +1252,9 @@ mod boundary_tests {
             assert_eq!(r.code() as usize, i);
         }
         let names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names, ["priority", "oldest", "newest", "conflated", "dead-letter"]);
+        assert_eq!(
+            names,
+            ["priority", "oldest", "newest", "conflated", "dead-letter"]
+        );
     }
 }

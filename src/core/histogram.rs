@@ -771,7 +771,11 @@ mod tests {
         }
         let used = (0..CHUNKS).filter(|&c| h.chunk(c).is_some()).count();
         assert!((1..=4).contains(&used), "{used} chunks");
-        assert!(h.heap_bytes() <= 4 * CHUNK * 8 * 3 / 2, "{} bytes", h.heap_bytes());
+        assert!(
+            h.heap_bytes() <= 4 * CHUNK * 8 * 3 / 2,
+            "{} bytes",
+            h.heap_bytes()
+        );
         // The dense layout would have needed every bucket.
         assert!(h.heap_bytes() * 20 < TOTAL_BUCKETS * 8);
     }

@@ -103,7 +103,9 @@ impl<S: BuildHasher> KeyMap<S> {
         if self.len == 0 {
             return;
         }
-        let Ok(mut hole) = self.probe(self.hasher.hash_one(key), key) else { return };
+        let Ok(mut hole) = self.probe(self.hasher.hash_one(key), key) else {
+            return;
+        };
         if !self.slots[hole].as_ref().is_some_and(|s| pred(s.value)) {
             return;
         }

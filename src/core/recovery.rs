@@ -376,7 +376,6 @@ impl XorShift {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,13 +98,21 @@ impl EngineCore {
         let window = options::read_time(config, "metricsWindow", 5000.0)?;
         if interval <= 0.0 {
             return Err(RangeError::new(
-                &["metricsInterval must be > 0 (ms), got ", &crate::core::num::js(interval)].concat(),
+                &[
+                    "metricsInterval must be > 0 (ms), got ",
+                    &crate::core::num::js(interval),
+                ]
+                .concat(),
             )
             .into());
         }
         if window <= 0.0 {
             return Err(RangeError::new(
-                &["metricsWindow must be > 0 (ms), got ", &crate::core::num::js(window)].concat(),
+                &[
+                    "metricsWindow must be > 0 (ms), got ",
+                    &crate::core::num::js(window),
+                ]
+                .concat(),
             )
             .into());
         }
@@ -142,7 +150,12 @@ impl EngineCore {
     /// `undefined`); the core resolves them into the flow policy
     /// ([`crate::core::config::PolicyRequest`]). Dropped slots are always reported back (see
     /// [`EngineCore::take_dropped`]) so JS can free them.
-    pub fn create(&mut self, id: &str, config: &JsValue, handler: &JsValue) -> Result<u32, JsValue> {
+    pub fn create(
+        &mut self,
+        id: &str,
+        config: &JsValue,
+        handler: &JsValue,
+    ) -> Result<u32, JsValue> {
         let patch = read_stream_patch(config, "config")?;
         let cfg = self
             .engine
@@ -475,10 +488,12 @@ impl EngineCore {
     /// Drops since the last summary as `{ count, reasons, byPriority }`, or `undefined`.
     #[wasm_bindgen(js_name = takeDropSummary)]
     pub fn take_drop_summary(&mut self, h: Handle) -> NotInlined {
-        Ok(match self.engine.get(h).and_then(|c| c.take_drop_summary()) {
-            Some(s) => to_js(&s),
-            None => JsValue::UNDEFINED,
-        })
+        Ok(
+            match self.engine.get(h).and_then(|c| c.take_drop_summary()) {
+                Some(s) => to_js(&s),
+                None => JsValue::UNDEFINED,
+            },
+        )
     }
 
     /// Slots the core dropped since the last call, with reason codes, as a flat
@@ -632,7 +647,10 @@ pub fn validate_option(kind: &str, field: &str, value: &JsValue) -> Result<f64, 
 /// indexed by their codes in [`EngineCore::take_dropped`].
 #[wasm_bindgen(js_name = dropReasonNames)]
 pub fn drop_reason_names() -> Vec<String> {
-    DropReason::ALL.iter().map(|r| r.as_str().to_string()).collect()
+    DropReason::ALL
+        .iter()
+        .map(|r| r.as_str().to_string())
+        .collect()
 }
 
 /// Validates a built-in handler's options (`kind`: `default` or `adaptive`), fills in the
@@ -693,7 +711,11 @@ pub fn priority_names() -> NotInlined {
     use crate::core::priority;
     let o = Object::new();
     for name in priority::NAMES {
-        set(&o, name, &priority::from_name(name).unwrap_or(f64::NAN).into());
+        set(
+            &o,
+            name,
+            &priority::from_name(name).unwrap_or(f64::NAN).into(),
+        );
     }
     set(&o, "default", &priority::DEFAULT_PRIORITY.into());
     Ok(o.into())

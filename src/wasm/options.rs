@@ -21,7 +21,10 @@ pub fn check_keys(obj: &JsValue, allowed: &[&str], what: &str) -> Result<(), JsV
     let Some(o) = obj.dyn_ref::<Object>() else {
         return Ok(());
     };
-    let keys: Vec<String> = Object::keys(o).iter().filter_map(|k| k.as_string()).collect();
+    let keys: Vec<String> = Object::keys(o)
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect();
     config::check_keys(what, keys.iter().map(String::as_str), allowed).map_err(|e| to_js_error(&e))
 }
 
@@ -94,7 +97,13 @@ pub fn read_handler_options(kind: &str, obj: &JsValue) -> Result<HandlerSpec, Js
         _ => "backpressureHandler",
     };
     let present = check_object(obj, what)?;
-    let num = |f: &str| if present { read_number(obj, f) } else { Ok(None) };
+    let num = |f: &str| {
+        if present {
+            read_number(obj, f)
+        } else {
+            Ok(None)
+        }
+    };
     match kind {
         "default" => {
             if present {
@@ -104,7 +113,11 @@ pub fn read_handler_options(kind: &str, obj: &JsValue) -> Result<HandlerSpec, Js
             }
             Ok(HandlerSpec::Default {
                 drop_threshold: num("dropThreshold")?,
-                priority_drop: if present { read_bool(obj, "priorityDrop")? } else { None },
+                priority_drop: if present {
+                    read_bool(obj, "priorityDrop")?
+                } else {
+                    None
+                },
                 max_wait: num("maxWaitTime")?,
             })
         }
@@ -206,9 +219,10 @@ fn read_level(
                 } else {
                     "a finite number >= 0"
                 };
-                return Err(
-                    RangeError::new(&[&full, " must be ", range, ", got ", &js(x)].concat()).into(),
-                );
+                return Err(RangeError::new(
+                    &[&full, " must be ", range, ", got ", &js(x)].concat(),
+                )
+                .into());
             }
             *slot = x;
         }
@@ -290,7 +304,13 @@ pub fn read_recovery(obj: &JsValue) -> Result<JsValue, JsValue> {
     if check_object(obj, "ErrorRecovery options")? {
         check_keys(
             obj,
-            &["retryAttempts", "retryDelay", "maxRetryDelay", "jitter", "circuitBreaker"],
+            &[
+                "retryAttempts",
+                "retryDelay",
+                "maxRetryDelay",
+                "jitter",
+                "circuitBreaker",
+            ],
             "ErrorRecovery options",
         )?;
         p.retry_attempts = read_number(obj, "retryAttempts")?;

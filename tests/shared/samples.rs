@@ -39,13 +39,21 @@ pub fn samples() -> Samples {
     for slot in 0..12u32 {
         now += 1.0;
         let priority = if slot % 3 == 0 { 1.0 } else { 0.25 };
-        assert!(matches!(c.push(slot, priority, None, now), Ok(Push::Done(_))));
+        assert!(matches!(
+            c.push(slot, priority, None, now),
+            Ok(Push::Done(_))
+        ));
     }
     let batch = c.take_batch(now, true).expect("a batch is due when forced");
     assert!(!batch.is_empty());
-    let summary = c.take_drop_summary().expect("the full buffer dropped something");
+    let summary = c
+        .take_drop_summary()
+        .expect("the full buffer dropped something");
     let metrics = c.metrics(now);
-    assert!(metrics.adaptive.is_some(), "the adaptive state is part of the sample");
+    assert!(
+        metrics.adaptive.is_some(),
+        "the adaptive state is part of the sample"
+    );
     // Refill so that the alert fires on the tick.
     for slot in 100..110u32 {
         now += 1.0;
@@ -58,7 +66,10 @@ pub fn samples() -> Samples {
         .expect("a backpressure alert fires")
         .clone();
     let (_, resolved) = engine.remove(h, now).expect("the connection exists");
-    let resolved = resolved.first().expect("removal resolves the alert").clone();
+    let resolved = resolved
+        .first()
+        .expect("removal resolves the alert")
+        .clone();
 
     Samples {
         metrics,

@@ -149,7 +149,9 @@ fn config_must_be_an_object() {
         );
     }
     // The failed creates left nothing behind.
-    assert!(ok.create("a", &JsValue::UNDEFINED, &JsValue::UNDEFINED).is_ok());
+    assert!(ok
+        .create("a", &JsValue::UNDEFINED, &JsValue::UNDEFINED)
+        .is_ok());
 }
 
 #[wasm_bindgen_test]
@@ -224,7 +226,11 @@ fn every_config_field_is_validated() {
             let mut ok = EngineCore::new(&JsValue::UNDEFINED).unwrap();
             let cfg = obj(&[(field, v)]);
             assert_err(&expect_err(ok.resolve_config(&cfg)), kind, message);
-            assert_err(&expect_err(ok.create("a", &cfg, &JsValue::UNDEFINED)), kind, message);
+            assert_err(
+                &expect_err(ok.create("a", &cfg, &JsValue::UNDEFINED)),
+                kind,
+                message,
+            );
         }
     }
     let e = expect_err(EngineCore::new(&obj(&[("metricsWindow", 0.into())])));
@@ -279,7 +285,10 @@ fn bad_policies_name_the_field() {
             "dropThreshold must be in (0, 1], got 0",
         ),
         (
-            cfg(&[("dropPolicy", "oldest".into()), ("maxWaitTime", (-5).into())]),
+            cfg(&[
+                ("dropPolicy", "oldest".into()),
+                ("maxWaitTime", (-5).into()),
+            ]),
             none.clone(),
             Kind::Range,
             "maxWaitTime must be a finite number >= 0 (ms), got -5",
@@ -328,7 +337,11 @@ fn bad_policies_name_the_field() {
     assert!(e.max_wait(h).is_nan(), "block policy holds no writes");
     // The handler's defaults are the core's: the adaptive hold is min(10, targetLatency / 10).
     let h = e
-        .create("adaptive", &none, &handler("adaptive", &[("targetLatency", 40.into())]))
+        .create(
+            "adaptive",
+            &none,
+            &handler("adaptive", &[("targetLatency", 40.into())]),
+        )
         .unwrap();
     assert_eq!(e.max_wait(h), 4.0);
     let o = stream_engine::wasm::resolve_handler_options(
@@ -342,7 +355,9 @@ fn bad_policies_name_the_field() {
 #[wasm_bindgen_test]
 fn duplicate_ids_are_a_plain_error() {
     let mut e = EngineCore::new(&JsValue::UNDEFINED).unwrap();
-    let h = e.create("a->b", &JsValue::UNDEFINED, &JsValue::UNDEFINED).unwrap();
+    let h = e
+        .create("a->b", &JsValue::UNDEFINED, &JsValue::UNDEFINED)
+        .unwrap();
     let err = expect_err(e.create("a->b", &JsValue::UNDEFINED, &JsValue::UNDEFINED));
     assert_err(&err, Kind::Plain, "connection a->b already exists");
     // After removal the id (and the handle slot) can be reused; the old handle stays dead.
@@ -374,7 +389,9 @@ fn a_stale_handle_reads_as_closed_everywhere() {
     assert_eq!(e.consume_failure(old, 1.0, true), closed);
     assert_eq!(e.consume_dead_letter(old, 1.0), 0);
     use stream_engine::core::connection::consume::FailureKind;
-    assert!(e.consume_failed(old, 1.0, FailureKind::RetryAfter, 5.0).is_nan());
+    assert!(e
+        .consume_failed(old, 1.0, FailureKind::RetryAfter, 5.0)
+        .is_nan());
     assert_eq!(e.consume_attempt(old), 0);
     assert_eq!(e.circuit_wait(old, 1.0), f64::INFINITY);
     assert!(e.hold_until(old, 0.0, 1.0).is_nan());

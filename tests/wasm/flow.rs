@@ -409,9 +409,15 @@ fn negative_zero_priority_is_the_lowest() {
 #[wasm_bindgen_test]
 fn drop_summary_shape() {
     let mut e = fresh();
-    assert!(e.take_drop_summary(0).unwrap().is_undefined(), "unknown handle");
+    assert!(
+        e.take_drop_summary(0).unwrap().is_undefined(),
+        "unknown handle"
+    );
     let h = conn(&mut e, "a", 2, 10, 16.0, &dropping("oldest"));
-    assert!(e.take_drop_summary(h).unwrap().is_undefined(), "no drops yet");
+    assert!(
+        e.take_drop_summary(h).unwrap().is_undefined(),
+        "no drops yet"
+    );
     let ss = slots(5);
     assert_eq!(e.push(h, ss[0], 0.9, 0.0) & DROPPED, 0);
     assert_eq!(e.push(h, ss[1], 0.2, 0.0) & DROPPED, 0);
@@ -586,7 +592,10 @@ fn the_circuit_opens_after_repeated_failures() {
     let ev = items(&e.take_events(h).unwrap().into());
     assert_eq!(ev.len(), 1);
     assert!(!boolean(&ev[0], "open"));
-    assert_eq!(string(&e.metrics(h, 1011.0).unwrap(), "circuitState"), "closed");
+    assert_eq!(
+        string(&e.metrics(h, 1011.0).unwrap(), "circuitState"),
+        "closed"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -695,7 +704,10 @@ fn every_slot_comes_back_exactly_once() {
                 "handler",
                 handler(
                     "default",
-                    &[("priorityDrop", false.into()), ("dropThreshold", 0.5.into())],
+                    &[
+                        ("priorityDrop", false.into()),
+                        ("dropThreshold", 0.5.into()),
+                    ],
                 ),
             )]),
             &[R_PRIORITY, R_OLDEST],
@@ -712,7 +724,10 @@ fn every_slot_comes_back_exactly_once() {
         ),
         (
             "adaptive-conflate",
-            obj(&[("handler", handler("adaptive", &[])), ("conflate", true.into())]),
+            obj(&[
+                ("handler", handler("adaptive", &[])),
+                ("conflate", true.into()),
+            ]),
             &[R_PRIORITY, R_CONFLATED],
         ),
     ];
@@ -900,7 +915,8 @@ fn take_io_writes_slots_then_status_into_the_exchange_area() {
         }
         let k = k as usize;
         // Read the exchange area through a view, as the JS glue does.
-        let mem: js_sys::WebAssembly::Memory = stream_engine::wasm::wasm_memory().unwrap().unchecked_into();
+        let mem: js_sys::WebAssembly::Memory =
+            stream_engine::wasm::wasm_memory().unwrap().unchecked_into();
         let view = js_sys::Uint32Array::new_with_byte_offset_and_length(
             &mem.buffer(),
             e.io_reserve(k + 1) as u32,
@@ -1014,7 +1030,10 @@ fn the_exchange_area_is_not_reserved_up_front_and_is_trimmed_after_a_big_batch()
     let (n, st) = push_many(&mut e, h, &ss, &[], 0.0);
     assert_eq!((n, st & PENDING), (5000, 0));
     assert_eq!(e.take_io(h, 0.0, true), 5000);
-    assert!(e.io_length() > 5000, "grown to fit the batch and its status");
+    assert!(
+        e.io_length() > 5000,
+        "grown to fit the batch and its status"
+    );
     assert!(e.io_trim(), "a big area is given back");
     assert_eq!(e.io_length(), 0);
     assert!(!e.io_trim(), "nothing left to give back");
@@ -1042,7 +1061,9 @@ fn consumer_decisions_come_from_the_core() {
     assert_eq!(e.consume_failed(h, 0.0, FailureKind::Retryable, 0.5), 10.0);
     assert_eq!(e.consume_attempt(h), 1);
     assert_eq!(e.consume_failed(h, 10.0, FailureKind::Retryable, 0.5), 30.0);
-    assert!(e.consume_failed(h, 30.0, FailureKind::Retryable, 0.5).is_nan());
+    assert!(e
+        .consume_failed(h, 30.0, FailureKind::Retryable, 0.5)
+        .is_nan());
     // Three failures in a row opened the circuit: wait until it half-opens.
     assert_eq!(e.circuit_wait(h, 31.0), 130.0);
     assert_ne!(e.status(h) & EVENTS, 0);
@@ -1057,7 +1078,11 @@ fn consumer_decisions_come_from_the_core() {
 #[wasm_bindgen_test]
 fn hold_deadlines_come_from_the_core() {
     let mut e = fresh();
-    let policy = obj(&[("dropPolicy", "oldest".into()), ("maxWaitTime", 40.0.into()), ("backpressureThreshold", 0.5.into())]);
+    let policy = obj(&[
+        ("dropPolicy", "oldest".into()),
+        ("maxWaitTime", 40.0.into()),
+        ("backpressureThreshold", 0.5.into()),
+    ]);
     let h = conn(&mut e, "a", 4, 4, 1000.0, &policy);
     assert_eq!(e.push(h, 1, 0.5, 0.0) & HOLD, 0);
     assert!(e.hold_until(h, 0.0, 0.0).is_nan());

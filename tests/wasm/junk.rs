@@ -173,7 +173,9 @@ fn huge_sizes_are_accepted_or_refused_cleanly() {
         ("metricsWindow", 1e308.into()),
         ("metricsInterval", 1e-300.into()),
     ]);
-    let h = e.create("big", &JsValue::UNDEFINED, &JsValue::UNDEFINED).unwrap();
+    let h = e
+        .create("big", &JsValue::UNDEFINED, &JsValue::UNDEFINED)
+        .unwrap();
     let ms = slots(5000);
     let (n, st) = push_many(&mut e, h, &ms, &[], 0.0);
     assert_eq!((n, st & PENDING), (5000, 0));
@@ -278,7 +280,9 @@ fn junk_options_never_panic() {
             let cfg = obj(&[(f, v.clone())]);
             let _ = EngineCore::new(&cfg);
             let _ = e.resolve_config(&cfg);
-            if e.create(&format!("c{created}"), &cfg, &JsValue::UNDEFINED).is_ok() {
+            if e.create(&format!("c{created}"), &cfg, &JsValue::UNDEFINED)
+                .is_ok()
+            {
                 created += 1;
             }
         }
@@ -312,7 +316,8 @@ fn junk_options_never_panic() {
     // Odd but valid ids.
     for id in ["", " ", "\u{1F600}->\u{0}", &"x".repeat(10_000)] {
         assert!(
-            e.create(id, &JsValue::UNDEFINED, &JsValue::UNDEFINED).is_ok(),
+            e.create(id, &JsValue::UNDEFINED, &JsValue::UNDEFINED)
+                .is_ok(),
             "id {id:?}"
         );
     }

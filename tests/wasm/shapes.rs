@@ -21,10 +21,16 @@ fn normalise(v: Value) -> Value {
 }
 
 fn same_shape<S: Serialize + ToJs>(what: &str, v: &S) {
-    let built = js_sys::JSON::stringify(&v.to_js()).expect("stringify").as_string().expect("a string");
+    let built = js_sys::JSON::stringify(&v.to_js())
+        .expect("stringify")
+        .as_string()
+        .expect("a string");
     let built = normalise(serde_json::from_str(&built).expect("JSON"));
     let reference = normalise(serde_json::to_value(v).expect("serialise"));
-    assert_eq!(built, reference, "{what}: out.rs builds a different object than the core's Serialize");
+    assert_eq!(
+        built, reference,
+        "{what}: out.rs builds a different object than the core's Serialize"
+    );
 }
 
 #[wasm_bindgen_test]

@@ -25,8 +25,8 @@ use js_sys::TypeError;
 use wasm_bindgen::prelude::*;
 
 use stream_engine::core::aggregate::{Added, Aggregator, WindowOptions};
-use stream_engine::jsval::{read_number, to_js_error};
 use stream_engine::core::downsample::{lttb as core_lttb, MinMaxDownsampler};
+use stream_engine::jsval::{read_number, to_js_error};
 
 /// Numbers per result in [`WindowAggregatorCore::take_results`]:
 /// `key, start, end, count, sum, min, max, mean, p50, p95`.
